@@ -1,0 +1,129 @@
+//! What the backend's HTTP answer means: a value, "not found", or a failure.
+//!
+//! Only a well-formed, expected answer may say "not found" (spec §2 rule 5): an unexpected
+//! status, a body that does not parse or has the wrong shape, or an error field all become a
+//! [`Failure`], which every protocol turns into a reply that makes Postfix defer.
+
+use crate::config::{Entry, ResponseMode};
+use crate::http::Response;
+use crate::value::{self, Found};
+
+/// The protocol-independent result of a lookup.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The value, not yet made safe for the protocol.
+    Found(String),
+    NotFound,
+    Failure(Failure),
+}
+
+/// A lookup that could not be answered, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    pub kind: FailureKind,
+    /// A short reason for Postfix's log; never a URL, a credential or a token.
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureKind {
+    /// Try again later (socketmap `TEMP`).
+    Temporary,
+    /// The deadline ran out (socketmap `TIMEOUT`).
+    Timeout,
+    /// The request itself cannot succeed as configured (socketmap `PERM`; Postfix still defers).
+    Permanent,
+}
+
+impl Outcome {
+    pub fn temporary(reason: impl Into<String>) -> Outcome {
+        Outcome::Failure(Failure { kind: FailureKind::Temporary, reason: reason.into() })
+    }
+
+    pub fn timeout(reason: impl Into<String>) -> Outcome {
+        Outcome::Failure(Failure { kind: FailureKind::Timeout, reason: reason.into() })
+    }
+
+    pub fn permanent(reason: impl Into<String>) -> Outcome {
+        Outcome::Failure(Failure { kind: FailureKind::Permanent, reason: reason.into() })
+    }
+}
+
+/// Maps a response to an outcome as `entry` describes.
+pub fn interpret(entry: &Entry, response: &Response) -> Outcome {
+    let status = response.status;
+    if entry.not_found_status.contains(&status) {
+        return Outcome::NotFound;
+    }
+    if !entry.status_codes.contains(&status) {
+        let reason = format!("unexpected HTTP status {status}");
+        // 4xx says the request is wrong and will stay wrong; 429 only means "busy".
+        return if (400..500).contains(&status) && status != 429 {
+            Outcome::permanent(reason)
+        } else {
+            Outcome::temporary(reason)
+        };
+    }
+    match entry.response {
+        ResponseMode::Text => {
+            let text = String::from_utf8_lossy(&response.body);
+            let text = text.trim();
+            if text.is_empty() { Outcome::NotFound } else { Outcome::Found(text.to_string()) }
+        }
+        ResponseMode::Header => {
+            let header = |name: &Option<String>| {
+                name.as_ref()
+                    .and_then(|n| response.headers.get(n.as_str()))
+                    .map(|v| String::from_utf8_lossy(v.as_bytes()).trim().to_string())
+                    .filter(|v| !v.is_empty())
+            };
+            if let Some(err) = header(&entry.error_header)
+                && err != entry.no_error_value
+            {
+                return Outcome::permanent(format!("backend error: {err}"));
+            }
+            header(&entry.value_header).map_or(Outcome::NotFound, Outcome::Found)
+        }
+        ResponseMode::Json => json(entry, &response.body),
+    }
+}
+
+fn json(entry: &Entry, body: &[u8]) -> Outcome {
+    let doc: serde_json::Value = match serde_json::from_slice(body) {
+        Ok(doc) => doc,
+        Err(_) if body.iter().all(u8::is_ascii_whitespace) => {
+            return Outcome::temporary("invalid backend response: empty body");
+        }
+        Err(e) => return Outcome::temporary(format!("invalid backend response: not JSON ({})", json_error(&e))),
+    };
+    if let Some(field) = &entry.error_field {
+        match field.find(&doc) {
+            Found::Value(v) => {
+                // `false` means "no error" in many APIs; null and "" are absent.
+                if let Some(text) = value::to_text(v, &entry.value_separator)
+                    && text != "false"
+                    && text != entry.no_error_value
+                {
+                    return Outcome::permanent(format!("backend error: {text}"));
+                }
+            }
+            Found::Absent => {}
+            Found::WrongShape(e) => return Outcome::temporary(format!("invalid backend response: {e}")),
+        }
+    }
+    let Some(field) = &entry.value_field else { return Outcome::NotFound };
+    match field.find(&doc) {
+        Found::Value(v) => value::to_text(v, &entry.value_separator).map_or(Outcome::NotFound, Outcome::Found),
+        Found::Absent => Outcome::NotFound,
+        Found::WrongShape(e) => Outcome::temporary(format!("invalid backend response: {e}")),
+    }
+}
+
+fn json_error(e: &serde_json::Error) -> &'static str {
+    match e.classify() {
+        serde_json::error::Category::Syntax => "syntax error",
+        serde_json::error::Category::Eof => "truncated",
+        serde_json::error::Category::Data => "unexpected data",
+        serde_json::error::Category::Io => "read error",
+    }
+}

@@ -1,0 +1,57 @@
+//! The command line.
+
+use crate::config::Format;
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(name = "pfxhttp", version, about = "Postfix lookup tables and policy checks answered by HTTP APIs")]
+pub struct Cli {
+    /// The configuration file (default: the first of /usr/local/etc/pfxhttp/pfxhttp.yml,
+    /// /etc/pfxhttp/pfxhttp.yml, ~/.pfxhttp/pfxhttp.yml, ./pfxhttp.yml).
+    #[arg(short, long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// The configuration file's format.
+    #[arg(long, value_enum, default_value = "yaml", global = true)]
+    pub format: Format,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve socketmap_table(5) requests on the connection (stdin/stdout, or fd 3).
+    Socketmap,
+    /// Serve policy delegation requests; SERVICE names a policy_services entry, else each
+    /// request's policy_context selects one (or the only one configured is used).
+    Policy { service: Option<String> },
+    /// Serve tcp_table(5) requests for socket_maps entry MAP.
+    Tcp { map: String },
+    /// Validate the configuration: every error with its path; exit 0, or 78 on errors.
+    Check,
+    /// Look KEY up in MAP as Postfix would; prints the reply. Exit 0 found, 1 not found,
+    /// 75 failure.
+    Query {
+        /// Show the HTTP request and response (secrets masked) on stderr.
+        #[arg(short, long)]
+        verbose: bool,
+        map: String,
+        key: String,
+    },
+    /// Run a policy check: NAME=VALUE arguments, or name=value lines on stdin; prints the action.
+    PolicyQuery {
+        /// Show the HTTP request and response (secrets masked) on stderr.
+        #[arg(short, long)]
+        verbose: bool,
+        service: String,
+        /// Attributes as NAME=VALUE (default: read from stdin).
+        attributes: Vec<String>,
+    },
+}
+
+impl Command {
+    /// Serving commands talk to Postfix on stdin/stdout and must never write to stderr.
+    pub fn is_serving(&self) -> bool {
+        matches!(self, Command::Socketmap | Command::Policy { .. } | Command::Tcp { .. })
+    }
+}

@@ -1,0 +1,234 @@
+//! What each command does. Serving commands write only protocol replies; the others print to
+//! the terminal.
+
+use crate::cli::{Cli, Command};
+use crate::config::{self, Config, Format, Loaded};
+use crate::connection::{Connection, End};
+use crate::http::Clients;
+use crate::proto::policy;
+use crate::serve::Server;
+use crate::{exit, log, reply};
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::io::{BufRead, Write};
+use std::os::fd::OwnedFd;
+use std::path::Path;
+
+/// The protocol a serving command speaks.
+enum Protocol {
+    Socketmap,
+    Policy(Option<String>),
+    Tcp(String),
+}
+
+/// Runs a parsed command line. `fd3` is the connection passed by systemd, if any.
+pub fn run(cli: Cli, fd3: Option<OwnedFd>) -> u8 {
+    let path = config::find(cli.config.as_deref());
+    match cli.command {
+        Command::Socketmap => serve(Protocol::Socketmap, path.map(|p| config::load(&p, cli.format)), fd3),
+        Command::Policy { service } => serve(Protocol::Policy(service), path.map(|p| config::load(&p, cli.format)), fd3),
+        Command::Tcp { map } => serve(Protocol::Tcp(map), path.map(|p| config::load(&p, cli.format)), fd3),
+        Command::Check => check(path, cli.format),
+        Command::Query { verbose, map, key } => query(path, cli.format, &map, &key, verbose),
+        Command::PolicyQuery { verbose, service, attributes } => {
+            policy_query(path, cli.format, &service, &attributes, verbose)
+        }
+    }
+}
+
+/// A command line clap refused. For a serving command nothing may reach stderr, so the error is
+/// logged and every request answered with a temporary failure naming it; `None` otherwise.
+pub fn serve_usage_error(args: &[OsString], message: &str, fd3: Option<OwnedFd>) -> Option<u8> {
+    let words: Vec<String> = args.iter().skip(1).map(|a| a.to_string_lossy().into_owned()).collect();
+    let at = words.iter().position(|w| matches!(w.as_str(), "socketmap" | "policy" | "tcp"))?;
+    let protocol = match words[at].as_str() {
+        "socketmap" => Protocol::Socketmap,
+        "policy" => Protocol::Policy(None),
+        _ => Protocol::Tcp(words.get(at + 1).cloned().unwrap_or_default()),
+    };
+    let first_line = message.lines().next().unwrap_or("usage error").trim_start_matches("error: ");
+    Some(serve(protocol, Err(format!("pfxhttp command line: {first_line}")), fd3))
+}
+
+fn serve(protocol: Protocol, loaded: Result<Loaded, String>, fd3: Option<OwnedFd>) -> u8 {
+    let (config, limits): (Result<&Config, String>, config::Limits);
+    let loaded = match loaded {
+        Ok(l) => l,
+        Err(e) => Loaded {
+            config: None,
+            logging: Default::default(),
+            limits: Default::default(),
+            diagnostics: config::Diagnostics { errors: vec![e], warnings: vec![] },
+        },
+    };
+    log::init(&loaded.logging);
+    limits = loaded.limits;
+    config = match &loaded.config {
+        Some(c) => Ok(c),
+        None => {
+            let errors = &loaded.diagnostics.errors;
+            log::error(&format!("configuration error, every request is answered with a temporary failure: {}", errors.join("; ")));
+            let more = if errors.len() > 1 { format!(" (and {} more)", errors.len() - 1) } else { String::new() };
+            Err(format!("{}{more}", errors.first().map_or("unknown", String::as_str)))
+        }
+    };
+    let conn = match fd3 {
+        Some(fd) => fd.try_clone().map(|input| Connection::new(input.into(), fd.into(), &limits)),
+        None => Connection::stdio(&limits),
+    };
+    let mut conn = match conn {
+        Ok(c) => c,
+        Err(e) => {
+            log::error(&format!("cannot use the connection: {e}"));
+            return exit::OK;
+        }
+    };
+    let clients = Clients::new(config.as_ref().map_or(&[][..], |c| &c.clients[..]));
+    let server = Server { config, transport: &clients, verbose: false };
+    let max = limits.max_request_bytes;
+    let end = match &protocol {
+        Protocol::Socketmap => server.socketmap(&mut conn, max),
+        Protocol::Tcp(map) => server.tcp(&mut conn, map, max),
+        Protocol::Policy(service) => {
+            let limits = policy::Limits { max_bytes: max, max_attributes: limits.max_policy_attributes };
+            server.policy(&mut conn, service.as_deref(), limits)
+        }
+    };
+    match &end {
+        End::Eof | End::Idle | End::Lifetime => log::debug(&format!("connection ends: {end}")),
+        End::Malformed(_) | End::Truncated | End::Stalled => log::warn(&format!("connection closed: {end}")),
+        End::Io(_) => log::warn(&format!("connection lost: {end}")),
+    }
+    exit::OK
+}
+
+/// Loads for an interactive command, printing every error; `None` when unusable.
+fn load_interactive(path: Result<std::path::PathBuf, String>, format: Format) -> Result<(Loaded, std::path::PathBuf), u8> {
+    let path = path.map_err(|e| {
+        eprintln!("pfxhttp: {e}");
+        exit::CONFIG
+    })?;
+    let loaded = config::load(&path, format);
+    log::init(&loaded.logging);
+    Ok((loaded, path))
+}
+
+fn print_diagnostics(loaded: &Loaded) {
+    for w in &loaded.diagnostics.warnings {
+        eprintln!("warning: {w}");
+    }
+    for e in &loaded.diagnostics.errors {
+        eprintln!("error: {e}");
+    }
+}
+
+fn check(path: Result<std::path::PathBuf, String>, format: Format) -> u8 {
+    let (loaded, path) = match load_interactive(path, format) {
+        Ok(l) => l,
+        Err(code) => return code,
+    };
+    print_diagnostics(&loaded);
+    let Some(config) = &loaded.config else {
+        eprintln!("{}: {} error(s)", path.display(), loaded.diagnostics.errors.len());
+        return exit::CONFIG;
+    };
+    let mut notes = Vec::new();
+    if !Path::new(&config.logging.syslog_socket).exists() {
+        notes.push(format!(
+            "warning: server.logging.syslog_socket: {} does not exist; serving processes log nothing",
+            config.logging.syslog_socket.display()
+        ));
+    }
+    for entry in config.maps.iter().chain(&config.policies) {
+        if entry.auth.is_some() {
+            notes.push(format!(
+                "warning: {}: backend authentication is parsed but token fetching is not available in this version; \
+                 lookups answer with a temporary failure",
+                entry.name
+            ));
+        }
+    }
+    for n in &notes {
+        eprintln!("{n}");
+    }
+    let names = |entries: &[config::Entry]| entries.iter().map(|e| e.name.as_str()).collect::<Vec<_>>().join(", ");
+    println!(
+        "{}: OK ({} socket map(s): {}; {} policy service(s): {})",
+        path.display(),
+        config.maps.len(),
+        names(&config.maps),
+        config.policies.len(),
+        names(&config.policies)
+    );
+    exit::OK
+}
+
+fn query(path: Result<std::path::PathBuf, String>, format: Format, map: &str, key: &str, verbose: bool) -> u8 {
+    let (loaded, _) = match load_interactive(path, format) {
+        Ok(l) => l,
+        Err(code) => return code,
+    };
+    let Some(config) = &loaded.config else {
+        print_diagnostics(&loaded);
+        return exit::CONFIG;
+    };
+    let clients = Clients::new(&config.clients);
+    let server = Server { config: Ok(config), transport: &clients, verbose };
+    let (outcome, report) = server.map_lookup(map, key);
+    if let Some(r) = &report {
+        for line in &r.transcript {
+            eprintln!("{line}");
+        }
+    }
+    let text = reply::socketmap(&outcome, config.socketmap_max_reply_size);
+    println!("{text}");
+    match text.split(' ').next() {
+        Some("OK") => exit::OK,
+        Some("NOTFOUND") => exit::NOT_FOUND,
+        _ => exit::TEMPFAIL,
+    }
+}
+
+fn policy_query(
+    path: Result<std::path::PathBuf, String>,
+    format: Format,
+    service: &str,
+    args: &[String],
+    verbose: bool,
+) -> u8 {
+    let (loaded, _) = match load_interactive(path, format) {
+        Ok(l) => l,
+        Err(code) => return code,
+    };
+    let Some(config) = &loaded.config else {
+        print_diagnostics(&loaded);
+        return exit::CONFIG;
+    };
+    let lines: Vec<String> = if args.is_empty() {
+        std::io::stdin().lock().lines().map_while(Result::ok).take_while(|l| !l.trim().is_empty()).collect()
+    } else {
+        args.to_vec()
+    };
+    let mut attrs = BTreeMap::new();
+    for line in &lines {
+        let Some((name, value)) = line.split_once('=') else {
+            eprintln!("pfxhttp: {line:?} is not name=value");
+            return exit::USAGE;
+        };
+        attrs.insert(name.trim().to_string(), value.trim().to_string());
+    }
+    let clients = Clients::new(&config.clients);
+    let server = Server { config: Ok(config), transport: &clients, verbose };
+    let (action, report, _) = server.policy_check(Some(service), &attrs);
+    if let Some(r) = &report {
+        for line in &r.transcript {
+            eprintln!("{line}");
+        }
+    }
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(&reply::policy_frame(&action)[..action.len() + 8]);
+    match report.map(|r| r.outcome) {
+        Some(crate::answer::Outcome::Failure(_)) | None => exit::TEMPFAIL,
+        _ => exit::OK,
+    }
+}

@@ -1,0 +1,309 @@
+//! `pfxhttp.yml`: loaded once per process, validated into typed settings with compiled templates.
+//!
+//! Loading never stops at the first problem: every error is collected with its YAML path
+//! ([`tree::Diagnostics`]). Files written for the Go pfxhttp load unchanged: daemon-only keys are
+//! accepted with a warning, `defaults` sections are merged into their entries, `{{ .Key }}`
+//! payloads are rewritten, and names match case-insensitively.
+
+mod build;
+pub mod duration;
+mod tree;
+
+use crate::template::Template;
+use crate::value::FieldPath;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub use tree::Diagnostics;
+
+/// Files tried in order when no `--config` is given.
+pub const SEARCH_PATH: &[&str] =
+    &["/usr/local/etc/pfxhttp/pfxhttp.yml", "/etc/pfxhttp/pfxhttp.yml", "~/.pfxhttp/pfxhttp.yml", "./pfxhttp.yml"];
+
+/// The default policy action when no good answer can be had.
+pub const DEFAULT_POLICY_ACTION: &str = "DEFER_IF_PERMIT Service temporarily unavailable";
+
+/// The format of the config file (`--format`). YAML also reads JSON.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Yaml,
+    Json,
+}
+
+/// A validated configuration.
+#[derive(Debug)]
+pub struct Config {
+    pub logging: LogSettings,
+    pub limits: Limits,
+    /// Longest socketmap value sent; Postfix before 3.10 refuses replies over 100000 bytes.
+    pub socketmap_max_reply_size: usize,
+    /// The shared state database (token cache, host health).
+    pub state_db: StateDb,
+    /// `socket_maps` entries.
+    pub maps: Vec<Entry>,
+    /// `policy_services` entries.
+    pub policies: Vec<Entry>,
+    /// Distinct HTTP client settings; entries refer to them by index.
+    pub clients: Vec<ClientSpec>,
+}
+
+impl Config {
+    /// The socketmap entry called `name` (ASCII case-insensitive).
+    pub fn map(&self, name: &str) -> Option<&Entry> {
+        self.maps.iter().find(|e| e.name.eq_ignore_ascii_case(name))
+    }
+
+    /// The policy service called `name` (ASCII case-insensitive).
+    pub fn policy(&self, name: &str) -> Option<&Entry> {
+        self.policies.iter().find(|e| e.name.eq_ignore_ascii_case(name))
+    }
+}
+
+/// What loading produced: the config if it is valid, and what is known in any case.
+#[derive(Debug)]
+pub struct Loaded {
+    /// `None` when there were errors.
+    pub config: Option<Config>,
+    /// Logging settings as far as the file could be read (defaults otherwise), so that even a
+    /// broken configuration can be reported to the right syslog socket.
+    pub logging: LogSettings,
+    /// Request limits as far as known.
+    pub limits: Limits,
+    pub diagnostics: Diagnostics,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Level {
+    Debug,
+    Info,
+    Warn,
+    Error,
+    None,
+}
+
+#[derive(Debug, Clone)]
+pub struct LogSettings {
+    pub level: Level,
+    pub json: bool,
+    pub facility: syslog::Facility,
+    pub syslog_socket: PathBuf,
+    /// `false` hides lookup keys and policy attribute values.
+    pub log_keys: bool,
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        LogSettings {
+            level: Level::Info,
+            json: false,
+            facility: syslog::Facility::LOG_MAIL,
+            syslog_socket: PathBuf::from("/dev/log"),
+            log_keys: true,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Bytes of one request (netstring payload, policy request, tcp line).
+    pub max_request_bytes: usize,
+    pub max_policy_attributes: usize,
+    /// Exit after this long without a request.
+    pub idle_timeout: Duration,
+    /// Exit between requests once the process is this old.
+    pub max_lifetime: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_request_bytes: 100_000,
+            max_policy_attributes: 1000,
+            idle_timeout: Duration::from_secs(300),
+            max_lifetime: Duration::from_secs(3600),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StateDb {
+    File(PathBuf),
+    /// `:memory:`: state kept per process.
+    Memory,
+}
+
+/// Settings that need a separate HTTP client (TLS, proxy, connect timeout).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientSpec {
+    pub connect_timeout: Duration,
+    pub proxy: Option<String>,
+    pub tls: TlsSpec,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsSpec {
+    /// Trust anchors: the system bundle unless `root_ca` replaces it.
+    pub root_ca: Option<PathBuf>,
+    /// Client certificate and key (PEM).
+    pub identity: Option<(PathBuf, PathBuf)>,
+    pub skip_verify: bool,
+    /// Refuse TLS 1.2 (`min_version: "1.3"`).
+    pub tls13_only: bool,
+}
+
+/// Which protocol an entry serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Map,
+    Policy,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Balance {
+    Failover,
+    Random,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResponseMode {
+    Json,
+    Text,
+    Header,
+}
+
+/// A value that must never be printed (passwords, secrets, tokens).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// Backend authentication, parsed now; the flows live in their own module.
+#[derive(Debug, Clone)]
+pub enum Auth {
+    Jwt(JwtAuth),
+    Oidc(OidcAuth),
+}
+
+#[derive(Debug, Clone)]
+pub struct JwtAuth {
+    pub token_endpoint: String,
+    pub refresh_endpoint: Option<String>,
+    pub credentials: Vec<(String, Secret)>,
+    pub credentials_file: Option<PathBuf>,
+    /// Send the credentials as JSON (else form-encoded).
+    pub json: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct OidcAuth {
+    pub configuration_uri: Option<String>,
+    pub token_endpoint: Option<String>,
+    pub client_id: String,
+    pub client_secret: Option<Secret>,
+    pub client_secret_file: Option<PathBuf>,
+    pub scopes: Vec<String>,
+    pub method: OidcMethod,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OidcMethod {
+    ClientSecretBasic,
+    ClientSecretPost,
+    None,
+}
+
+/// One `socket_maps` or `policy_services` entry.
+#[derive(Debug)]
+pub struct Entry {
+    /// The name as written in the file.
+    pub name: String,
+    pub kind: Kind,
+    /// URL templates, tried in turn.
+    pub targets: Vec<Template>,
+    pub balance: Balance,
+    pub method: reqwest::Method,
+    /// Header templates; a repeated name was reduced to its last value.
+    pub headers: Vec<(reqwest::header::HeaderName, Template)>,
+    /// `Authorization` header value from `http_auth_basic`.
+    pub basic_auth: Option<Secret>,
+    pub payload: Option<Template>,
+    pub content_type: String,
+    pub status_codes: Vec<u16>,
+    pub not_found_status: Vec<u16>,
+    pub response: ResponseMode,
+    pub value_field: Option<FieldPath>,
+    /// In `header` mode, the header name (lowercase).
+    pub value_header: Option<String>,
+    pub error_field: Option<FieldPath>,
+    pub error_header: Option<String>,
+    pub no_error_value: String,
+    pub value_separator: String,
+    /// Per attempt.
+    pub timeout: Duration,
+    /// Per request, all attempts and waits included.
+    pub deadline: Duration,
+    pub max_attempts: usize,
+    pub max_response_bytes: usize,
+    pub user_agent: String,
+    /// Index into [`Config::clients`].
+    pub client: usize,
+    pub request_compression: bool,
+    pub response_compression: bool,
+    pub auth: Option<Auth>,
+    /// Policy only: the action sent when no good answer can be had.
+    pub default_action: String,
+}
+
+/// Finds the config file: `explicit`, else the first of [`SEARCH_PATH`] that exists.
+pub fn find(explicit: Option<&Path>) -> Result<PathBuf, String> {
+    if let Some(p) = explicit {
+        return Ok(p.to_path_buf());
+    }
+    let home = std::env::var_os("HOME").map(PathBuf::from);
+    for candidate in SEARCH_PATH {
+        let path = match (candidate.strip_prefix("~/"), &home) {
+            (Some(rest), Some(h)) => h.join(rest),
+            (Some(_), None) => continue,
+            (None, _) => PathBuf::from(candidate),
+        };
+        if path.is_file() {
+            return Ok(path);
+        }
+    }
+    Err(format!("no configuration file given (--config) and none found in {}", SEARCH_PATH.join(", ")))
+}
+
+/// Reads and validates the file at `path`.
+pub fn load(path: &Path, format: Format) -> Loaded {
+    match std::fs::read_to_string(path) {
+        Ok(text) => load_str(&text, format, &path.display().to_string()),
+        Err(e) => {
+            let mut diagnostics = Diagnostics::default();
+            diagnostics.error(&path.display().to_string(), format!("cannot read: {e}"));
+            Loaded { config: None, logging: LogSettings::default(), limits: Limits::default(), diagnostics }
+        }
+    }
+}
+
+/// Validates config text; `origin` names it in messages.
+pub fn load_str(text: &str, format: Format, origin: &str) -> Loaded {
+    let d = Diagnostics::default();
+    let parsed: Result<serde_yaml::Value, String> = match format {
+        Format::Yaml => serde_yaml::from_str(text).map_err(|e| e.to_string()),
+        Format::Json => serde_json::from_str::<serde_json::Value>(text)
+            .map_err(|e| e.to_string())
+            .and_then(|j| serde_yaml::to_value(j).map_err(|e| e.to_string())),
+    };
+    match parsed {
+        Ok(root) => build::config(&root, d),
+        Err(e) => {
+            let mut d = d;
+            d.error(origin, format!("not valid {}: {e}", if format == Format::Json { "JSON" } else { "YAML" }));
+            Loaded { config: None, logging: LogSettings::default(), limits: Limits::default(), diagnostics: d }
+        }
+    }
+}

@@ -1,0 +1,222 @@
+//! A walk over the parsed YAML tree that records *every* problem with its path.
+//!
+//! Keys match ASCII case-insensitively (the Go pfxhttp's config loader lowercased them). A table
+//! remembers which keys were taken; [`Table::finish`] reports the rest as unknown, except keys
+//! known to have no effect here, which become warnings.
+
+use serde_yaml::Value;
+use std::fmt::Display;
+use std::time::Duration;
+
+/// Errors and warnings found while loading, each starting with the YAML path it concerns.
+#[derive(Debug, Default)]
+pub struct Diagnostics {
+    /// Problems that make the configuration unusable.
+    pub errors: Vec<String>,
+    /// Things that load but do not do what the file may expect.
+    pub warnings: Vec<String>,
+}
+
+impl Diagnostics {
+    /// Records an error at `path`.
+    pub fn error(&mut self, path: &str, msg: impl Display) {
+        self.errors.push(format!("{path}: {msg}"));
+    }
+
+    /// Records a warning at `path`.
+    pub fn warn(&mut self, path: &str, msg: impl Display) {
+        self.warnings.push(format!("{path}: {msg}"));
+    }
+}
+
+/// A YAML mapping being taken apart key by key.
+pub struct Table<'a> {
+    path: String,
+    entries: Vec<(String, &'a Value, bool)>,
+}
+
+/// Joins a parent path and a key.
+pub fn join(parent: &str, key: &str) -> String {
+    if parent.is_empty() { key.to_string() } else { format!("{parent}.{key}") }
+}
+
+impl<'a> Table<'a> {
+    /// Opens `value` as a table; `null` (an empty section) is an empty table.
+    pub fn open(value: &'a Value, path: &str, d: &mut Diagnostics) -> Option<Table<'a>> {
+        let mut table = Table { path: path.to_string(), entries: Vec::new() };
+        match value {
+            Value::Null => {}
+            Value::Mapping(m) => {
+                for (k, v) in m {
+                    let Some(key) = scalar_text(k) else {
+                        d.error(path, "a key must be a plain string");
+                        continue;
+                    };
+                    let lower = key.to_ascii_lowercase();
+                    if table.entries.iter().any(|(seen, _, _)| *seen == lower) {
+                        d.error(&join(path, &key), "given twice (keys match case-insensitively)");
+                        continue;
+                    }
+                    table.entries.push((lower, v, false));
+                }
+            }
+            Value::Tagged(t) => return Table::open(&t.value, path, d),
+            _ => {
+                d.error(path, format!("expected a mapping, found {}", kind(value)));
+                return None;
+            }
+        }
+        Some(table)
+    }
+
+    /// Takes `key` if present. The returned path is owned by the caller.
+    pub fn take(&mut self, key: &str) -> Option<(String, &'a Value)> {
+        let entry = self.entries.iter_mut().find(|(k, _, taken)| k == key && !*taken)?;
+        entry.2 = true;
+        Some((join(&self.path, key), entry.1))
+    }
+
+    /// Takes the first of `keys` present (aliases); a second one present is an error.
+    pub fn take_any(&mut self, keys: &[&str], d: &mut Diagnostics) -> Option<(String, &'a Value)> {
+        let mut found = None;
+        for key in keys {
+            if let Some(hit) = self.take(key) {
+                if found.is_some() {
+                    d.error(&hit.0, format!("is an alias of {}; give only one", keys[0]));
+                } else {
+                    found = Some(hit);
+                }
+            }
+        }
+        found
+    }
+
+    /// Takes every key not taken yet (the entries of a section).
+    pub fn take_rest(&mut self) -> Vec<(String, &'a Value)> {
+        let mut rest = Vec::new();
+        for (k, v, taken) in &mut self.entries {
+            if !*taken {
+                *taken = true;
+                rest.push((k.clone(), *v));
+            }
+        }
+        rest
+    }
+
+    /// Reports keys nobody took: those in `no_effect` (key, reason) as warnings, others as errors.
+    pub fn finish(self, d: &mut Diagnostics, no_effect: &[(&str, &str)]) {
+        for (key, _, taken) in &self.entries {
+            if *taken {
+                continue;
+            }
+            let path = join(&self.path, key);
+            match no_effect.iter().find(|(k, _)| k == key) {
+                Some((_, why)) => d.warn(&path, format!("has no effect here: {why}")),
+                None => d.error(&path, "unknown key"),
+            }
+        }
+    }
+}
+
+/// The text of a scalar (strings, numbers and booleans; YAML writers quote inconsistently).
+pub fn scalar_text(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        Value::Tagged(t) => scalar_text(&t.value),
+        _ => None,
+    }
+}
+
+/// A short name for the kind of a value, for messages.
+pub fn kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "nothing",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Sequence(_) => "a list",
+        Value::Mapping(_) => "a mapping",
+        Value::Tagged(_) => "a tagged value",
+    }
+}
+
+/// Typed readers; each records an error and returns `None` when the value does not fit.
+pub fn string(path: &str, v: &Value, d: &mut Diagnostics) -> Option<String> {
+    let text = scalar_text(v);
+    if text.is_none() {
+        d.error(path, format!("expected a string, found {}", kind(v)));
+    }
+    text
+}
+
+pub fn boolean(path: &str, v: &Value, d: &mut Diagnostics) -> Option<bool> {
+    match v {
+        Value::Bool(b) => Some(*b),
+        Value::String(s) if s.eq_ignore_ascii_case("true") => Some(true),
+        Value::String(s) if s.eq_ignore_ascii_case("false") => Some(false),
+        _ => {
+            d.error(path, format!("expected true or false, found {}", kind(v)));
+            None
+        }
+    }
+}
+
+pub fn uint(path: &str, v: &Value, min: u64, max: u64, d: &mut Diagnostics) -> Option<u64> {
+    let n = match v {
+        Value::Number(n) => n.as_u64(),
+        Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    };
+    match n {
+        Some(n) if (min..=max).contains(&n) => Some(n),
+        Some(n) => {
+            d.error(path, format!("{n} is out of range ({min} to {max})"));
+            None
+        }
+        None => {
+            d.error(path, format!("expected a whole number, found {}", kind(v)));
+            None
+        }
+    }
+}
+
+pub fn duration(path: &str, v: &Value, d: &mut Diagnostics) -> Option<Duration> {
+    let text = string(path, v, d)?;
+    match super::duration::parse(&text) {
+        Ok(dur) => Some(dur),
+        Err(e) => {
+            d.error(path, e);
+            None
+        }
+    }
+}
+
+/// A string or a list of strings.
+pub fn strings(path: &str, v: &Value, d: &mut Diagnostics) -> Option<Vec<String>> {
+    match v {
+        Value::Sequence(items) => {
+            let mut out = Vec::new();
+            for (i, item) in items.iter().enumerate() {
+                out.push(string(&format!("{path}[{i}]"), item, d)?);
+            }
+            Some(out)
+        }
+        other => string(path, other, d).map(|s| vec![s]),
+    }
+}
+
+/// A whole number or a list of them, each within `min..=max`.
+pub fn uints(path: &str, v: &Value, min: u64, max: u64, d: &mut Diagnostics) -> Option<Vec<u64>> {
+    match v {
+        Value::Sequence(items) => {
+            let mut out = Vec::new();
+            for (i, item) in items.iter().enumerate() {
+                out.push(uint(&format!("{path}[{i}]"), item, min, max, d)?);
+            }
+            Some(out)
+        }
+        other => uint(path, other, min, max, d).map(|n| vec![n]),
+    }
+}

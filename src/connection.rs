@@ -1,0 +1,151 @@
+//! The Postfix connection: buffered reads with an idle timeout and a lifetime, and replies.
+//!
+//! spawn(8) gives the connection as fds 0 and 1; systemd's native socket activation gives it as
+//! fd 3. Reads wait with poll(2), so the process ends by itself when the client goes quiet
+//! (spawn before Postfix 3.10 cannot kill its child), and only ever between requests when the
+//! lifetime runs out.
+
+use crate::config::Limits;
+use crate::proto::Decoded;
+use rustix::event::{PollFd, PollFlags, Timespec, poll};
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::os::fd::AsFd;
+use std::time::{Duration, Instant};
+
+/// Bytes asked of the kernel per read.
+const READ_CHUNK: usize = 16 * 1024;
+
+/// Why no further request will be served.
+#[derive(Debug)]
+pub enum End {
+    /// The client closed the connection between requests.
+    Eof,
+    /// No request for `idle_timeout`.
+    Idle,
+    /// `max_lifetime` reached between requests.
+    Lifetime,
+    /// The client closed the connection in the middle of a request.
+    Truncated,
+    /// The client stopped sending in the middle of a request for `idle_timeout`.
+    Stalled,
+    /// The bytes can never form a valid request.
+    Malformed(String),
+    Io(io::Error),
+}
+
+impl std::fmt::Display for End {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            End::Eof => f.write_str("client closed the connection"),
+            End::Idle => f.write_str("idle timeout"),
+            End::Lifetime => f.write_str("maximum lifetime reached"),
+            End::Truncated => f.write_str("client closed the connection in the middle of a request"),
+            End::Stalled => f.write_str("client stopped sending in the middle of a request"),
+            End::Malformed(why) => write!(f, "malformed request: {why}"),
+            End::Io(e) => write!(f, "connection error: {e}"),
+        }
+    }
+}
+
+/// One client connection.
+pub struct Connection {
+    input: File,
+    output: File,
+    buf: Vec<u8>,
+    started: Instant,
+    idle_timeout: Duration,
+    max_lifetime: Duration,
+}
+
+impl Connection {
+    pub fn new(input: File, output: File, limits: &Limits) -> Connection {
+        Connection {
+            input,
+            output,
+            buf: Vec::new(),
+            started: Instant::now(),
+            idle_timeout: limits.idle_timeout,
+            max_lifetime: limits.max_lifetime,
+        }
+    }
+
+    /// The connection on fds 0 (requests) and 1 (replies).
+    pub fn stdio(limits: &Limits) -> io::Result<Connection> {
+        let input = File::from(io::stdin().as_fd().try_clone_to_owned()?);
+        let output = File::from(io::stdout().as_fd().try_clone_to_owned()?);
+        Ok(Connection::new(input, output, limits))
+    }
+
+    /// Reads the next request with `decode`, which sees every byte buffered so far.
+    pub fn next<T>(&mut self, decode: impl Fn(&[u8]) -> Decoded<T>) -> Result<T, End> {
+        loop {
+            if !self.buf.is_empty() {
+                match decode(&self.buf) {
+                    Decoded::Frame(frame, used) => {
+                        self.buf.drain(..used);
+                        return Ok(frame);
+                    }
+                    Decoded::Invalid(why) => return Err(End::Malformed(why)),
+                    Decoded::Incomplete => {}
+                }
+            }
+            let between_requests = self.buf.is_empty();
+            let wait = if between_requests {
+                let left = self.max_lifetime.saturating_sub(self.started.elapsed());
+                if left.is_zero() {
+                    return Err(End::Lifetime);
+                }
+                left.min(self.idle_timeout)
+            } else {
+                self.idle_timeout
+            };
+            if !self.wait_readable(wait)? {
+                return Err(match (between_requests, self.started.elapsed() >= self.max_lifetime) {
+                    (true, true) => End::Lifetime,
+                    (true, false) => End::Idle,
+                    (false, _) => End::Stalled,
+                });
+            }
+            let old = self.buf.len();
+            self.buf.resize(old + READ_CHUNK, 0);
+            let n = loop {
+                match self.input.read(&mut self.buf[old..]) {
+                    Ok(n) => break n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => {
+                        self.buf.truncate(old);
+                        return Err(End::Io(e));
+                    }
+                }
+            };
+            self.buf.truncate(old + n);
+            if n == 0 {
+                return Err(if between_requests { End::Eof } else { End::Truncated });
+            }
+        }
+    }
+
+    /// Writes one reply.
+    pub fn reply(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.output.write_all(bytes)?;
+        self.output.flush()
+    }
+
+    /// Waits until the input is readable (or closed); `false` when `wait` passed first.
+    fn wait_readable(&self, wait: Duration) -> Result<bool, End> {
+        let deadline = Instant::now() + wait;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let timeout = Timespec::try_from(left).unwrap_or(Timespec { tv_sec: i64::MAX / 2, tv_nsec: 0 });
+            let mut fds = [PollFd::new(&self.input, PollFlags::IN)];
+            match poll(&mut fds, Some(&timeout)) {
+                Ok(0) if left.is_zero() => return Ok(false),
+                Ok(0) => continue,
+                Ok(_) => return Ok(true),
+                Err(rustix::io::Errno::INTR) => continue,
+                Err(e) => return Err(End::Io(e.into())),
+            }
+        }
+    }
+}

@@ -1,0 +1,80 @@
+//! The HTTP exchange: one request out, one bounded response in.
+//!
+//! [`Transport`] is the seam between the lookup logic and the network: [`Clients`] implements it
+//! with reqwest (one blocking client per distinct TLS/proxy setting, built on first need and kept
+//! for keep-alive), and unit tests implement it in memory.
+
+mod client;
+mod tls;
+
+pub use client::Clients;
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+use std::time::Duration;
+
+/// A request ready to send.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub method: reqwest::Method,
+    pub url: reqwest::Url,
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+    pub body: Option<Vec<u8>>,
+}
+
+/// A response with its whole (decoded) body.
+#[derive(Debug, Clone)]
+pub struct Response {
+    pub status: u16,
+    pub headers: HeaderMap,
+    pub body: Vec<u8>,
+}
+
+/// Limits and options of one attempt.
+#[derive(Debug, Clone, Copy)]
+pub struct Attempt {
+    /// Index into the config's client list.
+    pub client: usize,
+    /// The whole attempt: connect, send, and read the body.
+    pub timeout: Duration,
+    pub max_response_bytes: usize,
+    /// Decode a gzip response body.
+    pub gunzip: bool,
+}
+
+/// Why an attempt failed; every variant is temporary.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HttpError {
+    #[error("cannot connect: {0}")]
+    Connect(String),
+    #[error("TLS error: {0}")]
+    Tls(String),
+    #[error("no answer in time")]
+    Timeout,
+    #[error("reading the answer failed: {0}")]
+    Body(String),
+    #[error("answer larger than {0} bytes")]
+    TooLarge(usize),
+    #[error("{0}")]
+    Other(String),
+}
+
+impl HttpError {
+    /// Whether another host may do better (the request surely did not reach a backend, or the
+    /// backend could not be reached at all).
+    pub fn is_connect(&self) -> bool {
+        matches!(self, HttpError::Connect(_) | HttpError::Tls(_))
+    }
+}
+
+/// Sends requests.
+pub trait Transport {
+    fn send(&self, request: &Request, attempt: Attempt) -> Result<Response, HttpError>;
+}
+
+/// `host[:port]` of a URL, for logs and replies (never user info, path or query).
+pub fn host_of(url: &reqwest::Url) -> String {
+    match (url.host_str(), url.port()) {
+        (Some(h), Some(p)) => format!("{h}:{p}"),
+        (Some(h), None) => h.to_string(),
+        _ => String::from("?"),
+    }
+}

@@ -1,0 +1,143 @@
+//! rustls client settings with the ring provider.
+//!
+//! Trust anchors are read only when the first certificate must be verified: a process that makes
+//! no HTTPS request never opens the system CA bundle. The system bundle is the distribution's
+//! PEM file (which `update-ca-certificates` rebuilds), or `tls.root_ca` instead.
+
+use crate::config::TlsSpec;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::WebPkiServerVerifier;
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+
+/// System CA bundles, first found wins (Debian/Ubuntu, RHEL/Fedora, SUSE, older RHEL, Alpine/BSD).
+const SYSTEM_BUNDLES: &[&str] = &[
+    "/etc/ssl/certs/ca-certificates.crt",
+    "/etc/pki/tls/certs/ca-bundle.crt",
+    "/etc/ssl/ca-bundle.pem",
+    "/etc/pki/tls/cacert.pem",
+    "/etc/ssl/cert.pem",
+];
+
+/// Builds the rustls settings for `spec`. The client certificate is read here (on first need).
+pub fn client_config(spec: &TlsSpec) -> Result<ClientConfig, String> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let versions: &[&rustls::SupportedProtocolVersion] =
+        if spec.tls13_only { &[&rustls::version::TLS13] } else { &[&rustls::version::TLS12, &rustls::version::TLS13] };
+    let trust = if spec.skip_verify {
+        Trust::Any
+    } else {
+        Trust::Roots { source: spec.root_ca.clone(), loaded: OnceLock::new() }
+    };
+    let verifier = Arc::new(Verifier { provider: provider.clone(), trust });
+    let builder = ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(versions)
+        .map_err(|e| e.to_string())?
+        .dangerous()
+        .with_custom_certificate_verifier(verifier);
+    let mut config = match &spec.identity {
+        Some((cert, key)) => {
+            let chain = read_certs(cert)?;
+            let key = PrivateKeyDer::from_pem_file(key)
+                .map_err(|e| format!("cannot read the client key {}: {e}", key.display()))?;
+            builder.with_client_auth_cert(chain, key).map_err(|e| format!("client certificate not usable: {e}"))?
+        }
+        None => builder.with_no_client_auth(),
+    };
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(config)
+}
+
+fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
+    let certs: Vec<_> = CertificateDer::pem_file_iter(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?
+        .filter_map(Result::ok)
+        .collect();
+    if certs.is_empty() {
+        return Err(format!("no PEM certificate in {}", path.display()));
+    }
+    Ok(certs)
+}
+
+fn system_bundle() -> Result<PathBuf, String> {
+    let from_env = std::env::var_os("SSL_CERT_FILE").map(PathBuf::from);
+    from_env
+        .into_iter()
+        .chain(SYSTEM_BUNDLES.iter().map(PathBuf::from))
+        .find(|p| p.is_file())
+        .ok_or_else(|| format!("no system CA bundle found (looked in {}); set tls.root_ca", SYSTEM_BUNDLES.join(", ")))
+}
+
+fn build_verifier(source: &Option<PathBuf>, provider: &Arc<CryptoProvider>) -> Result<Arc<WebPkiServerVerifier>, String> {
+    let path = match source {
+        Some(p) => p.clone(),
+        None => system_bundle()?,
+    };
+    let mut roots = RootCertStore::empty();
+    let (added, _) = roots.add_parsable_certificates(read_certs(&path)?);
+    if added == 0 {
+        return Err(format!("no usable CA certificate in {}", path.display()));
+    }
+    WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+        .build()
+        .map_err(|e| format!("CA certificates in {}: {e}", path.display()))
+}
+
+/// Checks server certificates against trust anchors loaded on the first handshake, or (with
+/// `skip_verify`) accepts any certificate while still checking the handshake signatures.
+#[derive(Debug)]
+struct Verifier {
+    provider: Arc<CryptoProvider>,
+    trust: Trust,
+}
+
+#[derive(Debug)]
+enum Trust {
+    Any,
+    Roots { source: Option<PathBuf>, loaded: OnceLock<Result<Arc<WebPkiServerVerifier>, String>> },
+}
+
+impl ServerCertVerifier for Verifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let Trust::Roots { source, loaded } = &self.trust else {
+            return Ok(ServerCertVerified::assertion());
+        };
+        match loaded.get_or_init(|| build_verifier(source, &self.provider)) {
+            Ok(v) => v.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now),
+            Err(e) => Err(rustls::Error::General(e.clone())),
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider.signature_verification_algorithms.supported_schemes()
+    }
+}

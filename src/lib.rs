@@ -1,0 +1,66 @@
+//! pfxhttp answers Postfix lookup tables and SMTP access policy checks by calling HTTP APIs.
+//!
+//! Postfix's master(8) starts one pfxhttp process per client connection (a `spawn(8)` service,
+//! or systemd socket activation with `Accept=yes`). The process reads requests from the
+//! connection until EOF, turns each into an HTTP request, maps the answer to a Postfix reply and
+//! writes it back. It never listens, forks or daemonises.
+//!
+//! # Wire protocols
+//!
+//! **socketmap_table(5)**: requests and replies are netstrings, `<length>:<payload>,` where the
+//! length is ASCII digits only. A request payload is `<mapname> <key>` (split at the first space;
+//! the key may contain spaces). A reply payload is one of `OK <value>`, `NOTFOUND `,
+//! `TEMP <reason>`, `TIMEOUT <reason>` or `PERM <reason>`. Postfix defers mail on the last three.
+//!
+//! **Policy delegation**: a request is `name=value` lines ended by an empty line; the reply is
+//! `action=<text>` followed by an empty line.
+//!
+//! **tcp_table(5)**: a request is `get <key>\n` with `%XX` escapes; the reply is one line of at
+//! most 4096 bytes: `200 <value, %XX-encoded>`, `500 <text>` (not found) or `400 <text>`
+//! (temporary failure).
+//!
+//! # Layout
+//!
+//! Requests flow one way: [`connection`] reads bytes, a codec in [`proto`] turns them into a
+//! request, [`lookup`] renders the HTTP request from [`template`]s and sends it through [`http`],
+//! [`answer`] maps the HTTP response to an [`answer::Outcome`], [`reply`] turns that into the
+//! protocol's reply, and the codec frames it for [`connection`] to write. [`serve`] ties the steps
+//! together per protocol; [`config`] loads and validates `pfxhttp.yml`; [`log`] writes to syslog.
+//!
+//! # Hard rules
+//!
+//! Under spawn(8) stdin, stdout and stderr are all the client socket, so a serving command never
+//! writes anything but replies, and nothing to stderr (a panic is logged to syslog). A failure of
+//! the backend is never turned into `OK`, `NOTFOUND`, tcp `500` or a policy REJECT.
+#![forbid(unsafe_code)]
+
+pub mod answer;
+pub mod cli;
+pub mod commands;
+pub mod config;
+pub mod connection;
+pub mod http;
+pub mod log;
+pub mod lookup;
+pub mod proto;
+pub mod reply;
+pub mod serve;
+pub mod template;
+pub mod value;
+
+/// Exit statuses, from sysexits(3).
+pub mod exit {
+    /// Success, or EOF on the connection.
+    pub const OK: u8 = 0;
+    /// `query`: the key was not found.
+    pub const NOT_FOUND: u8 = 1;
+    /// Command line usage error.
+    pub const USAGE: u8 = 64;
+    /// Temporary failure.
+    pub const TEMPFAIL: u8 = 75;
+    /// Configuration error.
+    pub const CONFIG: u8 = 78;
+}
+
+/// The version string sent in the default `User-Agent` and printed by `--version`.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -1,0 +1,143 @@
+//! Logging to syslog over a unix datagram socket, never to stderr.
+//!
+//! Under spawn(8) stderr is the Postfix client's socket, so every message of a serving command
+//! goes to syslog. The socket is non-blocking: a stalled syslogd loses lines instead of stalling a
+//! lookup. A missing socket means silence. Messages carry facility `mail` (configurable) and the
+//! ident `pfxhttp[pid]`.
+
+use crate::config::{Level, LogSettings};
+use std::sync::Mutex;
+use syslog::{Formatter3164, Logger, LoggerBackend};
+
+struct Sink {
+    level: Level,
+    json: bool,
+    logger: Option<Logger<LoggerBackend, Formatter3164>>,
+}
+
+static SINK: Mutex<Option<Sink>> = Mutex::new(None);
+
+/// Opens (or re-opens) the syslog socket with `settings`.
+pub fn init(settings: &LogSettings) {
+    let formatter = Formatter3164 {
+        facility: settings.facility,
+        hostname: None,
+        process: "pfxhttp".into(),
+        pid: std::process::id(),
+    };
+    let logger = syslog::unix_custom(formatter, &settings.syslog_socket).ok().map(|mut l| {
+        match &mut l.backend {
+            LoggerBackend::Unix(sock) => {
+                let _ = sock.set_nonblocking(true);
+            }
+            LoggerBackend::UnixStream(stream) => {
+                let _ = stream.get_ref().set_nonblocking(true);
+            }
+            _ => {}
+        }
+        l
+    });
+    let sink = Sink { level: settings.level, json: settings.json, logger };
+    *SINK.lock().unwrap_or_else(|e| e.into_inner()) = Some(sink);
+}
+
+/// Logs through syslog only, from a panic too: the default hook would print to stderr.
+pub fn install_panic_hook() {
+    std::panic::set_hook(Box::new(|info| {
+        let location = info.location().map(|l| format!(" at {}:{}", l.file(), l.line())).unwrap_or_default();
+        let message = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown cause".into());
+        // The sink's mutex may be held by the panicking thread; never wait for it here.
+        let sent = match SINK.try_lock() {
+            Ok(mut guard) => guard.as_mut().and_then(|s| s.logger.as_mut()).map(|l| l.err(format!("panic{location}: {message}")).is_ok()),
+            Err(_) => None,
+        };
+        if sent != Some(true) {
+            init(&LogSettings::default());
+            write(Level::Error, &format!("panic{location}: {message}"));
+        }
+    }));
+}
+
+fn write(level: Level, message: &str) {
+    let mut guard = SINK.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(sink) = guard.as_mut() else { return };
+    if level < sink.level {
+        return;
+    }
+    let json = sink.json;
+    let Some(logger) = sink.logger.as_mut() else { return };
+    let text = if json {
+        let name = match level {
+            Level::Debug => "debug",
+            Level::Info => "info",
+            Level::Warn => "warn",
+            _ => "error",
+        };
+        serde_json::json!({ "level": name, "msg": message }).to_string()
+    } else {
+        message.to_string()
+    };
+    let _ = match level {
+        Level::Debug => logger.debug(text),
+        Level::Info => logger.info(text),
+        Level::Warn => logger.warning(text),
+        Level::Error | Level::None => logger.err(text),
+    };
+}
+
+pub fn error(message: &str) {
+    write(Level::Error, message);
+}
+
+pub fn warn(message: &str) {
+    write(Level::Warn, message);
+}
+
+pub fn info(message: &str) {
+    write(Level::Info, message);
+}
+
+pub fn debug(message: &str) {
+    write(Level::Debug, message);
+}
+
+/// Whether lines of `level` are written (to skip building them otherwise).
+pub fn enabled(level: Level) -> bool {
+    let guard = SINK.lock().unwrap_or_else(|e| e.into_inner());
+    guard.as_ref().is_some_and(|s| s.logger.is_some() && level >= s.level)
+}
+
+/// The one line logged per request: `fields` as `name=value` pairs, or one JSON object.
+pub fn request(fields: &[(&str, String)]) {
+    if !enabled(Level::Info) {
+        return;
+    }
+    let json = SINK.lock().unwrap_or_else(|e| e.into_inner()).as_ref().is_some_and(|s| s.json);
+    let line = if json {
+        let mut obj = serde_json::Map::new();
+        obj.insert("level".into(), "info".into());
+        for (k, v) in fields {
+            obj.insert(k.to_string(), v.clone().into());
+        }
+        serde_json::Value::Object(obj).to_string()
+    } else {
+        fields.iter().map(|(k, v)| format!("{k}={}", quote(v))).collect::<Vec<_>>().join(" ")
+    };
+    let mut guard = SINK.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(logger) = guard.as_mut().and_then(|s| s.logger.as_mut()) {
+        let _ = logger.info(line);
+    }
+}
+
+/// Quotes a value for a `name=value` line when it has spaces, quotes or control characters.
+fn quote(v: &str) -> String {
+    if !v.is_empty() && !v.chars().any(|c| c.is_whitespace() || c.is_control() || c == '"' || c == '\\') {
+        return v.to_string();
+    }
+    serde_json::to_string(v).unwrap_or_default()
+}

@@ -1,0 +1,242 @@
+//! One lookup: render the HTTP request for an entry, send it to the entry's hosts in turn within
+//! the deadline, and interpret the answer.
+
+use crate::answer::{self, Outcome};
+use crate::config::{Auth, Balance, Entry};
+use crate::http::{self, Attempt, HttpError, Request, Transport};
+use reqwest::header::{self, HeaderName, HeaderValue};
+use std::io::Write as _;
+use std::time::Instant;
+
+/// What happened, for the reply and the log line.
+#[derive(Debug)]
+pub struct Report {
+    pub outcome: Outcome,
+    /// `host:port` that gave the final answer (or was tried last).
+    pub host: Option<String>,
+    pub attempts: u32,
+    pub status: Option<u16>,
+    /// Sent to the backend as `X-Request-Id`.
+    pub request_id: Option<String>,
+    /// The HTTP exchange as text, when asked for (`query -v`); secrets masked.
+    pub transcript: Vec<String>,
+}
+
+/// Runs the lookup for `entry` with template variables `vars`.
+pub fn run(entry: &Entry, vars: &upon::Value, request_id: &str, transport: &dyn Transport, verbose: bool) -> Report {
+    let started = Instant::now();
+    let mut report = Report {
+        outcome: Outcome::NotFound,
+        host: None,
+        attempts: 0,
+        status: None,
+        request_id: Some(request_id.to_string()),
+        transcript: Vec::new(),
+    };
+    if let Some(auth) = &entry.auth {
+        let kind = match auth {
+            Auth::Jwt(_) => "jwt_auth",
+            Auth::Oidc(_) => "backend_oidc_auth",
+        };
+        report.outcome = Outcome::temporary(format!("{kind} is configured but this pfxhttp cannot fetch tokens yet"));
+        return report;
+    }
+    let (headers, body) = match prepare(entry, vars, request_id) {
+        Ok(parts) => parts,
+        Err(e) => {
+            report.outcome = Outcome::temporary(e);
+            return report;
+        }
+    };
+    let mut order: Vec<usize> = (0..entry.targets.len()).collect();
+    if entry.balance == Balance::Random {
+        fastrand::shuffle(&mut order);
+    }
+    let mut last_error = None;
+    for index in order {
+        let url = match target_url(entry, index, vars) {
+            Ok(url) => url,
+            Err(outcome) => {
+                report.outcome = outcome;
+                return report;
+            }
+        };
+        let Some(remaining) = entry.deadline.checked_sub(started.elapsed()).filter(|d| !d.is_zero()) else {
+            break;
+        };
+        let request = Request { method: entry.method.clone(), url, headers: headers.clone(), body: body.clone() };
+        let attempt = Attempt {
+            client: entry.client,
+            timeout: entry.timeout.min(remaining),
+            max_response_bytes: entry.max_response_bytes,
+            gunzip: entry.response_compression,
+        };
+        let host = http::host_of(&request.url);
+        if verbose {
+            describe_request(&request, &mut report.transcript);
+        }
+        report.attempts += 1;
+        report.host = Some(host.clone());
+        match transport.send(&request, attempt) {
+            Ok(response) => {
+                if verbose {
+                    describe_response(&response, &mut report.transcript);
+                }
+                report.status = Some(response.status);
+                report.outcome = answer::interpret(entry, &response);
+                return report;
+            }
+            Err(e) => {
+                if verbose {
+                    report.transcript.push(format!("! {host}: {e}"));
+                }
+                let next_host_may_help = e.is_connect();
+                last_error = Some((host, e));
+                if !next_host_may_help {
+                    break;
+                }
+            }
+        }
+    }
+    report.outcome = match last_error {
+        Some((host, HttpError::Timeout)) => Outcome::timeout(format!("no answer from {host} in time")),
+        Some((host, e @ HttpError::TooLarge(_))) | Some((host, e @ HttpError::Body(_))) => {
+            Outcome::temporary(format!("invalid backend response from {host}: {e}"))
+        }
+        Some((host, e)) => Outcome::temporary(format!("{host}: {e}")),
+        None => Outcome::timeout(format!("deadline of {} ms passed", entry.deadline.as_millis())),
+    };
+    report
+}
+
+/// Renders headers and body once for all attempts.
+fn prepare(
+    entry: &Entry,
+    vars: &upon::Value,
+    request_id: &str,
+) -> Result<(Vec<(HeaderName, HeaderValue)>, Option<Vec<u8>>), String> {
+    let mut headers: Vec<(HeaderName, HeaderValue)> = Vec::new();
+    let mut set = |name: HeaderName, value: HeaderValue| {
+        headers.retain(|(n, _)| *n != name);
+        headers.push((name, value));
+    };
+    let value = |s: &str| HeaderValue::from_str(s).map_err(|_| format!("header value not sendable: {s:?}"));
+    set(header::USER_AGENT, value(&entry.user_agent)?);
+    set(HeaderName::from_static("x-request-id"), value(request_id)?);
+    let mut body = None;
+    if let Some(payload) = &entry.payload {
+        let rendered = payload.render(vars).map_err(|e| format!("payload template: {e}"))?;
+        set(header::CONTENT_TYPE, value(&entry.content_type)?);
+        body = Some(if entry.request_compression {
+            set(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+            gzip(rendered.as_bytes())
+        } else {
+            rendered.into_bytes()
+        });
+    }
+    if entry.response_compression {
+        set(header::ACCEPT_ENCODING, HeaderValue::from_static("gzip"));
+    }
+    if let Some(auth) = &entry.basic_auth {
+        let mut v = value(&auth.0)?;
+        v.set_sensitive(true);
+        set(header::AUTHORIZATION, v);
+    }
+    for (name, tpl) in &entry.headers {
+        let rendered = tpl.render(vars).map_err(|e| format!("header {name} template: {e}"))?;
+        let mut v = value(&rendered)?;
+        if *name == header::AUTHORIZATION {
+            v.set_sensitive(true);
+        }
+        set(name.clone(), v);
+    }
+    Ok((headers, body))
+}
+
+fn gzip(data: &[u8]) -> Vec<u8> {
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    // Writing to a Vec cannot fail.
+    let _ = enc.write_all(data);
+    enc.finish().unwrap_or_default()
+}
+
+/// Renders target `index`. A key that would form a `.` or `..` path segment is refused: URL
+/// normalisation would turn it into path traversal on the backend.
+fn target_url(entry: &Entry, index: usize, vars: &upon::Value) -> Result<reqwest::Url, Outcome> {
+    let rendered = entry.targets[index].render(vars).map_err(|e| Outcome::temporary(format!("target template: {e}")))?;
+    if has_dot_segment(&rendered) {
+        return Err(Outcome::permanent("key not usable in a URL path"));
+    }
+    reqwest::Url::parse(&rendered).map_err(|_| Outcome::permanent("key not usable in a URL"))
+}
+
+fn has_dot_segment(url: &str) -> bool {
+    let after_scheme = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let Some(slash) = after_scheme.find('/') else { return false };
+    let path = &after_scheme[slash..];
+    let path = path.split(['?', '#']).next().unwrap_or("");
+    path.split('/').any(|seg| {
+        let seg = seg.to_ascii_lowercase().replace("%2e", ".");
+        seg == "." || seg == ".."
+    })
+}
+
+fn describe_request(request: &Request, out: &mut Vec<String>) {
+    out.push(format!("> {} {}", request.method, masked_url(&request.url)));
+    for (name, value) in &request.headers {
+        let shown = if value.is_sensitive() || *name == header::AUTHORIZATION {
+            "***".to_string()
+        } else {
+            String::from_utf8_lossy(value.as_bytes()).into_owned()
+        };
+        out.push(format!("> {name}: {shown}"));
+    }
+    if let Some(body) = &request.body {
+        out.push(format!("> ({} bytes) {}", body.len(), preview(body)));
+    }
+}
+
+fn describe_response(response: &http::Response, out: &mut Vec<String>) {
+    out.push(format!("< HTTP {}", response.status));
+    for (name, value) in &response.headers {
+        out.push(format!("< {name}: {}", String::from_utf8_lossy(value.as_bytes())));
+    }
+    out.push(format!("< ({} bytes) {}", response.body.len(), preview(&response.body)));
+}
+
+/// A URL without its user info.
+fn masked_url(url: &reqwest::Url) -> String {
+    let mut shown = url.clone();
+    if !shown.username().is_empty() || shown.password().is_some() {
+        let _ = shown.set_username("***");
+        let _ = shown.set_password(None);
+    }
+    shown.to_string()
+}
+
+fn preview(bytes: &[u8]) -> String {
+    const MAX: usize = 2000;
+    let text = String::from_utf8_lossy(&bytes[..bytes.len().min(MAX)]).into_owned();
+    if bytes.len() > MAX { format!("{text}…") } else { text }
+}
+
+/// A fresh request id: 16 hex digits, sent to the backend as `X-Request-Id` and logged.
+pub fn request_id() -> String {
+    format!("{:016x}", fastrand::u64(..))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dot_segments() {
+        assert!(has_dot_segment("http://h/users/.."));
+        assert!(has_dot_segment("http://h/users/%2E%2e/x"));
+        assert!(has_dot_segment("http://h/users/./x"));
+        assert!(has_dot_segment("http://h/.%2e?x=1"));
+        assert!(!has_dot_segment("http://h/users/..x"));
+        assert!(!has_dot_segment("http://h/users/a?k=.."));
+        assert!(!has_dot_segment("http://h"));
+    }
+}

@@ -1,0 +1,42 @@
+//! `pfxhttp`: see the library crate for what it does.
+#![deny(unsafe_code)]
+
+use clap::Parser;
+use pfxhttp::cli::Cli;
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    pfxhttp::log::install_panic_hook();
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let code = match Cli::try_parse_from(&args) {
+        Ok(cli) => pfxhttp::commands::run(cli, systemd_connection()),
+        Err(e) if !e.use_stderr() => {
+            let _ = e.print();
+            pfxhttp::exit::OK
+        }
+        Err(e) => match pfxhttp::commands::serve_usage_error(&args, &e.to_string(), systemd_connection()) {
+            Some(code) => code,
+            None => {
+                let _ = e.print();
+                pfxhttp::exit::USAGE
+            }
+        },
+    };
+    ExitCode::from(code)
+}
+
+/// The connection systemd passed as fd 3 (`LISTEN_FDS=1`, `LISTEN_PID` = our pid), if any.
+#[allow(unsafe_code)]
+fn systemd_connection() -> Option<OwnedFd> {
+    let ours = std::env::var("LISTEN_PID").ok()?.parse::<u32>().ok()? == std::process::id();
+    if !ours || std::env::var("LISTEN_FDS").ok()? != "1" {
+        return None;
+    }
+    if std::path::Path::new("/proc/self/fd").is_dir() && !std::path::Path::new("/proc/self/fd/3").exists() {
+        return None;
+    }
+    // SAFETY: systemd passes the connection as fd 3 (SD_LISTEN_FDS_START) to the process named by
+    // LISTEN_PID, which is this one; nothing else in this process owns or closes fd 3.
+    Some(unsafe { OwnedFd::from_raw_fd(3) })
+}

@@ -1,0 +1,204 @@
+//! The serving loops: read a request, look it up, write the reply, until the connection ends.
+//!
+//! A serving command with a broken configuration keeps serving: every request gets a temporary
+//! failure that names the problem, so Postfix defers mail and logs why instead of logging
+//! "unexpected disconnect".
+
+use crate::answer::Outcome;
+use crate::config::{Config, DEFAULT_POLICY_ACTION, Entry};
+use crate::connection::{Connection, End};
+use crate::http::Transport;
+use crate::lookup::{self, Report};
+use crate::proto::{Decoded, netstring, policy, tcp};
+use crate::{log, reply, template};
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+/// What a serving command works with: the configuration (or why there is none) and the network.
+pub struct Server<'a> {
+    pub config: Result<&'a Config, String>,
+    pub transport: &'a dyn Transport,
+    /// Keep a transcript of the HTTP exchange in each report (`query -v`).
+    pub verbose: bool,
+}
+
+/// A socketmap request: map name and key.
+struct MapRequest {
+    name: String,
+    key: String,
+}
+
+impl Server<'_> {
+    /// Serves socketmap_table(5) requests.
+    pub fn socketmap(&self, conn: &mut Connection, max_request: usize) -> End {
+        let decode = |buf: &[u8]| match netstring::decode(buf, max_request) {
+            Decoded::Frame(range, used) => match split_map_request(&buf[range]) {
+                Ok(req) => Decoded::Frame(req, used),
+                Err(why) => Decoded::Invalid(why),
+            },
+            Decoded::Incomplete => Decoded::Incomplete,
+            Decoded::Invalid(why) => Decoded::Invalid(why),
+        };
+        loop {
+            let req = match conn.next(decode) {
+                Ok(req) => req,
+                Err(end) => return end,
+            };
+            let started = Instant::now();
+            let (outcome, report) = self.map_lookup(&req.name, &req.key);
+            let max_reply = self.config.as_ref().map_or(100_000, |c| c.socketmap_max_reply_size);
+            let text = reply::socketmap(&outcome, max_reply);
+            self.log_lookup("socketmap", &req.name, &req.key, report.as_ref(), &text, started);
+            if let Err(e) = conn.reply(&netstring::encode(text.as_bytes())) {
+                return End::Io(e);
+            }
+        }
+    }
+
+    /// Serves tcp_table(5) requests for map `name`.
+    pub fn tcp(&self, conn: &mut Connection, name: &str, max_request: usize) -> End {
+        loop {
+            let key = match conn.next(|buf| tcp::decode(buf, max_request)) {
+                Ok(key) => String::from_utf8_lossy(&key).into_owned(),
+                Err(end) => return end,
+            };
+            let started = Instant::now();
+            let (outcome, report) = self.map_lookup(name, &key);
+            let line = reply::tcp(&outcome);
+            let shown = String::from_utf8_lossy(&line[..line.len() - 1]).into_owned();
+            self.log_lookup("tcp", name, &key, report.as_ref(), &shown, started);
+            if let Err(e) = conn.reply(&line) {
+                return End::Io(e);
+            }
+        }
+    }
+
+    /// Serves policy requests for `service`, or for the service each request's
+    /// `policy_context` names.
+    pub fn policy(&self, conn: &mut Connection, service: Option<&str>, limits: policy::Limits) -> End {
+        loop {
+            let attrs: BTreeMap<String, String> = match conn.next(|buf| policy::decode(buf, limits)) {
+                Ok(list) => list.into_iter().collect(),
+                Err(end) => return end,
+            };
+            let started = Instant::now();
+            let (action, report, name) = self.policy_check(service, &attrs);
+            self.log_policy(&name, &attrs, report.as_ref(), &action, started);
+            if let Err(e) = conn.reply(&reply::policy_frame(&action)) {
+                return End::Io(e);
+            }
+        }
+    }
+
+    /// Looks up `key` in map `name`; the report is `None` when no HTTP request was made.
+    pub fn map_lookup(&self, name: &str, key: &str) -> (Outcome, Option<Report>) {
+        let config = match &self.config {
+            Ok(c) => c,
+            Err(e) => return (Outcome::temporary(format!("pfxhttp configuration error: {e}")), None),
+        };
+        let Some(entry) = config.map(name) else {
+            return (Outcome::permanent(format!("unknown map {name}")), None);
+        };
+        if key.is_empty() {
+            return (Outcome::NotFound, None);
+        }
+        let id = lookup::request_id();
+        let vars = template::lookup_vars(&entry.name, key, &id);
+        let report = lookup::run(entry, &vars, &id, self.transport, self.verbose);
+        (report.outcome.clone(), Some(report))
+    }
+
+    /// Runs one policy check; returns the action, the report and the service name used.
+    pub fn policy_check(&self, service: Option<&str>, attrs: &BTreeMap<String, String>) -> (String, Option<Report>, String) {
+        let config = match &self.config {
+            Ok(c) => c,
+            Err(_) => return (DEFAULT_POLICY_ACTION.into(), None, service.unwrap_or("-").into()),
+        };
+        let entry = match select_service(config, service, attrs) {
+            Ok(entry) => entry,
+            Err(why) => {
+                log::error(&why);
+                return (DEFAULT_POLICY_ACTION.into(), None, service.unwrap_or("-").into());
+            }
+        };
+        let id = lookup::request_id();
+        let vars = template::policy_vars(&entry.name, attrs, &id);
+        let report = lookup::run(entry, &vars, &id, self.transport, self.verbose);
+        let action = reply::policy_action(&report.outcome, &entry.default_action);
+        (action, Some(report), entry.name.clone())
+    }
+
+    fn log_lookup(&self, proto: &str, name: &str, key: &str, report: Option<&Report>, reply: &str, started: Instant) {
+        let mut fields = vec![("proto", proto.to_string()), ("map", name.to_string())];
+        if self.config.as_ref().map_or(true, |c| c.logging.log_keys) {
+            fields.push(("key", key.to_string()));
+        }
+        finish_fields(&mut fields, report, reply, started);
+        log::request(&fields);
+    }
+
+    fn log_policy(&self, name: &str, attrs: &BTreeMap<String, String>, report: Option<&Report>, action: &str, started: Instant) {
+        let mut fields = vec![("proto", "policy".to_string()), ("service", name.to_string())];
+        if self.config.as_ref().map_or(true, |c| c.logging.log_keys) {
+            for attr in ["client_address", "sender", "recipient"] {
+                if let Some(v) = attrs.get(attr) {
+                    fields.push((attr, v.clone()));
+                }
+            }
+        }
+        finish_fields(&mut fields, report, &format!("action={action}"), started);
+        log::request(&fields);
+    }
+}
+
+fn finish_fields(fields: &mut Vec<(&str, String)>, report: Option<&Report>, reply: &str, started: Instant) {
+    if let Some(r) = report {
+        if let Some(host) = &r.host {
+            fields.push(("host", host.clone()));
+        }
+        fields.push(("attempts", r.attempts.to_string()));
+        if let Some(status) = r.status {
+            fields.push(("status", status.to_string()));
+        }
+        if let Some(id) = &r.request_id {
+            fields.push(("id", id.clone()));
+        }
+    }
+    fields.push(("reply", reply.to_string()));
+    fields.push(("ms", started.elapsed().as_millis().to_string()));
+}
+
+/// Splits a socketmap payload at the first space into map name and key.
+fn split_map_request(payload: &[u8]) -> Result<MapRequest, String> {
+    let Some(space) = payload.iter().position(|&b| b == b' ') else {
+        return Err("socketmap request without a space between map name and key".into());
+    };
+    let name = String::from_utf8_lossy(&payload[..space]).into_owned();
+    if name.is_empty() {
+        return Err("socketmap request with an empty map name".into());
+    }
+    // Compatibility with the Go pfxhttp: the quoted null sender "<>" is looked up as <>.
+    let key = String::from_utf8_lossy(&payload[space + 1..]).replace("\"<>\"", "<>");
+    Ok(MapRequest { name, key })
+}
+
+/// The policy service for a request: the named one, else the one `policy_context` names, else
+/// the only one configured.
+fn select_service<'c>(config: &'c Config, service: Option<&str>, attrs: &BTreeMap<String, String>) -> Result<&'c Entry, String> {
+    if let Some(name) = service {
+        return config.policy(name).ok_or_else(|| format!("policy service {name} is not configured"));
+    }
+    let context = attrs.get("policy_context").map(String::as_str).unwrap_or("");
+    if !context.is_empty()
+        && let Some(entry) = config.policy(context)
+    {
+        return Ok(entry);
+    }
+    match config.policies.as_slice() {
+        [only] => Ok(only),
+        [] => Err("no policy_services entry is configured".into()),
+        _ => Err(format!(
+            "policy_context {context:?} names no policy service, and no SERVICE argument was given"
+        )),
+    }
+}
