@@ -26,7 +26,9 @@ pub fn run(cli: Cli, fd3: Option<OwnedFd>) -> u8 {
     let path = config::find(cli.config.as_deref());
     match cli.command {
         Command::Socketmap => serve(Protocol::Socketmap, path.map(|p| config::load(&p, cli.format)), fd3),
-        Command::Policy { service } => serve(Protocol::Policy(service), path.map(|p| config::load(&p, cli.format)), fd3),
+        Command::Policy { service } => {
+            serve(Protocol::Policy(service), path.map(|p| config::load(&p, cli.format)), fd3)
+        }
         Command::Tcp { map } => serve(Protocol::Tcp(map), path.map(|p| config::load(&p, cli.format)), fd3),
         Command::Check => check(path, cli.format),
         Command::Query { verbose, map, key } => query(path, cli.format, &map, &key, verbose),
@@ -67,7 +69,10 @@ fn serve(protocol: Protocol, loaded: Result<Loaded, String>, fd3: Option<OwnedFd
         Some(c) => Ok(c),
         None => {
             let errors = &loaded.diagnostics.errors;
-            log::error(&format!("configuration error, every request is answered with a temporary failure: {}", errors.join("; ")));
+            log::error(&format!(
+                "configuration error, every request is answered with a temporary failure: {}",
+                errors.join("; ")
+            ));
             let more = if errors.len() > 1 { format!(" (and {} more)", errors.len() - 1) } else { String::new() };
             Err(format!("{}{more}", errors.first().map_or("unknown", String::as_str)))
         }
@@ -103,7 +108,10 @@ fn serve(protocol: Protocol, loaded: Result<Loaded, String>, fd3: Option<OwnedFd
 }
 
 /// Loads for an interactive command, printing every error; `None` when unusable.
-fn load_interactive(path: Result<std::path::PathBuf, String>, format: Format) -> Result<(Loaded, std::path::PathBuf), u8> {
+fn load_interactive(
+    path: Result<std::path::PathBuf, String>,
+    format: Format,
+) -> Result<(Loaded, std::path::PathBuf), u8> {
     let path = path.map_err(|e| {
         eprintln!("pfxhttp: {e}");
         exit::CONFIG

@@ -53,7 +53,10 @@ pub fn install_panic_hook() {
             .unwrap_or_else(|| "unknown cause".into());
         // The sink's mutex may be held by the panicking thread; never wait for it here.
         let sent = match SINK.try_lock() {
-            Ok(mut guard) => guard.as_mut().and_then(|s| s.logger.as_mut()).map(|l| l.err(format!("panic{location}: {message}")).is_ok()),
+            Ok(mut guard) => guard
+                .as_mut()
+                .and_then(|s| s.logger.as_mut())
+                .map(|l| l.err(format!("panic{location}: {message}")).is_ok()),
             Err(_) => None,
         };
         if sent != Some(true) {

@@ -110,12 +110,8 @@ pub fn run(entry: &Entry, vars: &upon::Value, request_id: &str, transport: &dyn 
 }
 
 /// Renders headers and body once for all attempts.
-fn prepare(
-    entry: &Entry,
-    vars: &upon::Value,
-    request_id: &str,
-) -> Result<(Vec<(HeaderName, HeaderValue)>, Option<Vec<u8>>), String> {
-    let mut headers: Vec<(HeaderName, HeaderValue)> = Vec::new();
+fn prepare(entry: &Entry, vars: &upon::Value, request_id: &str) -> Result<(http::Headers, Option<Vec<u8>>), String> {
+    let mut headers: http::Headers = Vec::new();
     let mut set = |name: HeaderName, value: HeaderValue| {
         headers.retain(|(n, _)| *n != name);
         headers.push((name, value));
@@ -163,7 +159,8 @@ fn gzip(data: &[u8]) -> Vec<u8> {
 /// Renders target `index`. A key that would form a `.` or `..` path segment is refused: URL
 /// normalisation would turn it into path traversal on the backend.
 fn target_url(entry: &Entry, index: usize, vars: &upon::Value) -> Result<reqwest::Url, Outcome> {
-    let rendered = entry.targets[index].render(vars).map_err(|e| Outcome::temporary(format!("target template: {e}")))?;
+    let rendered =
+        entry.targets[index].render(vars).map_err(|e| Outcome::temporary(format!("target template: {e}")))?;
     if has_dot_segment(&rendered) {
         return Err(Outcome::permanent("key not usable in a URL path"));
     }

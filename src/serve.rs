@@ -109,7 +109,11 @@ impl Server<'_> {
     }
 
     /// Runs one policy check; returns the action, the report and the service name used.
-    pub fn policy_check(&self, service: Option<&str>, attrs: &BTreeMap<String, String>) -> (String, Option<Report>, String) {
+    pub fn policy_check(
+        &self,
+        service: Option<&str>,
+        attrs: &BTreeMap<String, String>,
+    ) -> (String, Option<Report>, String) {
         let config = match &self.config {
             Ok(c) => c,
             Err(_) => return (DEFAULT_POLICY_ACTION.into(), None, service.unwrap_or("-").into()),
@@ -137,7 +141,14 @@ impl Server<'_> {
         log::request(&fields);
     }
 
-    fn log_policy(&self, name: &str, attrs: &BTreeMap<String, String>, report: Option<&Report>, action: &str, started: Instant) {
+    fn log_policy(
+        &self,
+        name: &str,
+        attrs: &BTreeMap<String, String>,
+        report: Option<&Report>,
+        action: &str,
+        started: Instant,
+    ) {
         let mut fields = vec![("proto", "policy".to_string()), ("service", name.to_string())];
         if self.config.as_ref().map_or(true, |c| c.logging.log_keys) {
             for attr in ["client_address", "sender", "recipient"] {
@@ -184,7 +195,11 @@ fn split_map_request(payload: &[u8]) -> Result<MapRequest, String> {
 
 /// The policy service for a request: the named one, else the one `policy_context` names, else
 /// the only one configured.
-fn select_service<'c>(config: &'c Config, service: Option<&str>, attrs: &BTreeMap<String, String>) -> Result<&'c Entry, String> {
+fn select_service<'c>(
+    config: &'c Config,
+    service: Option<&str>,
+    attrs: &BTreeMap<String, String>,
+) -> Result<&'c Entry, String> {
     if let Some(name) = service {
         return config.policy(name).ok_or_else(|| format!("policy service {name} is not configured"));
     }
@@ -197,8 +212,6 @@ fn select_service<'c>(config: &'c Config, service: Option<&str>, attrs: &BTreeMa
     match config.policies.as_slice() {
         [only] => Ok(only),
         [] => Err("no policy_services entry is configured".into()),
-        _ => Err(format!(
-            "policy_context {context:?} names no policy service, and no SERVICE argument was given"
-        )),
+        _ => Err(format!("policy_context {context:?} names no policy service, and no SERVICE argument was given")),
     }
 }

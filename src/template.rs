@@ -117,10 +117,7 @@ impl Template {
 
     /// Renders with `vars`; an error names the problem (e.g. an unknown variable).
     pub fn render(&self, vars: &Value) -> Result<String, String> {
-        self.compiled
-            .render_from(engine_for(self.context), vars)
-            .to_string()
-            .map_err(|e| format!("{e:#}"))
+        self.compiled.render_from(engine_for(self.context), vars).to_string().map_err(|e| format!("{e:#}"))
     }
 
     /// The template text as compiled.
@@ -132,12 +129,38 @@ impl Template {
 /// Policy attributes Postfix sends (3.7 to 3.12); templates may name any of them, and absent
 /// ones render empty.
 pub const POLICY_ATTRIBUTES: &[&str] = &[
-    "request", "protocol_state", "protocol_name", "client_address", "client_name", "client_port",
-    "reverse_client_name", "server_address", "server_port", "helo_name", "sender", "recipient",
-    "recipient_count", "queue_id", "instance", "size", "etrn_domain", "stress", "sasl_method",
-    "sasl_username", "sasl_sender", "ccert_subject", "ccert_issuer", "ccert_fingerprint",
-    "ccert_pubkey_fingerprint", "encryption_protocol", "encryption_cipher", "encryption_keysize",
-    "tls_sni", "policy_context", "compatibility_level", "mail_version",
+    "request",
+    "protocol_state",
+    "protocol_name",
+    "client_address",
+    "client_name",
+    "client_port",
+    "reverse_client_name",
+    "server_address",
+    "server_port",
+    "helo_name",
+    "sender",
+    "recipient",
+    "recipient_count",
+    "queue_id",
+    "instance",
+    "size",
+    "etrn_domain",
+    "stress",
+    "sasl_method",
+    "sasl_username",
+    "sasl_sender",
+    "ccert_subject",
+    "ccert_issuer",
+    "ccert_fingerprint",
+    "ccert_pubkey_fingerprint",
+    "encryption_protocol",
+    "encryption_cipher",
+    "encryption_keysize",
+    "tls_sni",
+    "policy_context",
+    "compatibility_level",
+    "mail_version",
 ];
 
 /// Variables of a socketmap or tcp_table lookup.
@@ -169,9 +192,8 @@ pub fn policy_vars(name: &str, attrs: &BTreeMap<String, String>, request_id: &st
 /// (`{{ key }}`). Other Go syntax cannot run here, and the error says what to write instead.
 pub fn from_go(source: &str) -> Result<String, String> {
     const GO_WORDS: &[&str] = &[
-        "printf", "print", "println", "if", "else", "end", "range", "with", "index", "len", "template",
-        "define", "block", "html", "js", "urlquery", "and", "or", "not", "eq", "ne", "lt", "le", "gt", "ge",
-        "call", "slice",
+        "printf", "print", "println", "if", "else", "end", "range", "with", "index", "len", "template", "define",
+        "block", "html", "js", "urlquery", "and", "or", "not", "eq", "ne", "lt", "le", "gt", "ge", "call", "slice",
     ];
     let mut out = String::with_capacity(source.len());
     let mut rest = source;
@@ -353,7 +375,11 @@ mod tests {
     fn filters() {
         let vars = lookup_vars("demo", "User@Example.ORG", "id");
         assert_eq!(
-            render("{{ key | lower }} {{ key | upper }} {{ key | localpart }} {{ key | domain | lower }}", Context::Raw, &vars),
+            render(
+                "{{ key | lower }} {{ key | upper }} {{ key | localpart }} {{ key | domain | lower }}",
+                Context::Raw,
+                &vars
+            ),
             "user@example.org USER@EXAMPLE.ORG User example.org"
         );
         assert_eq!(render("{{ key | urlencode }}", Context::Json, &vars), "User%40Example.ORG");

@@ -73,7 +73,10 @@ pub(super) fn config(root: &Value, mut d: Diagnostics) -> Loaded {
                 ("worker_pool", "one process serves one connection; the master.cf maxproc column limits concurrency"),
                 ("run_as_user", "set user= in master.cf (or User= in the systemd unit)"),
                 ("run_as_group", "set user=NAME:GROUP in master.cf (or Group= in the systemd unit)"),
-                ("chroot", "run the spawn service with chroot n; Postfix's daemons reach it through the queue directory"),
+                (
+                    "chroot",
+                    "run the spawn service with chroot n; Postfix's daemons reach it through the queue directory",
+                ),
                 ("observability", "a per-connection process has no metrics endpoint; lookups are logged to syslog"),
                 ("response_cache", "a per-process cache would not outlive the Postfix connection"),
             ],
@@ -264,12 +267,16 @@ fn tls(path: &str, v: &Value, base: &TlsSpec, d: &mut Diagnostics) -> TlsSpec {
     let root_ca = file(&mut t, "root_ca", d);
     let cert = file(&mut t, "cert", d);
     let key = file(&mut t, "key", d);
-    let skip_verify = t.take_any(&["skip_verify", "http_client_skip_verify"], d).and_then(|(p, v)| tree::boolean(&p, v, d));
+    let skip_verify =
+        t.take_any(&["skip_verify", "http_client_skip_verify"], d).and_then(|(p, v)| tree::boolean(&p, v, d));
     let min_version = t.take("min_version").and_then(|(p, v)| Some((tree::string(&p, v, d)?, p)));
     t.finish(d, &[]);
     if enabled == Some(false) {
         if root_ca.is_some() || cert.is_some() || skip_verify.is_some() {
-            d.warn(path, "enabled is false, so root_ca, cert, key and skip_verify are ignored (the Go pfxhttp did the same)");
+            d.warn(
+                path,
+                "enabled is false, so root_ca, cert, key and skip_verify are ignored (the Go pfxhttp did the same)",
+            );
         }
         return out;
     }
@@ -631,7 +638,11 @@ fn basic_auth(t: &mut Table<'_>, d: &mut Diagnostics) -> Option<Secret> {
 }
 
 /// A value or error field: a header name in header mode, else a JSON path.
-fn field(mode: ResponseMode, text: Option<(String, String)>, d: &mut Diagnostics) -> (Option<FieldPath>, Option<String>) {
+fn field(
+    mode: ResponseMode,
+    text: Option<(String, String)>,
+    d: &mut Diagnostics,
+) -> (Option<FieldPath>, Option<String>) {
     let Some((s, p)) = text.filter(|(s, _)| !s.is_empty()) else { return (None, None) };
     if mode == ResponseMode::Header {
         if reqwest::header::HeaderName::from_bytes(s.as_bytes()).is_err() {
@@ -765,13 +776,5 @@ fn oidc_auth(path: &str, v: &Value, d: &mut Diagnostics) -> Option<OidcAuth> {
     if method != OidcMethod::None && !has_secret {
         d.error(path, "client_secret or client_secret_file is required for this auth_method");
     }
-    Some(OidcAuth {
-        configuration_uri,
-        token_endpoint,
-        client_id,
-        client_secret,
-        client_secret_file,
-        scopes,
-        method,
-    })
+    Some(OidcAuth { configuration_uri, token_endpoint, client_id, client_secret, client_secret_file, scopes, method })
 }

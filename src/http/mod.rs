@@ -11,12 +11,15 @@ pub use client::Clients;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use std::time::Duration;
 
+/// Request headers in the order they are sent.
+pub type Headers = Vec<(HeaderName, HeaderValue)>;
+
 /// A request ready to send.
 #[derive(Debug, Clone)]
 pub struct Request {
     pub method: reqwest::Method,
     pub url: reqwest::Url,
-    pub headers: Vec<(HeaderName, HeaderValue)>,
+    pub headers: Headers,
     pub body: Option<Vec<u8>>,
 }
 

@@ -5,8 +5,8 @@
 //! PEM file (which `update-ca-certificates` rebuilds), or `tls.root_ca` instead.
 
 use crate::config::TlsSpec;
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::WebPkiServerVerifier;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
@@ -72,7 +72,10 @@ fn system_bundle() -> Result<PathBuf, String> {
         .ok_or_else(|| format!("no system CA bundle found (looked in {}); set tls.root_ca", SYSTEM_BUNDLES.join(", ")))
 }
 
-fn build_verifier(source: &Option<PathBuf>, provider: &Arc<CryptoProvider>) -> Result<Arc<WebPkiServerVerifier>, String> {
+fn build_verifier(
+    source: &Option<PathBuf>,
+    provider: &Arc<CryptoProvider>,
+) -> Result<Arc<WebPkiServerVerifier>, String> {
     let path = match source {
         Some(p) => p.clone(),
         None => system_bundle()?,

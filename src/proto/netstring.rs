@@ -97,7 +97,9 @@ mod tests {
 
     #[test]
     fn malformed_lengths() {
-        for bad in [&b"-1:,"[..], b"x7:demo ok,", b"\n7:demo ok,", b" 7:demo ok,", b":,", b"7 :demo ok,", b"+7:demo ok,"] {
+        for bad in
+            [&b"-1:,"[..], b"x7:demo ok,", b"\n7:demo ok,", b" 7:demo ok,", b":,", b"7 :demo ok,", b"+7:demo ok,"]
+        {
             assert!(matches!(frame(bad), Decoded::Invalid(_)), "{bad:?}");
         }
     }
