@@ -307,3 +307,6 @@ pub fn load_str(text: &str, format: Format, origin: &str) -> Loaded {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

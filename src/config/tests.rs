@@ -1,0 +1,235 @@
+use super::*;
+
+fn load(yaml: &str) -> Loaded {
+    load_str(yaml, Format::Yaml, "test.yml")
+}
+
+fn errors(yaml: &str) -> Vec<String> {
+    let loaded = load(yaml);
+    assert!(loaded.config.is_none(), "expected errors, got a config");
+    loaded.diagnostics.errors
+}
+
+/// The Go pfxhttp v1.1 era: listeners, jwt_auth with a SQLite path, viper-lowercased names.
+const GO_V1_1: &str = r#"
+server:
+  listen:
+    - kind: socket_map
+      name: demo
+      type: tcp
+      address: 127.0.0.1
+      port: 23450
+    - kind: policy_service
+      name: policy
+      type: unix
+      address: /run/pfxhttp/policy.sock
+      mode: "0660"
+  logging:
+    json: false
+    level: info
+  http_client:
+    max_connections_per_host: 10
+    max_idle_connections: 4
+    max_idle_connections_per_host: 1
+    idle_connection_timeout: 10s
+    timeout: 10s
+  tls:
+    enabled: true
+    http_client_skip_verify: true
+  jwt_db_path: /tmp/pfxhttp-test.db
+  socketmap_max_reply_size: 100000
+socket_maps:
+  DemoMap:
+    target: https://127.0.0.1:9443/api/v1/custom/postfix
+    payload: >
+      {
+        "key": "{{ .Key }}"
+      }
+    status_code: 200
+    value_field: "demo_value"
+    error_field: "error"
+    no_error_value: "not-found"
+    jwt_auth:
+      enabled: true
+      token_endpoint: "https://127.0.0.1:9443/api/v1/jwt/token"
+      credentials:
+        username: "admin"
+        password: "secret"
+      content_type: "application/x-www-form-urlencoded"
+policy_services:
+  policy:
+    target: https://127.0.0.1:9443/api/v1/custom/policy
+    payload: "{{ .Key }}"
+    status_code: 200
+    value_field: "result"
+"#;
+
+/// The Go pfxhttp v2 era: backend_oidc_auth, defaults sections, daemon-only sections.
+const GO_V2: &str = r#"
+server:
+  listen:
+    - { kind: socket_map, name: maps, type: tcp, address: "[::]", port: 23450 }
+  run_as_user: pfxhttp
+  run_as_group: pfxhttp
+  logging: { json: true, level: debug, use_systemd: true }
+  http_client: { timeout: 30s, proxy: "" }
+  tls: { enabled: true, skip_verify: false }
+  response_cache: { enabled: true, ttl: 300s }
+  worker_pool: { max_workers: 8, max_queue: 80 }
+  observability: { prometheus_enabled: true, prometheus_port: 9464 }
+dovecot_sasl:
+  dovecot:
+    target: https://nauthilus.example/api/v1/auth/json
+socket_maps:
+  defaults:
+    target: https://nauthilus.example/api/v1/custom/postfix
+    status_code: 200
+    custom_headers: ["X-From-Defaults: yes"]
+    backend_oidc_auth:
+      enabled: true
+      configuration_uri: https://idp.example/.well-known/openid-configuration
+      client_id: pfxhttp
+      client_secret: s3cret
+      scopes: [nauthilus:read]
+  demo:
+    payload: '{"key":"{{ .Key }}"}'
+    value_field: result
+    custom_headers: ["X-Own: 1"]
+    oidc_auth: { enabled: true }
+"#;
+
+#[test]
+fn go_v1_1_config_loads() {
+    let loaded = load(GO_V1_1);
+    assert!(loaded.diagnostics.errors.is_empty(), "{:?}", loaded.diagnostics.errors);
+    let config = loaded.config.unwrap();
+    let map = config.map("demomap").expect("names match case-insensitively");
+    assert!(config.map("DEMOMAP").is_some());
+    assert_eq!(map.payload.as_ref().unwrap().source().trim(), "{\n  \"key\": \"{{ key }}\"\n}");
+    assert!(matches!(map.auth, Some(Auth::Jwt(_))));
+    assert_eq!(map.timeout, Duration::from_secs(10));
+    assert!(config.clients[map.client].tls.skip_verify, "http_client_skip_verify is an alias");
+    assert_eq!(config.state_db, StateDb::File("/tmp/pfxhttp-test.db".into()));
+    let warnings = loaded.diagnostics.warnings.join("\n");
+    for key in ["server.listen", "server.http_client.max_connections_per_host", "server.http_client.idle_connection_timeout"]
+    {
+        assert!(warnings.contains(key), "no warning for {key}: {warnings}");
+    }
+}
+
+#[test]
+fn go_v2_config_loads_with_defaults_merged() {
+    let loaded = load(GO_V2);
+    assert!(loaded.diagnostics.errors.is_empty(), "{:?}", loaded.diagnostics.errors);
+    let config = loaded.config.unwrap();
+    let demo = config.map("demo").unwrap();
+    assert_eq!(demo.targets.len(), 1, "target comes from defaults");
+    assert!(matches!(&demo.auth, Some(Auth::Oidc(o)) if o.client_id == "pfxhttp" && o.scopes == ["nauthilus:read"]));
+    let headers: Vec<&str> = demo.headers.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(headers, ["x-from-defaults", "x-own"], "defaults' headers first");
+    assert!(config.map("defaults").is_none());
+    assert_eq!(config.logging.level, Level::Debug);
+    assert!(config.logging.json);
+    let warnings = loaded.diagnostics.warnings.join("\n");
+    for key in [
+        "server.run_as_user",
+        "server.response_cache",
+        "server.worker_pool",
+        "server.observability",
+        "server.logging.use_systemd",
+        "dovecot_sasl",
+        "socket_maps.demo.oidc_auth",
+    ] {
+        assert!(warnings.contains(key), "no warning for {key}: {warnings}");
+    }
+}
+
+#[test]
+fn every_error_is_reported_with_its_path() {
+    let errs = errors(
+        r#"
+server:
+  http_client: { timeout: 5 }
+  limits: { idle_timeout: soon }
+socket_maps:
+  a:
+    targett: http://x/
+    value_field: r
+  b:
+    target: ftp://x/
+    value_field: r
+    status_code: 999
+    response: xml
+policy_services:
+  p:
+    target: http://x/
+    value_field: action
+    payload: '{{ printf "%q" .Key }}'
+"#,
+    );
+    let all = errors_joined(&errs);
+    for expected in [
+        "server.http_client.timeout: invalid duration",
+        "server.limits.idle_timeout: invalid duration",
+        "socket_maps.a: target is required",
+        "socket_maps.a.targett: unknown key",
+        "socket_maps.b.target[0]: scheme \"ftp\"",
+        "socket_maps.b.status_code: 999 is out of range",
+        "socket_maps.b.response: unknown response mode",
+        "policy_services.p.payload: Go template syntax",
+    ] {
+        assert!(all.contains(expected), "missing {expected:?} in:\n{all}");
+    }
+    assert_eq!(errs.len(), 8, "{all}");
+}
+
+fn errors_joined(errs: &[String]) -> String {
+    errs.join("\n")
+}
+
+#[test]
+fn names_differing_only_in_case_are_an_error() {
+    let errs = errors("socket_maps:\n  Demo: { target: 'http://x/', value_field: r }\n  demo: { target: 'http://x/', value_field: r }\n");
+    assert!(errs[0].contains("given twice"), "{errs:?}");
+}
+
+#[test]
+fn value_field_is_required_except_for_text() {
+    let errs = errors("socket_maps:\n  m: { target: 'http://x/' }\n");
+    assert!(errs[0].contains("value_field is required"), "{errs:?}");
+    assert!(load("socket_maps:\n  m: { target: 'http://x/', response: text }\n").config.is_some());
+}
+
+#[test]
+fn template_errors_name_the_entry() {
+    let errs = errors("socket_maps:\n  m: { target: 'http://x/{{ nokey }}', value_field: r }\n");
+    assert!(errs[0].starts_with("socket_maps.m.target[0]: template error"), "{errs:?}");
+}
+
+#[test]
+fn policy_defaults() {
+    let config = load("policy_services:\n  p: { target: 'http://x/', value_field: action }\n").config.unwrap();
+    let p = config.policy("P").unwrap();
+    assert_eq!(p.default_action, DEFAULT_POLICY_ACTION);
+    assert_eq!(p.payload.as_ref().unwrap().source(), "{{ key }}");
+    assert_eq!(p.status_codes, [200]);
+    assert_eq!(p.max_attempts, 2);
+    assert_eq!(p.deadline, Duration::from_secs(15));
+}
+
+#[test]
+fn json_format() {
+    let loaded = load_str(
+        r#"{"socket_maps": {"m": {"target": ["http://a/", "http://b/"], "value_field": "r", "status_code": [200, 201]}}}"#,
+        Format::Json,
+        "x.json",
+    );
+    let config = loaded.config.unwrap();
+    assert_eq!(config.maps[0].targets.len(), 2);
+    assert_eq!(config.maps[0].status_codes, [200, 201]);
+}
+
+#[test]
+fn no_entries_is_an_error() {
+    assert!(errors("server: {}\n")[0].contains("no socket_maps or policy_services"));
+}

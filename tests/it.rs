@@ -1,0 +1,10 @@
+//! The single integration-test binary (`cargo test --test it`).
+//!
+//! Test modules live in `tests/it/` and are included with `#[path]`: a file
+//! directly in `tests/` would also be built by cargo as a test binary of its
+//! own, where `crate::support` does not exist.
+
+mod support;
+
+#[path = "it/harness.rs"]
+mod harness;

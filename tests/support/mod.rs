@@ -1,0 +1,42 @@
+//! Integration-test support harness for pfxhttp.
+//!
+//! * [`http`]: a hand-written HTTP/1.1 (and HTTPS) backend that records requests.
+//! * [`tls`]: a throw-away test CA, server leaf and client certificate.
+//! * [`syslog`]: a Unix datagram sink standing in for `/dev/log`.
+//! * [`run`]: running the built binary the way Postfix spawn(8) or systemd does.
+#![allow(dead_code, unused_imports)]
+
+pub mod http;
+pub mod run;
+pub mod syslog;
+pub mod tls;
+
+use std::path::{Path, PathBuf};
+
+pub use http::{Backend, Recorded, Reply};
+pub use run::{
+    Child, Child3, Conn, Output, ReadError, Reader, bin, run, run_env, run_program, spawn_fd3, spawn_fd3_env,
+    spawn_fd3_program,
+};
+pub use syslog::SyslogSink;
+pub use tls::{TlsFiles, make_tls_files};
+
+/// Encode `payload` as a netstring: `<len>:<payload>,`.
+pub fn netstring(payload: &[u8]) -> Vec<u8> {
+    let mut out = format!("{}:", payload.len()).into_bytes();
+    out.extend_from_slice(payload);
+    out.push(b',');
+    out
+}
+
+/// Write `yaml` to `dir/pfxhttp.yml` and return that path.
+pub fn write_config(dir: &Path, yaml: &str) -> PathBuf {
+    let path = dir.join("pfxhttp.yml");
+    std::fs::write(&path, yaml).unwrap_or_else(|e| panic!("cannot write config {}: {e}", path.display()));
+    path
+}
+
+/// A fresh temporary directory, removed when dropped.
+pub fn temp_dir() -> tempfile::TempDir {
+    tempfile::Builder::new().prefix("pfxhttp-test-").tempdir().expect("cannot create temp dir")
+}
