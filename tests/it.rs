@@ -8,3 +8,18 @@ mod support;
 
 #[path = "it/harness.rs"]
 mod harness;
+
+#[path = "it/socketmap.rs"]
+mod socketmap;
+
+#[path = "it/tcp.rs"]
+mod tcp;
+
+#[path = "it/policy.rs"]
+mod policy;
+
+#[path = "it/lifecycle.rs"]
+mod lifecycle;
+
+#[path = "it/cli.rs"]
+mod cli;
