@@ -2,7 +2,7 @@
 //! the terminal.
 
 use crate::cli::{Cli, Command};
-use crate::config::{self, Config, Format, Loaded};
+use crate::config::{self, Format, Loaded};
 use crate::connection::{Connection, End};
 use crate::http::Clients;
 use crate::proto::policy;
@@ -53,19 +53,15 @@ pub fn serve_usage_error(args: &[OsString], message: &str, fd3: Option<OwnedFd>)
 }
 
 fn serve(protocol: Protocol, loaded: Result<Loaded, String>, fd3: Option<OwnedFd>) -> u8 {
-    let (config, limits): (Result<&Config, String>, config::Limits);
-    let loaded = match loaded {
-        Ok(l) => l,
-        Err(e) => Loaded {
-            config: None,
-            logging: Default::default(),
-            limits: Default::default(),
-            diagnostics: config::Diagnostics { errors: vec![e], warnings: vec![] },
-        },
-    };
+    let loaded = loaded.unwrap_or_else(|e| Loaded {
+        config: None,
+        logging: Default::default(),
+        limits: Default::default(),
+        diagnostics: config::Diagnostics { errors: vec![e], warnings: vec![] },
+    });
     log::init(&loaded.logging);
-    limits = loaded.limits;
-    config = match &loaded.config {
+    let limits = loaded.limits;
+    let config = match &loaded.config {
         Some(c) => Ok(c),
         None => {
             let errors = &loaded.diagnostics.errors;

@@ -66,7 +66,9 @@ pub fn install_panic_hook() {
     }));
 }
 
-fn write(level: Level, message: &str) {
+/// Sends one line at `level`; `text` builds it (given whether JSON is wanted) only when it is
+/// going to be sent.
+fn emit(level: Level, text: impl FnOnce(bool) -> String) {
     let mut guard = SINK.lock().unwrap_or_else(|e| e.into_inner());
     let Some(sink) = guard.as_mut() else { return };
     if level < sink.level {
@@ -74,23 +76,32 @@ fn write(level: Level, message: &str) {
     }
     let json = sink.json;
     let Some(logger) = sink.logger.as_mut() else { return };
-    let text = if json {
-        let name = match level {
-            Level::Debug => "debug",
-            Level::Info => "info",
-            Level::Warn => "warn",
-            _ => "error",
-        };
-        serde_json::json!({ "level": name, "msg": message }).to_string()
-    } else {
-        message.to_string()
-    };
+    let line = text(json);
     let _ = match level {
-        Level::Debug => logger.debug(text),
-        Level::Info => logger.info(text),
-        Level::Warn => logger.warning(text),
-        Level::Error | Level::None => logger.err(text),
+        Level::Debug => logger.debug(line),
+        Level::Info => logger.info(line),
+        Level::Warn => logger.warning(line),
+        Level::Error | Level::None => logger.err(line),
     };
+}
+
+fn write(level: Level, message: &str) {
+    emit(level, |json| {
+        if json {
+            serde_json::json!({ "level": level_name(level), "msg": message }).to_string()
+        } else {
+            message.to_string()
+        }
+    });
+}
+
+fn level_name(level: Level) -> &'static str {
+    match level {
+        Level::Debug => "debug",
+        Level::Info => "info",
+        Level::Warn => "warn",
+        Level::Error | Level::None => "error",
+    }
 }
 
 pub fn error(message: &str) {
@@ -109,32 +120,33 @@ pub fn debug(message: &str) {
     write(Level::Debug, message);
 }
 
-/// Whether lines of `level` are written (to skip building them otherwise).
-pub fn enabled(level: Level) -> bool {
-    let guard = SINK.lock().unwrap_or_else(|e| e.into_inner());
-    guard.as_ref().is_some_and(|s| s.logger.is_some() && level >= s.level)
+/// The one line logged per request: `fields` as `name=value` pairs, or one JSON object.
+/// Values are cut at 512 bytes so that a long key cannot make a huge log line.
+pub fn request(fields: &[(&str, String)]) {
+    emit(Level::Info, |json| {
+        if json {
+            let mut obj = serde_json::Map::new();
+            obj.insert("level".into(), "info".into());
+            for (k, v) in fields {
+                obj.insert(k.to_string(), cut(v).into());
+            }
+            serde_json::Value::Object(obj).to_string()
+        } else {
+            fields.iter().map(|(k, v)| format!("{k}={}", quote(cut(v)))).collect::<Vec<_>>().join(" ")
+        }
+    });
 }
 
-/// The one line logged per request: `fields` as `name=value` pairs, or one JSON object.
-pub fn request(fields: &[(&str, String)]) {
-    if !enabled(Level::Info) {
-        return;
+fn cut(v: &str) -> &str {
+    const MAX: usize = 512;
+    if v.len() <= MAX {
+        return v;
     }
-    let json = SINK.lock().unwrap_or_else(|e| e.into_inner()).as_ref().is_some_and(|s| s.json);
-    let line = if json {
-        let mut obj = serde_json::Map::new();
-        obj.insert("level".into(), "info".into());
-        for (k, v) in fields {
-            obj.insert(k.to_string(), v.clone().into());
-        }
-        serde_json::Value::Object(obj).to_string()
-    } else {
-        fields.iter().map(|(k, v)| format!("{k}={}", quote(v))).collect::<Vec<_>>().join(" ")
-    };
-    let mut guard = SINK.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(logger) = guard.as_mut().and_then(|s| s.logger.as_mut()) {
-        let _ = logger.info(line);
+    let mut end = MAX;
+    while !v.is_char_boundary(end) {
+        end -= 1;
     }
+    &v[..end]
 }
 
 /// Quotes a value for a `name=value` line when it has spaces, quotes or control characters.
@@ -143,4 +155,18 @@ fn quote(v: &str) -> String {
         return v.to_string();
     }
     serde_json::to_string(v).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoting() {
+        assert_eq!(quote("user@example.org"), "user@example.org");
+        assert_eq!(quote("two words"), "\"two words\"");
+        assert_eq!(quote("a\nb"), "\"a\\nb\"");
+        assert_eq!(quote(""), "\"\"");
+        assert_eq!(cut(&"é".repeat(300)).len(), 512);
+    }
 }

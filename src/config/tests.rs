@@ -111,7 +111,8 @@ fn go_v1_1_config_loads() {
     assert!(config.clients[map.client].tls.skip_verify, "http_client_skip_verify is an alias");
     assert_eq!(config.state_db, StateDb::File("/tmp/pfxhttp-test.db".into()));
     let warnings = loaded.diagnostics.warnings.join("\n");
-    for key in ["server.listen", "server.http_client.max_connections_per_host", "server.http_client.idle_connection_timeout"]
+    for key in
+        ["server.listen", "server.http_client.max_connections_per_host", "server.http_client.idle_connection_timeout"]
     {
         assert!(warnings.contains(key), "no warning for {key}: {warnings}");
     }
@@ -189,7 +190,9 @@ fn errors_joined(errs: &[String]) -> String {
 
 #[test]
 fn names_differing_only_in_case_are_an_error() {
-    let errs = errors("socket_maps:\n  Demo: { target: 'http://x/', value_field: r }\n  demo: { target: 'http://x/', value_field: r }\n");
+    let errs = errors(
+        "socket_maps:\n  Demo: { target: 'http://x/', value_field: r }\n  demo: { target: 'http://x/', value_field: r }\n",
+    );
     assert!(errs[0].contains("given twice"), "{errs:?}");
 }
 
