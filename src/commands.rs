@@ -10,7 +10,7 @@ use crate::serve::Server;
 use crate::{exit, log, reply};
 use std::collections::BTreeMap;
 use std::ffi::OsString;
-use std::io::{BufRead, Write};
+use std::io::BufRead;
 use std::os::fd::OwnedFd;
 use std::path::Path;
 
@@ -24,18 +24,17 @@ enum Protocol {
 /// Runs a parsed command line. `fd3` is the connection passed by systemd, if any.
 pub fn run(cli: Cli, fd3: Option<OwnedFd>) -> u8 {
     let path = config::find(cli.config.as_deref());
-    match cli.command {
-        Command::Socketmap => serve(Protocol::Socketmap, path.map(|p| config::load(&p, cli.format)), fd3),
-        Command::Policy { service } => {
-            serve(Protocol::Policy(service), path.map(|p| config::load(&p, cli.format)), fd3)
-        }
-        Command::Tcp { map } => serve(Protocol::Tcp(map), path.map(|p| config::load(&p, cli.format)), fd3),
-        Command::Check => check(path, cli.format),
-        Command::Query { verbose, map, key } => query(path, cli.format, &map, &key, verbose),
+    let protocol = match cli.command {
+        Command::Socketmap => Protocol::Socketmap,
+        Command::Policy { service } => Protocol::Policy(service),
+        Command::Tcp { map } => Protocol::Tcp(map),
+        Command::Check => return check(path, cli.format),
+        Command::Query { verbose, map, key } => return query(path, cli.format, &map, &key, verbose),
         Command::PolicyQuery { verbose, service, attributes } => {
-            policy_query(path, cli.format, &service, &attributes, verbose)
+            return policy_query(path, cli.format, &service, &attributes, verbose);
         }
-    }
+    };
+    serve(protocol, path.map(|p| config::load(&p, cli.format)), fd3)
 }
 
 /// A command line clap refused. For a serving command nothing may reach stderr, so the error is
@@ -229,8 +228,7 @@ fn policy_query(
             eprintln!("{line}");
         }
     }
-    let mut out = std::io::stdout().lock();
-    let _ = out.write_all(&reply::policy_frame(&action)[..action.len() + 8]);
+    println!("action={action}");
     match report.map(|r| r.outcome) {
         Some(crate::answer::Outcome::Failure(_)) | None => exit::TEMPFAIL,
         _ => exit::OK,

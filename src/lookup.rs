@@ -98,15 +98,20 @@ pub fn run(entry: &Entry, vars: &upon::Value, request_id: &str, transport: &dyn 
             }
         }
     }
-    report.outcome = match last_error {
+    report.outcome = failure(last_error, entry);
+    report
+}
+
+/// The outcome when no host gave an answer.
+fn failure(last_error: Option<(String, HttpError)>, entry: &Entry) -> Outcome {
+    match last_error {
         Some((host, HttpError::Timeout)) => Outcome::timeout(format!("no answer from {host} in time")),
-        Some((host, e @ HttpError::TooLarge(_))) | Some((host, e @ HttpError::Body(_))) => {
+        Some((host, e @ (HttpError::TooLarge(_) | HttpError::Body(_)))) => {
             Outcome::temporary(format!("invalid backend response from {host}: {e}"))
         }
         Some((host, e)) => Outcome::temporary(format!("{host}: {e}")),
         None => Outcome::timeout(format!("deadline of {} ms passed", entry.deadline.as_millis())),
-    };
-    report
+    }
 }
 
 /// Renders headers and body once for all attempts.
