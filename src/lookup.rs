@@ -230,6 +230,113 @@ pub fn request_id() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::{Format, load_str};
+    use crate::http::Response;
+    use std::cell::RefCell;
+
+    /// Answers from a script, one per attempt, and records what was sent.
+    struct Fake {
+        script: RefCell<Vec<Result<Response, HttpError>>>,
+        sent: RefCell<Vec<Request>>,
+    }
+
+    impl Fake {
+        fn new(script: Vec<Result<Response, HttpError>>) -> Fake {
+            Fake { script: RefCell::new(script), sent: RefCell::new(Vec::new()) }
+        }
+    }
+
+    impl Transport for Fake {
+        fn send(&self, request: &Request, _: Attempt) -> Result<Response, HttpError> {
+            self.sent.borrow_mut().push(request.clone());
+            self.script.borrow_mut().remove(0)
+        }
+    }
+
+    fn ok(body: &str) -> Result<Response, HttpError> {
+        Ok(Response { status: 200, headers: Default::default(), body: body.as_bytes().to_vec() })
+    }
+
+    fn entry(yaml_entry: &str) -> Entry {
+        let yaml = format!("socket_maps:\n  m: {yaml_entry}\n");
+        let mut config = load_str(&yaml, Format::Yaml, "t").config.expect("valid test config");
+        config.maps.remove(0)
+    }
+
+    fn lookup(entry: &Entry, key: &str, fake: &Fake) -> Report {
+        run(entry, &crate::template::lookup_vars("m", key, "id1"), "id1", fake, true)
+    }
+
+    #[test]
+    fn connect_error_moves_to_the_next_host() {
+        let e = entry("{ target: ['http://a.test/', 'http://b.test:81/'], value_field: r }");
+        let fake = Fake::new(vec![Err(HttpError::Connect("refused".into())), ok(r#"{"r":"v"}"#)]);
+        let report = lookup(&e, "k", &fake);
+        assert_eq!(report.outcome, Outcome::Found("v".into()));
+        assert_eq!((report.attempts, report.host.as_deref()), (2, Some("b.test:81")));
+        let hosts: Vec<String> = fake.sent.borrow().iter().map(|r| http::host_of(&r.url)).collect();
+        assert_eq!(hosts, ["a.test", "b.test:81"]);
+    }
+
+    #[test]
+    fn all_hosts_down_is_temporary() {
+        let e = entry("{ target: ['http://a.test/', 'http://b.test/'], value_field: r }");
+        let fake = Fake::new(vec![Err(HttpError::Connect("refused".into())), Err(HttpError::Tls("bad cert".into()))]);
+        assert_eq!(lookup(&e, "k", &fake).outcome, Outcome::temporary("b.test: TLS error: bad cert"));
+    }
+
+    #[test]
+    fn timeout_is_timeout_and_not_retried_elsewhere_yet() {
+        let e = entry("{ target: ['http://a.test/', 'http://b.test/'], value_field: r }");
+        let fake = Fake::new(vec![Err(HttpError::Timeout)]);
+        let report = lookup(&e, "k", &fake);
+        assert_eq!(report.outcome, Outcome::timeout("no answer from a.test in time"));
+        assert_eq!(report.attempts, 1);
+    }
+
+    #[test]
+    fn dot_segment_keys_make_no_request() {
+        let e = entry("{ target: 'http://a.test/u/{{ key }}', method: GET, value_field: r }");
+        let fake = Fake::new(vec![]);
+        for key in ["..", "."] {
+            let report = lookup(&e, key, &fake);
+            assert_eq!(report.outcome, Outcome::permanent("key not usable in a URL path"), "{key}");
+        }
+        assert!(fake.sent.borrow().is_empty());
+        let fake = Fake::new(vec![ok("{}")]);
+        lookup(&e, "a/../b", &fake);
+        assert_eq!(fake.sent.borrow()[0].url.path(), "/u/a%2F..%2Fb");
+    }
+
+    #[test]
+    fn headers_and_transcript() {
+        let e = entry(
+            "{ target: 'http://a.test/', value_field: r, http_auth_basic: 'user:pw', payload: '{\"k\":\"{{ key }}\"}', \
+             custom_headers: ['X-A: 1', 'x-a: {{ key }}'] }",
+        );
+        let fake = Fake::new(vec![ok(r#"{"r":"v"}"#)]);
+        let report = lookup(&e, "q\"x", &fake);
+        let sent = &fake.sent.borrow()[0];
+        let get = |n: &str| sent.headers.iter().find(|(h, _)| h == n).map(|(_, v)| v.to_str().unwrap().to_string());
+        assert_eq!(get("authorization").as_deref(), Some("Basic dXNlcjpwdw=="));
+        assert_eq!(get("x-request-id").as_deref(), Some("id1"));
+        assert_eq!(get("x-a").as_deref(), Some("q\"x"), "a repeated header: the last wins");
+        assert_eq!(sent.body.as_deref(), Some(&br#"{"k":"q\"x"}"#[..]));
+        let transcript = report.transcript.join("\n");
+        assert!(transcript.contains("> authorization: ***"), "{transcript}");
+        assert!(!transcript.contains("dXNlcjpwdw=="), "{transcript}");
+    }
+
+    #[test]
+    fn auth_not_yet_available_is_temporary_without_a_request() {
+        let e = entry(
+            "{ target: 'http://a.test/', value_field: r, jwt_auth: { token_endpoint: 'http://t.test/', \
+             credentials: { u: p } } }",
+        );
+        let fake = Fake::new(vec![]);
+        assert!(matches!(lookup(&e, "k", &fake).outcome, Outcome::Failure(_)));
+        assert!(fake.sent.borrow().is_empty());
+    }
 
     #[test]
     fn dot_segments() {
