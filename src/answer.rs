@@ -127,3 +127,77 @@ fn json_error(e: &serde_json::Error) -> &'static str {
         serde_json::error::Category::Io => "read error",
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Format, load_str};
+
+    fn entry(fields: &str) -> Entry {
+        let yaml = format!("socket_maps:\n  m: {{ target: 'http://a.test/', {fields} }}\n");
+        load_str(&yaml, Format::Yaml, "t").config.expect("valid test config").maps.remove(0)
+    }
+
+    fn response(status: u16, headers: &[(&'static str, &str)], body: &str) -> Response {
+        let mut map = reqwest::header::HeaderMap::new();
+        for (n, v) in headers {
+            map.insert(*n, v.parse().unwrap());
+        }
+        Response { status, headers: map, body: body.as_bytes().to_vec() }
+    }
+
+    #[test]
+    fn statuses() {
+        let e = entry("value_field: r, not_found_status: [404, 410]");
+        assert_eq!(interpret(&e, &response(200, &[], r#"{"r":"v"}"#)), Outcome::Found("v".into()));
+        assert_eq!(interpret(&e, &response(410, &[], "gone")), Outcome::NotFound);
+        assert_eq!(interpret(&e, &response(403, &[], "{}")), Outcome::permanent("unexpected HTTP status 403"));
+        assert_eq!(interpret(&e, &response(429, &[], "{}")), Outcome::temporary("unexpected HTTP status 429"));
+        assert_eq!(interpret(&e, &response(500, &[], "{}")), Outcome::temporary("unexpected HTTP status 500"));
+        assert_eq!(interpret(&e, &response(301, &[], "{}")), Outcome::temporary("unexpected HTTP status 301"));
+        assert_eq!(interpret(&e, &response(204, &[], "")), Outcome::temporary("unexpected HTTP status 204"));
+    }
+
+    #[test]
+    fn bad_bodies_are_temporary_never_not_found() {
+        let e = entry("value_field: data.r");
+        for body in ["<html>502</html>", "", "{\"data\":", "\"text\"", r#"{"data":"str"}"#] {
+            let out = interpret(&e, &response(200, &[], body));
+            assert!(
+                matches!(&out, Outcome::Failure(f) if f.kind == FailureKind::Temporary
+                    && f.reason.starts_with("invalid backend response")),
+                "{body}: {out:?}"
+            );
+        }
+        assert_eq!(interpret(&e, &response(200, &[], r#"{"data":null}"#)), Outcome::NotFound);
+    }
+
+    #[test]
+    fn error_field() {
+        let e = entry("value_field: r, error_field: error, no_error_value: none");
+        for (body, expected) in [
+            (r#"{"r":"v","error":"boom"}"#, Outcome::permanent("backend error: boom")),
+            (r#"{"r":"v","error":"none"}"#, Outcome::Found("v".into())),
+            (r#"{"r":"v","error":""}"#, Outcome::Found("v".into())),
+            (r#"{"r":"v","error":false}"#, Outcome::Found("v".into())),
+            (r#"{"r":"v","error":null}"#, Outcome::Found("v".into())),
+            (r#"{"r":"v","meta":{"error":"deep"}}"#, Outcome::permanent("backend error: deep")),
+        ] {
+            assert_eq!(interpret(&e, &response(200, &[], body)), expected, "{body}");
+        }
+    }
+
+    #[test]
+    fn text_and_header_modes() {
+        let text = entry("response: text");
+        assert_eq!(interpret(&text, &response(200, &[], "  v w \n")), Outcome::Found("v w".into()));
+        assert_eq!(interpret(&text, &response(200, &[], " \n")), Outcome::NotFound);
+        let header = entry("response: header, value_field: X-Result, error_field: X-Error");
+        assert_eq!(interpret(&header, &response(200, &[("x-result", "hv")], "")), Outcome::Found("hv".into()));
+        assert_eq!(interpret(&header, &response(200, &[], "")), Outcome::NotFound);
+        assert_eq!(
+            interpret(&header, &response(200, &[("x-error", "no"), ("x-result", "hv")], "")),
+            Outcome::permanent("backend error: no")
+        );
+    }
+}

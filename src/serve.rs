@@ -137,7 +137,7 @@ impl Server<'_> {
         if self.config.as_ref().map_or(true, |c| c.logging.log_keys) {
             fields.push(("key", key.to_string()));
         }
-        finish_fields(&mut fields, report, reply, started);
+        finish_fields(&mut fields, report, reply_fields(reply), started);
         log::request(&fields);
     }
 
@@ -157,12 +157,17 @@ impl Server<'_> {
                 }
             }
         }
-        finish_fields(&mut fields, report, &format!("action={action}"), started);
+        finish_fields(&mut fields, report, vec![("action", action.to_string())], started);
         log::request(&fields);
     }
 }
 
-fn finish_fields(fields: &mut Vec<(&str, String)>, report: Option<&Report>, reply: &str, started: Instant) {
+fn finish_fields<'a>(
+    fields: &mut Vec<(&'a str, String)>,
+    report: Option<&Report>,
+    reply: Vec<(&'a str, String)>,
+    started: Instant,
+) {
     if let Some(r) = report {
         if let Some(host) = &r.host {
             fields.push(("host", host.clone()));
@@ -171,12 +176,24 @@ fn finish_fields(fields: &mut Vec<(&str, String)>, report: Option<&Report>, repl
         if let Some(status) = r.status {
             fields.push(("status", status.to_string()));
         }
-        if let Some(id) = &r.request_id {
-            fields.push(("id", id.clone()));
-        }
     }
-    fields.push(("reply", reply.to_string()));
+    fields.extend(reply);
     fields.push(("ms", started.elapsed().as_millis().to_string()));
+    if let Some(id) = report.and_then(|r| r.request_id.as_ref()) {
+        fields.push(("id", id.clone()));
+    }
+}
+
+/// The reply kind of a socketmap or tcp reply, and a failure's reason; never the value (it may
+/// be as private as the key).
+fn reply_fields(reply: &str) -> Vec<(&'static str, String)> {
+    match reply.split_once(' ') {
+        Some((word, reason)) if !matches!(word, "OK" | "200" | "NOTFOUND" | "500") && !reason.is_empty() => {
+            vec![("reply", word.to_string()), ("reason", reason.to_string())]
+        }
+        Some((word, _)) => vec![("reply", word.to_string())],
+        None => vec![("reply", reply.to_string())],
+    }
 }
 
 /// Splits a socketmap payload at the first space into map name and key.
