@@ -2,7 +2,6 @@
 
 use super::{Attempt, HttpError, Request, Response, Transport, tls};
 use crate::config::ClientSpec;
-use std::error::Error as _;
 use std::io::Read;
 use std::sync::OnceLock;
 
@@ -85,17 +84,13 @@ fn classify(e: &reqwest::Error) -> HttpError {
     if e.is_timeout() {
         return HttpError::Timeout;
     }
-    let mut source = e.source();
-    while let Some(s) = source {
-        if let Some(tls) = s.downcast_ref::<rustls::Error>() {
+    for cause in chain(e) {
+        if let Some(tls) = cause.downcast_ref::<rustls::Error>() {
             return HttpError::Tls(tls.to_string());
         }
-        if let Some(io) = s.downcast_ref::<std::io::Error>()
-            && io.kind() == std::io::ErrorKind::TimedOut
-        {
+        if cause.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut) {
             return HttpError::Timeout;
         }
-        source = s.source();
     }
     if e.is_connect() {
         HttpError::Connect(innermost(e))
@@ -106,11 +101,21 @@ fn classify(e: &reqwest::Error) -> HttpError {
     }
 }
 
+/// Every error in the chain, including the ones an `io::Error` wraps (its `source()` skips them).
+fn chain<'a>(e: &'a (dyn std::error::Error + 'static)) -> Vec<&'a (dyn std::error::Error + 'static)> {
+    let mut out = Vec::new();
+    let mut cur = Some(e);
+    while let Some(err) = cur {
+        out.push(err);
+        cur = match err.downcast_ref::<std::io::Error>() {
+            Some(io) => io.get_ref().map(|inner| inner as &(dyn std::error::Error + 'static)),
+            None => err.source(),
+        };
+    }
+    out
+}
+
 /// The deepest cause's message.
 fn innermost(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut cur = e;
-    while let Some(next) = cur.source() {
-        cur = next;
-    }
-    cur.to_string()
+    chain(e).last().map_or_else(String::new, |cause| cause.to_string())
 }
