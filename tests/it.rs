@@ -23,3 +23,6 @@ mod lifecycle;
 
 #[path = "it/cli.rs"]
 mod cli;
+
+#[path = "it/exchange.rs"]
+mod exchange;
