@@ -5,8 +5,10 @@
 //! accepted with a warning, `defaults` sections are merged into their entries, `{{ .Key }}`
 //! payloads are rewritten, and names match case-insensitively.
 
+mod auth;
 mod build;
 pub mod duration;
+mod entry;
 mod tree;
 
 use crate::template::Template;
