@@ -91,7 +91,7 @@ fn oidc_auth(path: &str, v: &Value, d: &mut Diagnostics) -> Option<OidcAuth> {
         None => Vec::new(),
     };
     let has_secret = client_secret.is_some() || client_secret_file.is_some();
-    let method = match t.take("auth_method").and_then(|(p, v)| Some((tree::string(&p, v, d)?, p))) {
+    let method = match t.take_str("auth_method", d) {
         None => None,
         Some((s, p)) => match s.to_ascii_lowercase().as_str() {
             "client_secret_basic" => Some(OidcMethod::ClientSecretBasic),

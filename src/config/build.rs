@@ -109,21 +109,15 @@ pub(super) fn config(root: &Value, mut d: Diagnostics) -> Loaded {
 
 fn logging_settings(path: &str, v: &Value, out: &mut LogSettings, d: &mut Diagnostics) {
     let Some(mut t) = Table::open(v, path, d) else { return };
-    if let Some((p, v)) = t.take("level")
-        && let Some(s) = tree::string(&p, v, d)
-    {
-        out.level = match s.to_ascii_lowercase().as_str() {
-            "debug" => Level::Debug,
-            "info" | "" => Level::Info,
-            "warn" | "warning" => Level::Warn,
-            "error" => Level::Error,
-            "none" => Level::None,
-            other => {
-                d.error(&p, format!("unknown level {other:?} (debug, info, warn, error or none)"));
-                Level::Info
-            }
-        };
-    }
+    let levels = [
+        ("debug", Level::Debug),
+        ("info", Level::Info),
+        ("warn", Level::Warn),
+        ("warning", Level::Warn),
+        ("error", Level::Error),
+        ("none", Level::None),
+    ];
+    out.level = t.choice("level", &levels, Level::Info, d);
     if let Some((p, v)) = t.take("json") {
         out.json = tree::boolean(&p, v, d).unwrap_or(false);
     }
@@ -268,7 +262,7 @@ pub(super) fn tls(path: &str, v: &Value, base: &TlsSpec, d: &mut Diagnostics) ->
     let key = file(&mut t, "key", d);
     let skip_verify =
         t.take_any(&["skip_verify", "http_client_skip_verify"], d).and_then(|(p, v)| tree::boolean(&p, v, d));
-    let min_version = t.take("min_version").and_then(|(p, v)| Some((tree::string(&p, v, d)?, p)));
+    let min_version = t.take_str("min_version", d);
     t.finish(d, &[]);
     if enabled == Some(false) {
         if root_ca.is_some() || cert.is_some() || skip_verify.is_some() {

@@ -40,29 +40,20 @@ pub(super) fn entry(
             urls.iter().enumerate().filter_map(|(i, url)| target(&format!("{p}[{i}]"), url, &sample, d)).collect()
         }
     };
-    let balance = match t.take("balance").and_then(|(p, v)| Some((tree::string(&p, v, d)?, p))) {
-        None => Balance::Failover,
-        Some((s, p)) => match s.to_ascii_lowercase().as_str() {
-            "failover" => Balance::Failover,
-            "random" => Balance::Random,
-            _ => {
-                d.error(&p, format!("unknown balance {s:?} (failover or random)"));
-                Balance::Failover
-            }
-        },
-    };
+    let balance =
+        t.choice("balance", &[("failover", Balance::Failover), ("random", Balance::Random)], Balance::Failover, d);
     let max_attempts = match t.take("max_attempts") {
         Some((p, v)) => tree::uint(&p, v, 1, 100, d).unwrap_or(1) as usize,
         None => targets.len().max(2),
     };
-    let method = match t.take("method").and_then(|(p, v)| Some((tree::string(&p, v, d)?, p))) {
+    let method = match t.take_str("method", d) {
         None => reqwest::Method::POST,
         Some((s, p)) => reqwest::Method::from_bytes(s.to_ascii_uppercase().as_bytes()).unwrap_or_else(|_| {
             d.error(&p, format!("{s:?} is not an HTTP method"));
             reqwest::Method::POST
         }),
     };
-    let content_type = match t.take("content_type").and_then(|(p, v)| Some((tree::string(&p, v, d)?, p))) {
+    let content_type = match t.take_str("content_type", d) {
         None => "application/json".to_string(),
         Some((s, p)) => {
             if reqwest::header::HeaderValue::from_str(&s).is_err() {
@@ -88,20 +79,10 @@ pub(super) fn entry(
         .take("not_found_status")
         .and_then(|(p, v)| tree::uints(&p, v, 100, 599, d))
         .map_or(vec![], |v| v.into_iter().map(|n| n as u16).collect());
-    let response = match t.take("response").and_then(|(p, v)| Some((tree::string(&p, v, d)?, p))) {
-        None => ResponseMode::Json,
-        Some((s, p)) => match s.to_ascii_lowercase().as_str() {
-            "json" => ResponseMode::Json,
-            "text" => ResponseMode::Text,
-            "header" => ResponseMode::Header,
-            _ => {
-                d.error(&p, format!("unknown response mode {s:?} (json, text or header)"));
-                ResponseMode::Json
-            }
-        },
-    };
-    let value_text = t.take("value_field").and_then(|(p, v)| Some((tree::string(&p, v, d)?, p)));
-    let error_text = t.take("error_field").and_then(|(p, v)| Some((tree::string(&p, v, d)?, p)));
+    let modes = [("json", ResponseMode::Json), ("text", ResponseMode::Text), ("header", ResponseMode::Header)];
+    let response = t.choice("response", &modes, ResponseMode::Json, d);
+    let value_text = t.take_str("value_field", d);
+    let error_text = t.take_str("error_field", d);
     let (value_field, value_header) = field(response, value_text.clone(), d);
     let (error_field, error_header) = field(response, error_text, d);
     if value_text.as_ref().is_none_or(|(s, _)| s.is_empty()) && response != ResponseMode::Text {

@@ -176,7 +176,7 @@ policy_services:
         "socket_maps.a.targett: unknown key",
         "socket_maps.b.target[0]: scheme \"ftp\"",
         "socket_maps.b.status_code: 999 is out of range",
-        "socket_maps.b.response: unknown response mode",
+        "socket_maps.b.response: \"xml\" is not one of: json, text, header",
         "policy_services.p.payload: Go template syntax",
     ] {
         assert!(all.contains(expected), "missing {expected:?} in:\n{all}");

@@ -91,6 +91,25 @@ impl<'a> Table<'a> {
         found
     }
 
+    /// Takes `key` as a string; returns the string and its path.
+    pub fn take_str(&mut self, key: &str, d: &mut Diagnostics) -> Option<(String, String)> {
+        let (path, v) = self.take(key)?;
+        Some((string(&path, v, d)?, path))
+    }
+
+    /// Takes `key` as one of `options` (ASCII case-insensitive); `default` when absent or wrong.
+    pub fn choice<T: Copy>(&mut self, key: &str, options: &[(&str, T)], default: T, d: &mut Diagnostics) -> T {
+        let Some((s, path)) = self.take_str(key, d) else { return default };
+        match options.iter().find(|(name, _)| name.eq_ignore_ascii_case(&s)) {
+            Some((_, value)) => *value,
+            None => {
+                let names: Vec<&str> = options.iter().map(|(n, _)| *n).collect();
+                d.error(&path, format!("{s:?} is not one of: {}", names.join(", ")));
+                default
+            }
+        }
+    }
+
     /// Takes every key not taken yet (the entries of a section).
     pub fn take_rest(&mut self) -> Vec<(String, &'a Value)> {
         let mut rest = Vec::new();
