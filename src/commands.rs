@@ -47,10 +47,14 @@ pub fn serve_usage_error(args: &[OsString], message: &str, fd3: Option<OwnedFd>)
         "policy" => Protocol::Policy(None),
         _ => Protocol::Tcp(words.get(at + 1).cloned().unwrap_or_default()),
     };
-    let first_line = message.lines().next().unwrap_or("usage error").trim_start_matches("error: ");
-    Some(serve(protocol, Err(format!("pfxhttp command line: {first_line}")), fd3))
+    // clap's message up to the usage lines, on one line.
+    let what: Vec<&str> = message.lines().map(str::trim).take_while(|l| !l.is_empty()).collect();
+    let what = what.join(" ");
+    Some(serve(protocol, Err(format!("pfxhttp command line: {}", what.trim_start_matches("error: "))), fd3))
 }
 
+/// Serves the connection. `loaded` is the configuration, or why the command cannot work at all
+/// (the text becomes the reason of every reply).
 fn serve(protocol: Protocol, loaded: Result<Loaded, String>, fd3: Option<OwnedFd>) -> u8 {
     let loaded = loaded.unwrap_or_else(|e| Loaded {
         config: None,
@@ -69,7 +73,12 @@ fn serve(protocol: Protocol, loaded: Result<Loaded, String>, fd3: Option<OwnedFd
                 errors.join("; ")
             ));
             let more = if errors.len() > 1 { format!(" (and {} more)", errors.len() - 1) } else { String::new() };
-            Err(format!("{}{more}", errors.first().map_or("unknown", String::as_str)))
+            let first = errors.first().map_or("unknown", String::as_str);
+            if first.starts_with("pfxhttp command line:") {
+                Err(first.to_string())
+            } else {
+                Err(format!("pfxhttp configuration error: {first}{more}"))
+            }
         }
     };
     let conn = match fd3 {

@@ -16,6 +16,7 @@ use std::time::Instant;
 
 /// What a serving command works with: the configuration (or why there is none) and the network.
 pub struct Server<'a> {
+    /// The configuration, or the reason every request fails (e.g. "pfxhttp configuration error: …").
     pub config: Result<&'a Config, String>,
     pub transport: &'a dyn Transport,
     /// Keep a transcript of the HTTP exchange in each report (`query -v`).
@@ -94,7 +95,7 @@ impl Server<'_> {
     pub fn map_lookup(&self, name: &str, key: &str) -> (Outcome, Option<Report>) {
         let config = match &self.config {
             Ok(c) => c,
-            Err(e) => return (Outcome::temporary(format!("pfxhttp configuration error: {e}")), None),
+            Err(e) => return (Outcome::temporary(e.clone()), None),
         };
         let Some(entry) = config.map(name) else {
             return (Outcome::permanent(format!("unknown map {name}")), None);
