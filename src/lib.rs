@@ -39,6 +39,7 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod connection;
+pub mod failover;
 pub mod http;
 pub mod log;
 pub mod lookup;

@@ -1,9 +1,11 @@
-//! One lookup: render the HTTP request for an entry, send it to the entry's hosts in turn within
-//! the deadline, and interpret the answer.
+//! One lookup: render the HTTP request for an entry, send it to the entry's hosts within the
+//! deadline (retries as [`failover`] decides), and interpret the answer.
 
 use crate::answer::{self, Outcome};
-use crate::config::{Auth, Balance, Entry};
+use crate::config::{Auth, Entry};
+use crate::failover;
 use crate::http::{self, Attempt, HttpError, Request, Transport};
+use crate::log;
 use reqwest::header::{self, HeaderName, HeaderValue};
 use std::io::Write as _;
 use std::time::Instant;
@@ -48,12 +50,11 @@ pub fn run(entry: &Entry, vars: &upon::Value, request_id: &str, transport: &dyn 
             return report;
         }
     };
-    let mut order: Vec<usize> = (0..entry.targets.len()).collect();
-    if entry.balance == Balance::Random {
-        fastrand::shuffle(&mut order);
-    }
-    let mut last_error = None;
-    for index in order {
+    let deadline = started + entry.deadline;
+    let order = failover::order(entry);
+    let mut last: Option<(String, Result<http::Response, HttpError>)> = None;
+    for attempt in 0..entry.max_attempts {
+        let index = order[attempt % order.len()];
         let url = match target_url(entry, index, vars) {
             Ok(url) => url,
             Err(outcome) => {
@@ -61,11 +62,18 @@ pub fn run(entry: &Entry, vars: &upon::Value, request_id: &str, transport: &dyn 
                 return report;
             }
         };
-        let Some(remaining) = entry.deadline.checked_sub(started.elapsed()).filter(|d| !d.is_zero()) else {
+        if let Some((_, result)) = &last {
+            let wait = failover::wait_before(attempt, order.len(), result);
+            if Instant::now() + wait >= deadline {
+                break;
+            }
+            std::thread::sleep(wait);
+        }
+        let Some(remaining) = deadline.checked_duration_since(Instant::now()).filter(|d| !d.is_zero()) else {
             break;
         };
         let request = Request { method: entry.method.clone(), url, headers: headers.clone(), body: body.clone() };
-        let attempt = Attempt {
+        let limits = Attempt {
             client: entry.client,
             timeout: entry.timeout.min(remaining),
             max_response_bytes: entry.max_response_bytes,
@@ -77,40 +85,45 @@ pub fn run(entry: &Entry, vars: &upon::Value, request_id: &str, transport: &dyn 
         }
         report.attempts += 1;
         report.host = Some(host.clone());
-        match transport.send(&request, attempt) {
+        let result = transport.send(&request, limits);
+        match &result {
             Ok(response) => {
-                if verbose {
-                    describe_response(&response, &mut report.transcript);
-                }
                 report.status = Some(response.status);
-                report.outcome = answer::interpret(entry, &response);
-                return report;
+                if verbose {
+                    describe_response(response, &mut report.transcript);
+                }
+                log::debug(&format!("{} attempt {} to {host}: HTTP {}", entry.name, attempt + 1, response.status));
             }
             Err(e) => {
+                report.status = None;
                 if verbose {
                     report.transcript.push(format!("! {host}: {e}"));
                 }
-                let next_host_may_help = e.is_connect();
-                last_error = Some((host, e));
-                if !next_host_may_help {
-                    break;
-                }
+                log::debug(&format!("{} attempt {} to {host}: {e}", entry.name, attempt + 1));
             }
         }
+        let again = failover::retryable(entry, &result);
+        last = Some((host, result));
+        if !again {
+            break;
+        }
     }
-    report.outcome = failure(last_error, entry);
+    report.outcome = match last {
+        Some((_, Ok(response))) => answer::interpret(entry, &response),
+        Some((host, Err(e))) => failure(&host, e),
+        None => Outcome::timeout(format!("deadline of {} ms passed", entry.deadline.as_millis())),
+    };
     report
 }
 
-/// The outcome when no host gave an answer.
-fn failure(last_error: Option<(String, HttpError)>, entry: &Entry) -> Outcome {
-    match last_error {
-        Some((host, HttpError::Timeout)) => Outcome::timeout(format!("no answer from {host} in time")),
-        Some((host, e @ (HttpError::TooLarge(_) | HttpError::Body(_)))) => {
+/// The outcome when the last attempt got no answer.
+fn failure(host: &str, error: HttpError) -> Outcome {
+    match error {
+        HttpError::Timeout => Outcome::timeout(format!("no answer from {host} in time")),
+        e @ (HttpError::TooLarge(_) | HttpError::Body(_)) => {
             Outcome::temporary(format!("invalid backend response from {host}: {e}"))
         }
-        Some((host, e)) => Outcome::temporary(format!("{host}: {e}")),
-        None => Outcome::timeout(format!("deadline of {} ms passed", entry.deadline.as_millis())),
+        e => Outcome::temporary(format!("{host}: {e}")),
     }
 }
 
@@ -285,13 +298,77 @@ mod tests {
         assert_eq!(lookup(&e, "k", &fake).outcome, Outcome::temporary("b.test: TLS error: bad cert"));
     }
 
+    fn status(code: u16, headers: &[(&'static str, &str)]) -> Result<Response, HttpError> {
+        let mut map = reqwest::header::HeaderMap::new();
+        for (n, v) in headers {
+            map.insert(*n, v.parse().unwrap());
+        }
+        Ok(Response { status: code, headers: map, body: b"{}".to_vec() })
+    }
+
+    fn hosts(fake: &Fake) -> Vec<String> {
+        fake.sent.borrow().iter().map(|r| http::host_of(&r.url)).collect()
+    }
+
     #[test]
-    fn timeout_is_timeout_and_not_retried_elsewhere_yet() {
+    fn timeout_and_5xx_move_to_the_next_host() {
         let e = entry("{ target: ['http://a.test/', 'http://b.test/'], value_field: r }");
-        let fake = Fake::new(vec![Err(HttpError::Timeout)]);
+        for first in [Err(HttpError::Timeout), status(503, &[]), status(429, &[])] {
+            let fake = Fake::new(vec![first, ok(r#"{"r":"v"}"#)]);
+            let report = lookup(&e, "k", &fake);
+            assert_eq!(report.outcome, Outcome::Found("v".into()));
+            assert_eq!(hosts(&fake), ["a.test", "b.test"]);
+        }
+    }
+
+    #[test]
+    fn other_answers_are_final() {
+        let e = entry("{ target: ['http://a.test/', 'http://b.test/'], value_field: r }");
+        for (first, expected) in [
+            (status(404, &[]), Outcome::permanent("unexpected HTTP status 404")),
+            (status(302, &[]), Outcome::temporary("unexpected HTTP status 302")),
+            (
+                Err(HttpError::Body("reset".into())),
+                Outcome::temporary("invalid backend response from a.test: reading the answer failed: reset"),
+            ),
+        ] {
+            let fake = Fake::new(vec![first]);
+            assert_eq!(lookup(&e, "k", &fake).outcome, expected);
+            assert_eq!(hosts(&fake), ["a.test"]);
+        }
+    }
+
+    #[test]
+    fn one_host_is_tried_twice_by_default() {
+        let e = entry("{ target: 'http://a.test/', value_field: r }");
+        let fake = Fake::new(vec![Err(HttpError::Connect("refused".into())), ok(r#"{"r":"v"}"#)]);
         let report = lookup(&e, "k", &fake);
-        assert_eq!(report.outcome, Outcome::timeout("no answer from a.test in time"));
-        assert_eq!(report.attempts, 1);
+        assert_eq!((report.outcome, report.attempts), (Outcome::Found("v".into()), 2));
+        let e = entry("{ target: 'http://a.test/', value_field: r, max_attempts: 1 }");
+        let fake = Fake::new(vec![status(503, &[])]);
+        assert_eq!(lookup(&e, "k", &fake).outcome, Outcome::temporary("unexpected HTTP status 503"));
+        assert_eq!(fake.sent.borrow().len(), 1);
+    }
+
+    #[test]
+    fn retry_after_beyond_the_deadline_stops_retrying() {
+        let e = entry("{ target: ['http://a.test/', 'http://b.test/'], value_field: r, deadline: 2s }");
+        let fake = Fake::new(vec![status(429, &[("retry-after", "5")])]);
+        let started = Instant::now();
+        assert_eq!(lookup(&e, "k", &fake).outcome, Outcome::temporary("unexpected HTTP status 429"));
+        assert!(started.elapsed() < std::time::Duration::from_millis(500));
+        assert_eq!(fake.sent.borrow().len(), 1);
+    }
+
+    #[test]
+    fn random_balance_spreads_first_attempts() {
+        let e = entry("{ target: ['http://a.test/', 'http://b.test/'], value_field: r, balance: random }");
+        let fake = Fake::new((0..200).map(|_| ok("{}")).collect());
+        for _ in 0..200 {
+            lookup(&e, "k", &fake);
+        }
+        let on_a = hosts(&fake).iter().filter(|h| *h == "a.test").count();
+        assert!((60..=140).contains(&on_a), "{on_a} of 200 first attempts on a.test");
     }
 
     #[test]

@@ -841,7 +841,6 @@ fn fails_first(failures: usize, first: Reply) -> Backend {
 /// With one host, a 5xx is retried on the same host (max_attempts defaults to 2): a backend
 /// that fails once and then answers gives `OK`.
 #[test]
-#[ignore = "retries on 5xx/429 come with the failover engine (issue 3)"]
 fn single_host_5xx_is_retried() {
     let b = fails_first(1, Reply::json(503, "{}"));
     let out = Conf::new(&b.url("/lookup")).serve(&req("demo", "k"));
@@ -851,7 +850,6 @@ fn single_host_5xx_is_retried() {
 
 /// 429 ("busy") is retried like a 5xx.
 #[test]
-#[ignore = "retries on 5xx/429 come with the failover engine (issue 3)"]
 fn single_host_429_is_retried() {
     let b = fails_first(1, Reply::json(429, "{}"));
     let out = Conf::new(&b.url("/lookup")).serve(&req("demo", "k"));

@@ -1,0 +1,88 @@
+//! Host order, retries and waits within a request's deadline (spec §6).
+//!
+//! A request tries the entry's hosts in `balance` order. It moves on after a connect error, a
+//! TLS handshake error, a timeout, a 5xx or a 429; any other answer is final. With one host (or
+//! once every host was tried) the same host is tried again after a short jittered backoff, and a
+//! `Retry-After` is honoured when it fits the deadline. `max_attempts` caps the attempts.
+
+use crate::config::{Balance, Entry};
+use crate::http::{HttpError, Response};
+use std::time::Duration;
+
+/// The hosts' indexes in the order this request tries them.
+pub fn order(entry: &Entry) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..entry.targets.len()).collect();
+    if entry.balance == Balance::Random {
+        fastrand::shuffle(&mut order);
+    }
+    order
+}
+
+/// Whether an attempt's result may be bettered by another attempt.
+pub fn retryable(entry: &Entry, result: &Result<Response, HttpError>) -> bool {
+    match result {
+        Ok(r) => {
+            let expected = entry.status_codes.contains(&r.status) || entry.not_found_status.contains(&r.status);
+            !expected && (r.status == 429 || (500..600).contains(&r.status))
+        }
+        Err(e) => matches!(e, HttpError::Connect(_) | HttpError::Tls(_) | HttpError::Timeout),
+    }
+}
+
+/// How long to wait before attempt number `attempt` (0-based) on host number `slot` of the
+/// order, after `last` failed: nothing when moving to another host, a jittered backoff when
+/// coming back to one, and at least the `Retry-After` the last answer asked for.
+pub fn wait_before(attempt: usize, hosts: usize, last: &Result<Response, HttpError>) -> Duration {
+    let round = attempt / hosts.max(1);
+    let backoff = if round == 0 {
+        Duration::ZERO
+    } else {
+        let base = Duration::from_millis(100) * 2u32.saturating_pow(round as u32 - 1);
+        base.min(Duration::from_secs(2)).mul_f64(0.5 + fastrand::f64())
+    };
+    let asked = match last {
+        Ok(r) => retry_after(r).unwrap_or(Duration::ZERO),
+        Err(_) => Duration::ZERO,
+    };
+    backoff.max(asked)
+}
+
+/// `Retry-After` in seconds (the HTTP-date form is not used by APIs in practice and is ignored).
+fn retry_after(response: &Response) -> Option<Duration> {
+    let value = response.headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?;
+    value.trim().parse::<u64>().ok().map(Duration::from_secs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn response(status: u16, retry_after: Option<&str>) -> Result<Response, HttpError> {
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Some(v) = retry_after {
+            headers.insert(reqwest::header::RETRY_AFTER, v.parse().unwrap());
+        }
+        Ok(Response { status, headers, body: Vec::new() })
+    }
+
+    #[test]
+    fn no_wait_when_moving_to_another_host() {
+        assert_eq!(wait_before(1, 2, &Err(HttpError::Timeout)), Duration::ZERO);
+    }
+
+    #[test]
+    fn jittered_backoff_when_coming_back() {
+        for _ in 0..50 {
+            let first = wait_before(1, 1, &Err(HttpError::Connect("x".into())));
+            assert!((50..150).contains(&first.as_millis()), "{first:?}");
+            let second = wait_before(2, 1, &response(503, None));
+            assert!((100..300).contains(&second.as_millis()), "{second:?}");
+        }
+    }
+
+    #[test]
+    fn retry_after_is_a_lower_bound() {
+        assert_eq!(wait_before(1, 2, &response(429, Some("3"))), Duration::from_secs(3));
+        assert_eq!(wait_before(1, 2, &response(429, Some("Wed, 21 Oct 2015 07:28:00 GMT"))), Duration::ZERO);
+    }
+}
