@@ -66,6 +66,13 @@ pub fn interpret(entry: &Entry, response: &Response) -> Outcome {
     }
     match entry.response {
         ResponseMode::Text => {
+            let html = response
+                .headers
+                .get(reqwest::header::CONTENT_TYPE)
+                .is_some_and(|ct| ct.as_bytes().to_ascii_lowercase().starts_with(b"text/html"));
+            if html {
+                return Outcome::temporary("invalid backend response: an HTML page, not a text value");
+            }
             let text = String::from_utf8_lossy(&response.body);
             let text = text.trim();
             if text.is_empty() { Outcome::NotFound } else { Outcome::Found(text.to_string()) }
@@ -99,9 +106,7 @@ fn json(entry: &Entry, body: &[u8]) -> Outcome {
     if let Some(field) = &entry.error_field {
         match field.find(&doc) {
             Found::Value(v) => {
-                // `false` means "no error" in many APIs; null and "" are absent.
-                if let Some(text) = value::to_text(v, &entry.value_separator)
-                    && text != "false"
+                if let Some(text) = error_text(v)
                     && text != entry.no_error_value
                 {
                     return Outcome::permanent(format!("backend error: {text}"));
@@ -116,6 +121,30 @@ fn json(entry: &Entry, body: &[u8]) -> Outcome {
         Found::Value(v) => value::to_text(v, &entry.value_separator).map_or(Outcome::NotFound, Outcome::Found),
         Found::Absent => Outcome::NotFound,
         Found::WrongShape(e) => Outcome::temporary(format!("invalid backend response: {e}")),
+    }
+}
+
+/// What an error field says, or `None` for "no error": null, `false`, `""`, `[]` and `{}`. Any
+/// other value is an error, an object or a list written as compact JSON.
+fn error_text(v: &serde_json::Value) -> Option<String> {
+    use serde_json::Value;
+    match v {
+        Value::Null | Value::Bool(false) => None,
+        Value::String(s) if s.is_empty() => None,
+        Value::Array(a) if a.is_empty() => None,
+        Value::Object(o) if o.is_empty() => None,
+        Value::String(s) => Some(s.clone()),
+        other => {
+            let mut text = other.to_string();
+            if text.len() > 200 {
+                let mut end = 200;
+                while !text.is_char_boundary(end) {
+                    end -= 1;
+                }
+                text.truncate(end);
+            }
+            Some(text)
+        }
     }
 }
 
@@ -182,6 +211,13 @@ mod tests {
             (r#"{"r":"v","error":false}"#, Outcome::Found("v".into())),
             (r#"{"r":"v","error":null}"#, Outcome::Found("v".into())),
             (r#"{"r":"v","meta":{"error":"deep"}}"#, Outcome::permanent("backend error: deep")),
+            (
+                r#"{"r":"v","error":{"message":"db down"}}"#,
+                Outcome::permanent(r#"backend error: {"message":"db down"}"#),
+            ),
+            (r#"{"r":"v","error":[{"m":"x"}]}"#, Outcome::permanent(r#"backend error: [{"m":"x"}]"#)),
+            (r#"{"r":"v","error":{}}"#, Outcome::Found("v".into())),
+            (r#"{"r":"v","error":true}"#, Outcome::permanent("backend error: true")),
         ] {
             assert_eq!(interpret(&e, &response(200, &[], body)), expected, "{body}");
         }
@@ -192,6 +228,8 @@ mod tests {
         let text = entry("response: text");
         assert_eq!(interpret(&text, &response(200, &[], "  v w \n")), Outcome::Found("v w".into()));
         assert_eq!(interpret(&text, &response(200, &[], " \n")), Outcome::NotFound);
+        let page = response(200, &[("content-type", "text/html; charset=utf-8")], "<html>maintenance</html>");
+        assert!(matches!(interpret(&text, &page), Outcome::Failure(f) if f.kind == FailureKind::Temporary));
         let header = entry("response: header, value_field: X-Result, error_field: X-Error");
         assert_eq!(interpret(&header, &response(200, &[("x-result", "hv")], "")), Outcome::Found("hv".into()));
         assert_eq!(interpret(&header, &response(200, &[], "")), Outcome::NotFound);

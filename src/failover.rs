@@ -47,10 +47,11 @@ pub fn wait_before(attempt: usize, hosts: usize, last: &Result<Response, HttpErr
     backoff.max(asked)
 }
 
-/// `Retry-After` in seconds (the HTTP-date form is not used by APIs in practice and is ignored).
+/// `Retry-After` in seconds, at most a day (the HTTP-date form is not used by APIs in practice
+/// and is ignored).
 fn retry_after(response: &Response) -> Option<Duration> {
     let value = response.headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?;
-    value.trim().parse::<u64>().ok().map(Duration::from_secs)
+    value.trim().parse::<u64>().ok().map(|s| Duration::from_secs(s.min(86_400)))
 }
 
 #[cfg(test)]
@@ -84,5 +85,6 @@ mod tests {
     fn retry_after_is_a_lower_bound() {
         assert_eq!(wait_before(1, 2, &response(429, Some("3"))), Duration::from_secs(3));
         assert_eq!(wait_before(1, 2, &response(429, Some("Wed, 21 Oct 2015 07:28:00 GMT"))), Duration::ZERO);
+        assert_eq!(wait_before(1, 2, &response(503, Some("18446744073709551615"))), Duration::from_secs(86_400));
     }
 }

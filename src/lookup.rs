@@ -64,7 +64,7 @@ pub fn run(entry: &Entry, vars: &upon::Value, request_id: &str, transport: &dyn 
         };
         if let Some((_, result)) = &last {
             let wait = failover::wait_before(attempt, order.len(), result);
-            if Instant::now() + wait >= deadline {
+            if Instant::now().checked_add(wait).is_none_or(|at| at >= deadline) {
                 break;
             }
             std::thread::sleep(wait);

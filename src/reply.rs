@@ -19,7 +19,8 @@ pub fn socketmap(outcome: &Outcome, max_reply: usize) -> String {
             let v = clean(v);
             if v.is_empty() {
                 "NOTFOUND ".into()
-            } else if v.len() > max_reply {
+            } else if v.len() + 3 > max_reply {
+                // The limit is Postfix's, on the whole reply payload: "OK " counts.
                 format!("PERM value too long ({} bytes)", v.len())
             } else {
                 format!("OK {v}")
@@ -110,7 +111,8 @@ mod tests {
         assert_eq!(socketmap_frame(&Outcome::NotFound, 100), b"9:NOTFOUND ,");
         assert_eq!(socketmap(&Outcome::Found("a\r\nb\0c".into()), 100), "OK abc");
         assert_eq!(socketmap(&Outcome::Found("\r\n".into()), 100), "NOTFOUND ");
-        assert_eq!(socketmap(&Outcome::Found("x".repeat(101)), 100), "PERM value too long (101 bytes)");
+        assert_eq!(socketmap(&Outcome::Found("x".repeat(98)), 100), "PERM value too long (98 bytes)");
+        assert_eq!(socketmap(&Outcome::Found("x".repeat(97)), 100).len(), 100);
         assert_eq!(socketmap(&Outcome::temporary("down\nnow"), 100), "TEMP downnow");
         assert_eq!(socketmap(&Outcome::timeout("slow"), 100), "TIMEOUT slow");
         assert_eq!(socketmap(&Outcome::permanent("bad"), 100), "PERM bad");

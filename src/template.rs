@@ -111,19 +111,25 @@ impl Template {
         } else {
             source.to_string()
         };
-        let compiled = engine_for(context).compile(source).map_err(|e| format!("{e:#}"))?;
+        let compiled = engine_for(context).compile(source).map_err(|e| short(&e))?;
         Ok(Template { context, compiled })
     }
 
     /// Renders with `vars`; an error names the problem (e.g. an unknown variable).
     pub fn render(&self, vars: &Value) -> Result<String, String> {
-        self.compiled.render_from(engine_for(self.context), vars).to_string().map_err(|e| format!("{e:#}"))
+        self.compiled.render_from(engine_for(self.context), vars).to_string().map_err(|e| short(&e))
     }
 
     /// The template text as compiled.
     pub fn source(&self) -> &str {
         self.compiled.source()
     }
+}
+
+/// upon's message without the source excerpt: the template text may hold a URL's user info or
+/// a header's secret, and the message ends up in replies and log lines.
+fn short(e: &upon::Error) -> String {
+    e.to_string().split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 /// Policy attributes Postfix sends (3.7 to 3.12); templates may name any of them, and absent

@@ -51,7 +51,11 @@ impl FieldPath {
     }
 
     /// Looks the field up in `doc`.
+    /// The document itself must be an object (or, for a path starting with an index, a list).
     pub fn find<'a>(&self, doc: &'a Value) -> Found<'a> {
+        if !(doc.is_object() || doc.is_array() && !matches!(self, FieldPath::Name(_))) {
+            return Found::WrongShape(format!("expected a JSON object, found {}", kind(doc)));
+        }
         match self {
             FieldPath::Pointer(segs) => walk(doc, segs),
             FieldPath::Dots(segs) => match walk(doc, segs) {
@@ -62,11 +66,7 @@ impl FieldPath {
                 },
                 other => other,
             },
-            FieldPath::Name(name) => match doc {
-                Value::Object(_) => search(doc, name).map_or(Found::Absent, Found::Value),
-                Value::Array(_) | Value::Null => Found::Absent,
-                _ => Found::WrongShape(format!("expected a JSON object, found {}", kind(doc))),
-            },
+            FieldPath::Name(name) => search(doc, name).map_or(Found::Absent, Found::Value),
         }
     }
 }
@@ -180,6 +180,10 @@ mod tests {
         assert_eq!(text("result", doc), Ok(Some("shallow".into())));
         assert_eq!(text("result", json!({"list":[{"result":"in array"}]})), Ok(None));
         assert!(text("result", json!("just a string")).is_err());
+        assert!(text("result", json!(null)).is_err());
+        assert!(text("result", json!([{"result":"x"}])).is_err());
+        assert!(text("data.result", json!(null)).is_err());
+        assert_eq!(text("0.result", json!([{"result":"x"}])), Ok(Some("x".into())));
     }
 
     #[test]
