@@ -41,11 +41,20 @@ pub fn run(cli: Cli, fd3: Option<OwnedFd>) -> u8 {
 /// logged and every request answered with a temporary failure naming it; `None` otherwise.
 pub fn serve_usage_error(args: &[OsString], message: &str, fd3: Option<OwnedFd>) -> Option<u8> {
     let words: Vec<String> = args.iter().skip(1).map(|a| a.to_string_lossy().into_owned()).collect();
-    let at = words.iter().position(|w| matches!(w.as_str(), "socketmap" | "policy" | "tcp"))?;
-    let protocol = match words[at].as_str() {
+    // The subcommand is the first word that is neither an option nor an option's value.
+    let mut at = 0;
+    while let Some(word) = words.get(at) {
+        match word.as_str() {
+            "-c" | "--config" | "--format" => at += 2,
+            w if w.starts_with('-') => at += 1,
+            _ => break,
+        }
+    }
+    let protocol = match words.get(at)?.as_str() {
         "socketmap" => Protocol::Socketmap,
         "policy" => Protocol::Policy(None),
-        _ => Protocol::Tcp(words.get(at + 1).cloned().unwrap_or_default()),
+        "tcp" => Protocol::Tcp(words.get(at + 1).cloned().unwrap_or_default()),
+        _ => return None,
     };
     // clap's message up to the usage lines, on one line.
     let what: Vec<&str> = message.lines().map(str::trim).take_while(|l| !l.is_empty()).collect();
@@ -186,7 +195,7 @@ fn query(path: Result<std::path::PathBuf, String>, format: Format, map: &str, ke
     };
     let clients = Clients::new(&config.clients);
     let server = Server { config: Ok(config), transport: &clients, verbose };
-    let (outcome, report) = server.map_lookup(map, key);
+    let (outcome, report) = server.map_lookup(map, key.as_bytes());
     if let Some(r) = &report {
         for line in &r.transcript {
             eprintln!("{line}");

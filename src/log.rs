@@ -19,26 +19,29 @@ static SINK: Mutex<Option<Sink>> = Mutex::new(None);
 
 /// Opens (or re-opens) the syslog socket with `settings`.
 pub fn init(settings: &LogSettings) {
+    let sink = Sink { level: settings.level, json: settings.json, logger: connect(settings) };
+    *SINK.lock().unwrap_or_else(|e| e.into_inner()) = Some(sink);
+}
+
+/// A non-blocking syslog connection, or `None` when the socket is not there.
+fn connect(settings: &LogSettings) -> Option<Logger<LoggerBackend, Formatter3164>> {
     let formatter = Formatter3164 {
         facility: settings.facility,
         hostname: None,
         process: "pfxhttp".into(),
         pid: std::process::id(),
     };
-    let logger = syslog::unix_custom(formatter, &settings.syslog_socket).ok().map(|mut l| {
-        match &mut l.backend {
-            LoggerBackend::Unix(sock) => {
-                let _ = sock.set_nonblocking(true);
-            }
-            LoggerBackend::UnixStream(stream) => {
-                let _ = stream.get_ref().set_nonblocking(true);
-            }
-            _ => {}
+    let mut logger = syslog::unix_custom(formatter, &settings.syslog_socket).ok()?;
+    match &mut logger.backend {
+        LoggerBackend::Unix(sock) => {
+            let _ = sock.set_nonblocking(true);
         }
-        l
-    });
-    let sink = Sink { level: settings.level, json: settings.json, logger };
-    *SINK.lock().unwrap_or_else(|e| e.into_inner()) = Some(sink);
+        LoggerBackend::UnixStream(stream) => {
+            let _ = stream.get_ref().set_nonblocking(true);
+        }
+        _ => {}
+    }
+    Some(logger)
 }
 
 /// Logs through syslog only, from a panic too: the default hook would print to stderr.
@@ -51,17 +54,14 @@ pub fn install_panic_hook() {
             .map(|s| s.to_string())
             .or_else(|| info.payload().downcast_ref::<String>().cloned())
             .unwrap_or_else(|| "unknown cause".into());
-        // The sink's mutex may be held by the panicking thread; never wait for it here.
-        let sent = match SINK.try_lock() {
-            Ok(mut guard) => guard
-                .as_mut()
-                .and_then(|s| s.logger.as_mut())
-                .map(|l| l.err(format!("panic{location}: {message}")).is_ok()),
-            Err(_) => None,
-        };
-        if sent != Some(true) {
-            init(&LogSettings::default());
-            write(Level::Error, &format!("panic{location}: {message}"));
+        let line = format!("panic{location}: {message}");
+        // The panicking thread may hold the sink's lock: never wait for it here.
+        let sent =
+            SINK.try_lock().ok().and_then(|mut guard| guard.as_mut()?.logger.as_mut().map(|l| l.err(&line).is_ok()));
+        if sent != Some(true)
+            && let Some(mut fallback) = connect(&LogSettings::default())
+        {
+            let _ = fallback.err(&line);
         }
     }));
 }

@@ -9,7 +9,7 @@ use crate::config::{Config, DEFAULT_POLICY_ACTION, Entry};
 use crate::connection::{Connection, End};
 use crate::http::Transport;
 use crate::lookup::{self, Report};
-use crate::proto::{Decoded, netstring, policy, tcp};
+use crate::proto::{netstring, policy, socketmap, tcp};
 use crate::{log, reply, template};
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -23,25 +23,11 @@ pub struct Server<'a> {
     pub verbose: bool,
 }
 
-/// A socketmap request: map name and key.
-struct MapRequest {
-    name: String,
-    key: String,
-}
-
 impl Server<'_> {
     /// Serves socketmap_table(5) requests.
     pub fn socketmap(&self, conn: &mut Connection, max_request: usize) -> End {
-        let decode = |buf: &[u8]| match netstring::decode(buf, max_request) {
-            Decoded::Frame(range, used) => match split_map_request(&buf[range]) {
-                Ok(req) => Decoded::Frame(req, used),
-                Err(why) => Decoded::Invalid(why),
-            },
-            Decoded::Incomplete => Decoded::Incomplete,
-            Decoded::Invalid(why) => Decoded::Invalid(why),
-        };
         loop {
-            let req = match conn.next(decode) {
+            let req = match conn.next(|buf| socketmap::decode(buf, max_request)) {
                 Ok(req) => req,
                 Err(end) => return end,
             };
@@ -60,7 +46,7 @@ impl Server<'_> {
     pub fn tcp(&self, conn: &mut Connection, name: &str, max_request: usize) -> End {
         loop {
             let key = match conn.next(|buf| tcp::decode(buf, max_request)) {
-                Ok(key) => String::from_utf8_lossy(&key).into_owned(),
+                Ok(key) => key,
                 Err(end) => return end,
             };
             let started = Instant::now();
@@ -92,7 +78,7 @@ impl Server<'_> {
     }
 
     /// Looks up `key` in map `name`; the report is `None` when no HTTP request was made.
-    pub fn map_lookup(&self, name: &str, key: &str) -> (Outcome, Option<Report>) {
+    pub fn map_lookup(&self, name: &str, key: &[u8]) -> (Outcome, Option<Report>) {
         let config = match &self.config {
             Ok(c) => c,
             Err(e) => return (Outcome::temporary(e.clone()), None),
@@ -103,6 +89,10 @@ impl Server<'_> {
         if key.is_empty() {
             return (Outcome::NotFound, None);
         }
+        // Lossy conversion could make two keys one lookup and answer one with the other's value.
+        let Ok(key) = std::str::from_utf8(key) else {
+            return (Outcome::permanent("key is not valid UTF-8"), None);
+        };
         let id = lookup::request_id();
         let vars = template::lookup_vars(&entry.name, key, &id);
         let report = lookup::run(entry, &vars, &id, self.transport, self.verbose);
@@ -133,10 +123,10 @@ impl Server<'_> {
         (action, Some(report), entry.name.clone())
     }
 
-    fn log_lookup(&self, proto: &str, name: &str, key: &str, report: Option<&Report>, reply: &str, started: Instant) {
+    fn log_lookup(&self, proto: &str, name: &str, key: &[u8], report: Option<&Report>, reply: &str, started: Instant) {
         let mut fields = vec![("proto", proto.to_string()), ("map", name.to_string())];
         if self.config.as_ref().map_or(true, |c| c.logging.log_keys) {
-            fields.push(("key", key.to_string()));
+            fields.push(("key", String::from_utf8_lossy(key).into_owned()));
         }
         finish_fields(&mut fields, report, reply_fields(reply), started);
         log::request(&fields);
@@ -158,7 +148,11 @@ impl Server<'_> {
                 }
             }
         }
-        finish_fields(&mut fields, report, vec![("action", action.to_string())], started);
+        let mut reply = vec![("action", action.to_string())];
+        if let Some(Outcome::Failure(f)) = report.map(|r| &r.outcome) {
+            reply.push(("reason", f.reason.clone()));
+        }
+        finish_fields(&mut fields, report, reply, started);
         log::request(&fields);
     }
 }
@@ -195,20 +189,6 @@ fn reply_fields(reply: &str) -> Vec<(&'static str, String)> {
         Some((word, _)) => vec![("reply", word.to_string())],
         None => vec![("reply", reply.to_string())],
     }
-}
-
-/// Splits a socketmap payload at the first space into map name and key.
-fn split_map_request(payload: &[u8]) -> Result<MapRequest, String> {
-    let Some(space) = payload.iter().position(|&b| b == b' ') else {
-        return Err("socketmap request without a space between map name and key".into());
-    };
-    let name = String::from_utf8_lossy(&payload[..space]).into_owned();
-    if name.is_empty() {
-        return Err("socketmap request with an empty map name".into());
-    }
-    // Compatibility with the Go pfxhttp: the quoted null sender "<>" is looked up as <>.
-    let key = String::from_utf8_lossy(&payload[space + 1..]).replace("\"<>\"", "<>");
-    Ok(MapRequest { name, key })
 }
 
 /// The policy service for a request: the named one, else the one `policy_context` names, else

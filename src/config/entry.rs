@@ -75,10 +75,20 @@ pub(super) fn entry(
         .take("status_code")
         .and_then(|(p, v)| tree::uints(&p, v, 100, 599, d))
         .map_or(vec![200], |v| v.into_iter().map(|n| n as u16).collect());
-    let not_found_status = t
-        .take("not_found_status")
-        .and_then(|(p, v)| tree::uints(&p, v, 100, 599, d))
-        .map_or(vec![], |v| v.into_iter().map(|n| n as u16).collect());
+    let not_found_status: Vec<u16> = match t.take("not_found_status") {
+        None => Vec::new(),
+        Some((p, v)) => {
+            let codes: Vec<u16> =
+                tree::uints(&p, v, 100, 599, d).unwrap_or_default().into_iter().map(|n| n as u16).collect();
+            if codes.iter().any(|&c| c == 429 || c >= 500) {
+                d.error(&p, "5xx and 429 mean the backend is in trouble, never \"not found\"");
+            }
+            if codes.iter().any(|c| status_codes.contains(c)) {
+                d.warn(&p, "shares a status with status_code; not_found_status wins");
+            }
+            codes
+        }
+    };
     let modes = [("json", ResponseMode::Json), ("text", ResponseMode::Text), ("header", ResponseMode::Header)];
     let response = t.choice("response", &modes, ResponseMode::Json, d);
     let value_text = t.take_str("value_field", d);
@@ -251,7 +261,13 @@ fn basic_auth(t: &mut Table<'_>, d: &mut Diagnostics) -> Option<Secret> {
             }
         }
     });
+    if from_file.is_some() && inline.is_some() {
+        d.error(t.path(), "give http_auth_basic or http_auth_basic_file, not both");
+    }
     let creds = from_file.or(inline).filter(|s| !s.is_empty())?;
+    if !creds.contains(':') {
+        d.warn(t.path(), "http_auth_basic has no ':' between user and password");
+    }
     Some(Secret(format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(creds))))
 }
 

@@ -236,3 +236,33 @@ fn json_format() {
 fn no_entries_is_an_error() {
     assert!(errors("server: {}\n")[0].contains("no socket_maps or policy_services"));
 }
+
+#[test]
+fn not_found_status_cannot_swallow_outages() {
+    let errs = errors("socket_maps:\n  m: { target: 'http://x/', value_field: r, not_found_status: [404, 503] }\n");
+    assert!(errs[0].starts_with("socket_maps.m.not_found_status: 5xx and 429"), "{errs:?}");
+    let loaded = load("socket_maps:\n  m: { target: 'http://x/', value_field: r, not_found_status: 200 }\n");
+    assert!(loaded.diagnostics.warnings[0].contains("not_found_status wins"), "{:?}", loaded.diagnostics);
+}
+
+#[test]
+fn names_keep_their_case() {
+    let config = load("socket_maps:\n  DemoMap: { target: 'http://x/', value_field: r }\n").config.unwrap();
+    assert_eq!(config.maps[0].name, "DemoMap");
+    assert!(config.map("demomap").is_some());
+}
+
+#[test]
+fn basic_auth_given_twice_is_an_error() {
+    let dir = std::env::temp_dir().join(format!("pfxhttp-cfg-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("basic");
+    std::fs::write(&file, "u:p\n").unwrap();
+    let errs = errors(&format!(
+        "socket_maps:\n  m: {{ target: 'http://x/', value_field: r, http_auth_basic: 'a:b', http_auth_basic_file: '{}' }}\n",
+        file.display()
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(errs[0].contains("not both"), "{errs:?}");
+    assert!(!errs.join(" ").contains("a:b"));
+}

@@ -32,7 +32,8 @@ impl Diagnostics {
 /// A YAML mapping being taken apart key by key.
 pub struct Table<'a> {
     path: String,
-    entries: Vec<(String, &'a Value, bool)>,
+    /// Lowercased key, key as written, value, taken.
+    entries: Vec<(String, String, &'a Value, bool)>,
 }
 
 /// Joins a parent path and a key.
@@ -53,11 +54,11 @@ impl<'a> Table<'a> {
                         continue;
                     };
                     let lower = key.to_ascii_lowercase();
-                    if table.entries.iter().any(|(seen, _, _)| *seen == lower) {
+                    if table.entries.iter().any(|(seen, ..)| *seen == lower) {
                         d.error(&join(path, &key), "given twice (keys match case-insensitively)");
                         continue;
                     }
-                    table.entries.push((lower, v, false));
+                    table.entries.push((lower, key, v, false));
                 }
             }
             Value::Tagged(t) => return Table::open(&t.value, path, d),
@@ -69,11 +70,16 @@ impl<'a> Table<'a> {
         Some(table)
     }
 
+    /// The table's path, for messages about the table as a whole.
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
     /// Takes `key` if present. The returned path is owned by the caller.
     pub fn take(&mut self, key: &str) -> Option<(String, &'a Value)> {
-        let entry = self.entries.iter_mut().find(|(k, _, taken)| k == key && !*taken)?;
-        entry.2 = true;
-        Some((join(&self.path, key), entry.1))
+        let entry = self.entries.iter_mut().find(|(k, _, _, taken)| k == key && !*taken)?;
+        entry.3 = true;
+        Some((join(&self.path, key), entry.2))
     }
 
     /// Takes the first of `keys` present (aliases); a second one present is an error.
@@ -110,13 +116,13 @@ impl<'a> Table<'a> {
         }
     }
 
-    /// Takes every key not taken yet (the entries of a section).
+    /// Takes every key not taken yet (the entries of a section), as written.
     pub fn take_rest(&mut self) -> Vec<(String, &'a Value)> {
         let mut rest = Vec::new();
-        for (k, v, taken) in &mut self.entries {
+        for (_, written, v, taken) in &mut self.entries {
             if !*taken {
                 *taken = true;
-                rest.push((k.clone(), *v));
+                rest.push((written.clone(), *v));
             }
         }
         rest
@@ -124,11 +130,11 @@ impl<'a> Table<'a> {
 
     /// Reports keys nobody took: those in `no_effect` (key, reason) as warnings, others as errors.
     pub fn finish(self, d: &mut Diagnostics, no_effect: &[(&str, &str)]) {
-        for (key, _, taken) in &self.entries {
+        for (key, written, _, taken) in &self.entries {
             if *taken {
                 continue;
             }
-            let path = join(&self.path, key);
+            let path = join(&self.path, written);
             match no_effect.iter().find(|(k, _)| k == key) {
                 Some((_, why)) => d.warn(&path, format!("has no effect here: {why}")),
                 None => d.error(&path, "unknown key"),

@@ -7,6 +7,7 @@
 
 pub mod netstring;
 pub mod policy;
+pub mod socketmap;
 pub mod tcp;
 
 /// The result of looking at buffered bytes.

@@ -274,6 +274,16 @@ fn command_line_error_policy_and_tcp() {
     assert!(line.starts_with("400 ") && line.ends_with('\n') && line.matches('\n').count() == 1, "{line:?}");
 }
 
+/// An interactive command whose arguments happen to contain a protocol word is a usage error on
+/// the terminal, not a serving session.
+#[test]
+fn protocol_word_as_an_argument_is_not_a_serving_command() {
+    let out = run(&["query", "tcp"], b"get x\n", T);
+    assert_eq!(out.code(), Some(64));
+    assert!(out.stdout.is_empty(), "{}", show(&out.stdout));
+    assert!(out.stderr_str().contains("<KEY>"), "{}", out.stderr_str());
+}
+
 /// Start a server on fd 3, send `request`, close the socket at once: the backend answers only
 /// after the client is gone. The process must still exit 0 with nothing on stderr.
 fn close_before_reply(command: &str, request: &[u8]) {

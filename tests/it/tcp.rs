@@ -169,6 +169,16 @@ fn escaped_key_bytes_are_decoded() {
     assert_eq!(b.requests()[0].body_json(), json!({"key": "a b%cé"}));
 }
 
+/// A key that is not UTF-8 is refused without a request: converting it lossily could make two
+/// keys one lookup and answer one with the other's value.
+#[test]
+fn key_not_utf8_is_400_without_a_request() {
+    let b = value_backend(r#""v""#);
+    let out = Conf::new(&b.url("/lookup")).serve(b"get a%FF\nget a%EF%BF%BD\n");
+    assert_wire(&out, b"400 key is not valid UTF-8\n200 v\n");
+    assert_eq!(b.requests().len(), 1);
+}
+
 /// No value, or a `not_found_status`, is `500 not found`.
 #[test]
 fn not_found_is_500() {
