@@ -8,6 +8,7 @@ use crate::http::Clients;
 use crate::proto::policy;
 use crate::serve::Server;
 use crate::{exit, log, reply};
+use clap::Parser;
 use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::io::BufRead;
@@ -21,8 +22,24 @@ enum Protocol {
     Tcp(String),
 }
 
+/// The whole program: parses `args` and runs the command; returns the exit status.
+/// `fd3` yields the connection systemd passed, if any (taking it needs `unsafe`, kept in main).
+pub fn main(args: &[OsString], fd3: impl Fn() -> Option<OwnedFd>) -> u8 {
+    match Cli::try_parse_from(args) {
+        Ok(cli) => run(cli, fd3()),
+        Err(e) if !e.use_stderr() => {
+            let _ = e.print();
+            exit::OK
+        }
+        Err(e) => serve_usage_error(args, &e.to_string(), fd3()).unwrap_or_else(|| {
+            let _ = e.print();
+            exit::USAGE
+        }),
+    }
+}
+
 /// Runs a parsed command line. `fd3` is the connection passed by systemd, if any.
-pub fn run(cli: Cli, fd3: Option<OwnedFd>) -> u8 {
+fn run(cli: Cli, fd3: Option<OwnedFd>) -> u8 {
     let path = config::find(cli.config.as_deref());
     let protocol = match cli.command {
         Command::Socketmap => Protocol::Socketmap,
@@ -34,12 +51,13 @@ pub fn run(cli: Cli, fd3: Option<OwnedFd>) -> u8 {
             return policy_query(path, cli.format, &service, &attributes, verbose);
         }
     };
-    serve(protocol, path.map(|p| config::load(&p, cli.format)), fd3)
+    let loaded = path.map(|p| config::load(&p, cli.format)).map_err(|e| format!("pfxhttp configuration error: {e}"));
+    serve(protocol, loaded, fd3)
 }
 
 /// A command line clap refused. For a serving command nothing may reach stderr, so the error is
 /// logged and every request answered with a temporary failure naming it; `None` otherwise.
-pub fn serve_usage_error(args: &[OsString], message: &str, fd3: Option<OwnedFd>) -> Option<u8> {
+fn serve_usage_error(args: &[OsString], message: &str, fd3: Option<OwnedFd>) -> Option<u8> {
     let words: Vec<String> = args.iter().skip(1).map(|a| a.to_string_lossy().into_owned()).collect();
     // The subcommand is the first word that is neither an option nor an option's value.
     let mut at = 0;
@@ -62,33 +80,25 @@ pub fn serve_usage_error(args: &[OsString], message: &str, fd3: Option<OwnedFd>)
     Some(serve(protocol, Err(format!("pfxhttp command line: {}", what.trim_start_matches("error: "))), fd3))
 }
 
-/// Serves the connection. `loaded` is the configuration, or why the command cannot work at all
-/// (the text becomes the reason of every reply).
+/// Serves the connection. `loaded` is the configuration as loaded, or the reason the command
+/// cannot work at all, which becomes the reason of every reply.
 fn serve(protocol: Protocol, loaded: Result<Loaded, String>, fd3: Option<OwnedFd>) -> u8 {
-    let loaded = loaded.unwrap_or_else(|e| Loaded {
-        config: None,
-        logging: Default::default(),
-        limits: Default::default(),
-        diagnostics: config::Diagnostics { errors: vec![e], warnings: vec![] },
-    });
-    log::init(&loaded.logging);
-    let limits = loaded.limits;
-    let config = match &loaded.config {
-        Some(c) => Ok(c),
-        None => {
-            let errors = &loaded.diagnostics.errors;
-            log::error(&format!(
-                "configuration error, every request is answered with a temporary failure: {}",
-                errors.join("; ")
-            ));
-            let more = if errors.len() > 1 { format!(" (and {} more)", errors.len() - 1) } else { String::new() };
-            let first = errors.first().map_or("unknown", String::as_str);
-            if first.starts_with("pfxhttp command line:") {
-                Err(first.to_string())
-            } else {
-                Err(format!("pfxhttp configuration error: {first}{more}"))
-            }
+    let (loaded, config) = match loaded {
+        Ok(l) => {
+            let config = l.config.is_none().then(|| config_error(&l.diagnostics.errors));
+            (Some(l), config)
         }
+        Err(reason) => (None, Some(reason)),
+    };
+    log::init(&loaded.as_ref().map(|l| l.logging.clone()).unwrap_or_default());
+    let limits = loaded.as_ref().map(|l| l.limits).unwrap_or_default();
+    if let Some(reason) = &config {
+        let all = loaded.as_ref().map(|l| l.diagnostics.errors.join("; ")).unwrap_or_default();
+        log::error(&format!("{reason}; every request is answered with a temporary failure. {all}"));
+    }
+    let config = match (&loaded, config) {
+        (Some(Loaded { config: Some(c), .. }), _) => Ok(c),
+        (_, reason) => Err(reason.unwrap_or_default()),
     };
     let conn = match fd3 {
         Some(fd) => fd.try_clone().map(|input| Connection::new(input.into(), fd.into(), &limits)),
@@ -118,6 +128,12 @@ fn serve(protocol: Protocol, loaded: Result<Loaded, String>, fd3: Option<OwnedFd
         End::Io(_) => log::warn(&format!("connection lost: {end}")),
     }
     exit::OK
+}
+
+/// The reason every reply gives when the configuration has errors: the first, and how many more.
+fn config_error(errors: &[String]) -> String {
+    let more = if errors.len() > 1 { format!(" (and {} more)", errors.len() - 1) } else { String::new() };
+    format!("pfxhttp configuration error: {}{more}", errors.first().map_or("unknown", String::as_str))
 }
 
 /// Loads for an interactive command, printing every error; `None` when unusable.

@@ -28,7 +28,8 @@ pub struct Report {
 pub fn run(entry: &Entry, vars: &upon::Value, request_id: &str, transport: &dyn Transport, verbose: bool) -> Report {
     let started = Instant::now();
     let mut report = Report {
-        outcome: Outcome::NotFound,
+        // Every path below sets the outcome; should one not, the lookup fails rather than answers.
+        outcome: Outcome::temporary("no attempt was made"),
         host: None,
         attempts: 0,
         status: None,
@@ -159,12 +160,16 @@ fn prepare(entry: &Entry, vars: &upon::Value, request_id: &str) -> Result<(http:
     for (name, tpl) in &entry.headers {
         let rendered = tpl.render(vars).map_err(|e| format!("header {name} template: {e}"))?;
         let mut v = value(&rendered)?;
-        if *name == header::AUTHORIZATION {
-            v.set_sensitive(true);
-        }
+        v.set_sensitive(is_secret_header(name));
         set(name.clone(), v);
     }
     Ok((headers, body))
+}
+
+/// Headers whose values `query -v` masks: credentials by name.
+fn is_secret_header(name: &HeaderName) -> bool {
+    const HINTS: &[&str] = &["auth", "token", "key", "secret", "cookie", "password", "session", "signature"];
+    HINTS.iter().any(|hint| name.as_str().contains(hint))
 }
 
 fn gzip(data: &[u8]) -> Vec<u8> {
@@ -199,7 +204,7 @@ fn has_dot_segment(url: &str) -> bool {
 fn describe_request(request: &Request, out: &mut Vec<String>) {
     out.push(format!("> {} {}", request.method, masked_url(&request.url)));
     for (name, value) in &request.headers {
-        let shown = if value.is_sensitive() || *name == header::AUTHORIZATION {
+        let shown = if value.is_sensitive() || is_secret_header(name) {
             "***".to_string()
         } else {
             String::from_utf8_lossy(value.as_bytes()).into_owned()

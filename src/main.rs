@@ -1,29 +1,13 @@
 //! `pfxhttp`: see the library crate for what it does.
 #![deny(unsafe_code)]
 
-use clap::Parser;
-use pfxhttp::cli::Cli;
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
     pfxhttp::log::install_panic_hook();
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
-    let code = match Cli::try_parse_from(&args) {
-        Ok(cli) => pfxhttp::commands::run(cli, systemd_connection()),
-        Err(e) if !e.use_stderr() => {
-            let _ = e.print();
-            pfxhttp::exit::OK
-        }
-        Err(e) => match pfxhttp::commands::serve_usage_error(&args, &e.to_string(), systemd_connection()) {
-            Some(code) => code,
-            None => {
-                let _ = e.print();
-                pfxhttp::exit::USAGE
-            }
-        },
-    };
-    ExitCode::from(code)
+    ExitCode::from(pfxhttp::commands::main(&args, systemd_connection))
 }
 
 /// The connection systemd passed as fd 3 (`LISTEN_FDS=1`, `LISTEN_PID` = our pid), if any.
@@ -37,6 +21,7 @@ fn systemd_connection() -> Option<OwnedFd> {
         return None;
     }
     // SAFETY: systemd passes the connection as fd 3 (SD_LISTEN_FDS_START) to the process named by
-    // LISTEN_PID, which is this one; nothing else in this process owns or closes fd 3.
+    // LISTEN_PID, which is this one; nothing else in this process owns or closes fd 3, and this
+    // function is called once.
     Some(unsafe { OwnedFd::from_raw_fd(3) })
 }

@@ -5,7 +5,7 @@
 //! socketmap `TEMP`/`TIMEOUT`/`PERM`, tcp `400`, the policy entry's default action.
 
 use crate::answer::{FailureKind, Outcome};
-use crate::proto::{netstring, policy, tcp};
+use crate::proto::tcp;
 
 /// Longest failure reason sent; Postfix logs at most 200 characters of it anyway.
 const MAX_REASON: usize = 300;
@@ -36,11 +36,6 @@ pub fn socketmap(outcome: &Outcome, max_reply: usize) -> String {
             format!("{word} {}", reason(&f.reason))
         }
     }
-}
-
-/// The socketmap reply framed as a netstring.
-pub fn socketmap_frame(outcome: &Outcome, max_reply: usize) -> Vec<u8> {
-    netstring::encode(socketmap(outcome, max_reply).as_bytes())
 }
 
 /// The tcp_table reply line.
@@ -75,11 +70,6 @@ pub fn policy_action(outcome: &Outcome, default_action: &str) -> String {
     }
 }
 
-/// The policy reply framed for the wire.
-pub fn policy_frame(action: &str) -> Vec<u8> {
-    policy::encode(action)
-}
-
 /// Removes control characters (C0 and DEL; also C1, which are never meant in a reply).
 pub fn clean(s: &str) -> String {
     s.chars().filter(|c| !c.is_control()).collect()
@@ -107,8 +97,8 @@ mod tests {
 
     #[test]
     fn socketmap_replies() {
-        assert_eq!(socketmap_frame(&Outcome::Found("mapped-ok".into()), 100), b"12:OK mapped-ok,");
-        assert_eq!(socketmap_frame(&Outcome::NotFound, 100), b"9:NOTFOUND ,");
+        assert_eq!(socketmap(&Outcome::Found("mapped-ok".into()), 100), "OK mapped-ok");
+        assert_eq!(socketmap(&Outcome::NotFound, 100), "NOTFOUND ");
         assert_eq!(socketmap(&Outcome::Found("a\r\nb\0c".into()), 100), "OK abc");
         assert_eq!(socketmap(&Outcome::Found("\r\n".into()), 100), "NOTFOUND ");
         assert_eq!(socketmap(&Outcome::Found("x".repeat(98)), 100), "PERM value too long (98 bytes)");

@@ -71,7 +71,7 @@ impl Server<'_> {
             let started = Instant::now();
             let (action, report, name) = self.policy_check(service, &attrs);
             self.log_policy(&name, &attrs, report.as_ref(), &action, started);
-            if let Err(e) = conn.reply(&reply::policy_frame(&action)) {
+            if let Err(e) = conn.reply(&policy::encode(&action)) {
                 return End::Io(e);
             }
         }

@@ -83,10 +83,7 @@ fn oidc_auth(path: &str, v: &Value, d: &mut Diagnostics) -> Option<OidcAuth> {
         t.take("client_secret").and_then(|(p, v)| tree::string(&p, v, d)).filter(|s| !s.is_empty()).map(Secret);
     let client_secret_file = existing_file(&mut t, "client_secret_file", d);
     let scopes = match t.take("scopes") {
-        Some((p, Value::String(s))) => {
-            let _ = p;
-            s.split_whitespace().map(str::to_string).collect()
-        }
+        Some((_, Value::String(s))) => s.split_whitespace().map(str::to_string).collect(),
         Some((p, v)) => tree::strings(&p, v, d).unwrap_or_default(),
         None => Vec::new(),
     };

@@ -338,10 +338,7 @@ fn entries(
 ) {
     let Some(mut section) = Table::open(v, path, d) else { return };
     let defaults = match section.take("defaults") {
-        Some((p, Value::Mapping(m))) => {
-            let _ = p;
-            Some(m.clone())
-        }
+        Some((_, Value::Mapping(m))) => Some(m.clone()),
         Some((p, other)) => {
             d.error(&p, format!("expected a mapping, found {}", tree::kind(other)));
             None

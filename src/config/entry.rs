@@ -109,8 +109,7 @@ pub(super) fn entry(
         d.error(path, "http_auth_basic cannot be combined with jwt_auth or backend_oidc_auth");
     }
     let default_action = match t.take("default_action") {
-        Some((p, v)) if kind == Kind::Map => {
-            let _ = v;
+        Some((p, _)) if kind == Kind::Map => {
             d.error(&p, "default_action is for policy_services only");
             String::new()
         }

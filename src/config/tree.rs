@@ -222,11 +222,9 @@ pub fn duration(path: &str, v: &Value, d: &mut Diagnostics) -> Option<Duration> 
 pub fn strings(path: &str, v: &Value, d: &mut Diagnostics) -> Option<Vec<String>> {
     match v {
         Value::Sequence(items) => {
-            let mut out = Vec::new();
-            for (i, item) in items.iter().enumerate() {
-                out.push(string(&format!("{path}[{i}]"), item, d)?);
-            }
-            Some(out)
+            let out: Vec<Option<String>> =
+                items.iter().enumerate().map(|(i, item)| string(&format!("{path}[{i}]"), item, d)).collect();
+            out.into_iter().collect()
         }
         other => string(path, other, d).map(|s| vec![s]),
     }
@@ -236,11 +234,9 @@ pub fn strings(path: &str, v: &Value, d: &mut Diagnostics) -> Option<Vec<String>
 pub fn uints(path: &str, v: &Value, min: u64, max: u64, d: &mut Diagnostics) -> Option<Vec<u64>> {
     match v {
         Value::Sequence(items) => {
-            let mut out = Vec::new();
-            for (i, item) in items.iter().enumerate() {
-                out.push(uint(&format!("{path}[{i}]"), item, min, max, d)?);
-            }
-            Some(out)
+            let out: Vec<Option<u64>> =
+                items.iter().enumerate().map(|(i, item)| uint(&format!("{path}[{i}]"), item, min, max, d)).collect();
+            out.into_iter().collect()
         }
         other => uint(path, other, min, max, d).map(|n| vec![n]),
     }

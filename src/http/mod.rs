@@ -60,14 +60,6 @@ pub enum HttpError {
     Other(String),
 }
 
-impl HttpError {
-    /// Whether another host may do better (the request surely did not reach a backend, or the
-    /// backend could not be reached at all).
-    pub fn is_connect(&self) -> bool {
-        matches!(self, HttpError::Connect(_) | HttpError::Tls(_))
-    }
-}
-
 /// Sends requests.
 pub trait Transport {
     fn send(&self, request: &Request, attempt: Attempt) -> Result<Response, HttpError>;

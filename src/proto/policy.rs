@@ -20,10 +20,13 @@ pub struct Limits {
 }
 
 /// Decodes one policy request at the start of `buf`.
+///
+/// The bytes are first checked line by line without allocating (so a request that trickles in
+/// costs no copies); the attributes are built once the empty line has arrived.
 pub fn decode(buf: &[u8], limits: Limits) -> Decoded<Attributes> {
-    let mut attrs = Vec::new();
     let mut pos = 0;
-    loop {
+    let mut count = 0;
+    let end = loop {
         let Some(nl) = buf[pos..].iter().position(|&b| b == b'\n') else {
             if buf.len() > limits.max_bytes {
                 return Decoded::Invalid(format!("policy request over the limit of {} bytes", limits.max_bytes));
@@ -37,24 +40,39 @@ pub fn decode(buf: &[u8], limits: Limits) -> Decoded<Attributes> {
         let line = buf[pos..pos + nl].trim_ascii();
         pos = end;
         if line.is_empty() {
-            if attrs.is_empty() {
-                return Decoded::Invalid("empty policy request".into());
-            }
-            return Decoded::Frame(attrs, pos);
+            break end;
         }
-        if attrs.len() == limits.max_attributes {
+        if count == limits.max_attributes {
             return Decoded::Invalid(format!("policy request has more than {} attributes", limits.max_attributes));
         }
-        let Some(eq) = line.iter().position(|&b| b == b'=') else {
-            return Decoded::Invalid(format!("policy request line without '=': {}", preview(line)));
-        };
-        let name = line[..eq].trim_ascii();
-        if name.is_empty() {
-            return Decoded::Invalid(format!("policy request line with an empty name: {}", preview(line)));
+        count += 1;
+        if let Err(why) = split(line) {
+            return Decoded::Invalid(why);
         }
-        let value = line[eq + 1..].trim_ascii();
-        attrs.push((String::from_utf8_lossy(name).into_owned(), String::from_utf8_lossy(value).into_owned()));
+    };
+    if count == 0 {
+        return Decoded::Invalid("empty policy request".into());
     }
+    let attrs = buf[..end]
+        .split(|&b| b == b'\n')
+        .map(<[u8]>::trim_ascii)
+        .filter(|line| !line.is_empty())
+        .filter_map(|line| split(line).ok())
+        .map(|(name, value)| (String::from_utf8_lossy(name).into_owned(), String::from_utf8_lossy(value).into_owned()))
+        .collect();
+    Decoded::Frame(attrs, end)
+}
+
+/// Splits a trimmed `name=value` line.
+fn split(line: &[u8]) -> Result<(&[u8], &[u8]), String> {
+    let Some(eq) = line.iter().position(|&b| b == b'=') else {
+        return Err(format!("policy request line without '=': {}", preview(line)));
+    };
+    let name = line[..eq].trim_ascii();
+    if name.is_empty() {
+        return Err(format!("policy request line with an empty name: {}", preview(line)));
+    }
+    Ok((name, line[eq + 1..].trim_ascii()))
 }
 
 /// Frames an action as a policy reply. The action must already be one safe line.
