@@ -2,11 +2,12 @@
 //! the terminal.
 
 use crate::cli::{Cli, Command};
-use crate::config::{self, Format, Loaded};
+use crate::config::{self, Format, Loaded, StateDb};
 use crate::connection::{Connection, End};
 use crate::http::Clients;
 use crate::proto::policy;
 use crate::serve::Server;
+use crate::state::Store;
 use crate::{exit, log, reply};
 use clap::Parser;
 use std::collections::BTreeMap;
@@ -112,7 +113,8 @@ fn serve(protocol: Protocol, loaded: Result<Loaded, String>, fd3: Option<OwnedFd
         }
     };
     let clients = Clients::new(config.as_ref().map_or(&[][..], |c| &c.clients[..]));
-    let server = Server { config, transport: &clients, verbose: false };
+    let store = Store::new(config.as_ref().map_or(&StateDb::Memory, |c| &c.state_db));
+    let server = Server { config, transport: &clients, store: &store, verbose: false };
     let max = limits.max_request_bytes;
     let end = match &protocol {
         Protocol::Socketmap => server.socketmap(&mut conn, max),
@@ -210,7 +212,10 @@ fn query(path: Result<std::path::PathBuf, String>, format: Format, map: &str, ke
         return exit::CONFIG;
     };
     let clients = Clients::new(&config.clients);
-    let server = Server { config: Ok(config), transport: &clients, verbose };
+    // State of its own: run by hand as root, it must not create root-owned database files that
+    // the spawn service's user could then not open.
+    let store = Store::new(&StateDb::Memory);
+    let server = Server { config: Ok(config), transport: &clients, store: &store, verbose };
     let (outcome, report) = server.map_lookup(map, key.as_bytes());
     if let Some(r) = &report {
         for line in &r.transcript {
@@ -255,7 +260,10 @@ fn policy_query(
         attrs.insert(name.trim().to_string(), value.trim().to_string());
     }
     let clients = Clients::new(&config.clients);
-    let server = Server { config: Ok(config), transport: &clients, verbose };
+    // State of its own: run by hand as root, it must not create root-owned database files that
+    // the spawn service's user could then not open.
+    let store = Store::new(&StateDb::Memory);
+    let server = Server { config: Ok(config), transport: &clients, store: &store, verbose };
     let (action, report, _) = server.policy_check(Some(service), &attrs);
     if let Some(r) = &report {
         for line in &r.transcript {

@@ -4,18 +4,32 @@
 //! TLS handshake error, a timeout, a 5xx or a 429; any other answer is final. With one host (or
 //! once every host was tried) the same host is tried again after a short jittered backoff, and a
 //! `Retry-After` is honoured when it fits the deadline. `max_attempts` caps the attempts.
+//!
+//! Hosts that failed are marked down in the shared state ([`crate::state::Store`]) so that other
+//! processes skip them for a while; see [`order`] and [`marks_down`].
 
 use crate::config::{Balance, Entry};
 use crate::http::{HttpError, Response};
 use std::time::Duration;
 
-/// The hosts' indexes in the order this request tries them.
-pub fn order(entry: &Entry) -> Vec<usize> {
-    let mut order: Vec<usize> = (0..entry.targets.len()).collect();
+/// The hosts' indexes in the order this request tries them: those not marked down first, in
+/// `balance` order, then the marked ones in config order (tried anyway when all are marked).
+pub fn order(entry: &Entry, down: &[bool]) -> Vec<usize> {
+    let (mut healthy, marked): (Vec<usize>, Vec<usize>) = (0..entry.targets.len()).partition(|&i| !down[i]);
     if entry.balance == Balance::Random {
-        fastrand::shuffle(&mut order);
+        fastrand::shuffle(&mut healthy);
     }
-    order
+    healthy.extend(marked);
+    healthy
+}
+
+/// Whether an attempt's result marks its host down for everyone: no connection, no TLS, no
+/// answer in time, or a 5xx. A 429 means "alive but busy"; a 4xx is the request's fault.
+pub fn marks_down(result: &Result<Response, HttpError>) -> bool {
+    match result {
+        Ok(r) => (500..600).contains(&r.status),
+        Err(e) => matches!(e, HttpError::Connect(_) | HttpError::Tls(_) | HttpError::Timeout),
+    }
 }
 
 /// Whether an attempt's result may be bettered by another attempt.

@@ -46,6 +46,7 @@ pub mod lookup;
 pub mod proto;
 pub mod reply;
 pub mod serve;
+pub mod state;
 pub mod template;
 pub mod value;
 

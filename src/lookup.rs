@@ -6,6 +6,7 @@ use crate::config::{Auth, Entry};
 use crate::failover;
 use crate::http::{self, Attempt, HttpError, Request, Transport};
 use crate::log;
+use crate::state::{self, Store};
 use reqwest::header::{self, HeaderName, HeaderValue};
 use std::io::Write as _;
 use std::time::Instant;
@@ -25,7 +26,14 @@ pub struct Report {
 }
 
 /// Runs the lookup for `entry` with template variables `vars`.
-pub fn run(entry: &Entry, vars: &upon::Value, request_id: &str, transport: &dyn Transport, verbose: bool) -> Report {
+pub fn run(
+    entry: &Entry,
+    vars: &upon::Value,
+    request_id: &str,
+    transport: &dyn Transport,
+    store: &Store,
+    verbose: bool,
+) -> Report {
     let started = Instant::now();
     let mut report = Report {
         // Every path below sets the outcome; should one not, the lookup fails rather than answers.
@@ -52,17 +60,26 @@ pub fn run(entry: &Entry, vars: &upon::Value, request_id: &str, transport: &dyn 
         }
     };
     let deadline = started + entry.deadline;
-    let order = failover::order(entry);
-    let mut last: Option<(String, Result<http::Response, HttpError>)> = None;
-    for attempt in 0..entry.max_attempts {
-        let index = order[attempt % order.len()];
-        let url = match target_url(entry, index, vars) {
-            Ok(url) => url,
+    let mut urls = Vec::with_capacity(entry.targets.len());
+    for index in 0..entry.targets.len() {
+        match target_url(entry, index, vars) {
+            Ok(url) => urls.push(url),
             Err(outcome) => {
                 report.outcome = outcome;
                 return report;
             }
-        };
+        }
+    }
+    // Health only matters when there is another host to go to; one host is always tried.
+    let origins: Vec<String> = urls.iter().map(http::origin_of).collect();
+    let marks = if urls.len() > 1 { store.marks(&origins) } else { Vec::new() };
+    let now = state::now_ms();
+    let down: Vec<bool> = origins.iter().map(|o| marks.iter().any(|(h, m)| h == o && m.is_down(now))).collect();
+    let order = failover::order(entry, &down);
+    let mut last: Option<(String, Result<http::Response, HttpError>)> = None;
+    for attempt in 0..entry.max_attempts {
+        let index = order[attempt % order.len()];
+        let url = urls[index].clone();
         if let Some((_, result)) = &last {
             let wait = failover::wait_before(attempt, order.len(), result);
             if Instant::now().checked_add(wait).is_none_or(|at| at >= deadline) {
@@ -101,6 +118,17 @@ pub fn run(entry: &Entry, vars: &upon::Value, request_id: &str, transport: &dyn 
                     report.transcript.push(format!("! {host}: {e}"));
                 }
                 log::debug(&format!("{} attempt {} to {host}: {e}", entry.name, attempt + 1));
+            }
+        }
+        if urls.len() > 1 {
+            if failover::marks_down(&result) {
+                let why = match &result {
+                    Ok(r) => format!("HTTP {}", r.status),
+                    Err(e) => e.to_string(),
+                };
+                store.failed(&origins[index], &why);
+            } else if marks.iter().any(|(h, _)| *h == origins[index]) {
+                store.recovered(&origins[index]);
             }
         }
         let again = failover::retryable(entry, &result);
@@ -282,7 +310,8 @@ mod tests {
     }
 
     fn lookup(entry: &Entry, key: &str, fake: &Fake) -> Report {
-        run(entry, &crate::template::lookup_vars("m", key, "id1"), "id1", fake, true)
+        let store = Store::new(&crate::config::StateDb::Memory);
+        run(entry, &crate::template::lookup_vars("m", key, "id1"), "id1", fake, &store, true)
     }
 
     #[test]

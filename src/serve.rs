@@ -10,6 +10,7 @@ use crate::connection::{Connection, End};
 use crate::http::Transport;
 use crate::lookup::{self, Report};
 use crate::proto::{netstring, policy, socketmap, tcp};
+use crate::state::Store;
 use crate::{log, reply, template};
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -19,6 +20,8 @@ pub struct Server<'a> {
     /// The configuration, or the reason every request fails (e.g. "pfxhttp configuration error: …").
     pub config: Result<&'a Config, String>,
     pub transport: &'a dyn Transport,
+    /// Shared state (host health), opened on first need.
+    pub store: &'a Store,
     /// Keep a transcript of the HTTP exchange in each report (`query -v`).
     pub verbose: bool,
 }
@@ -95,7 +98,7 @@ impl Server<'_> {
         };
         let id = lookup::request_id();
         let vars = template::lookup_vars(&entry.name, key, &id);
-        let report = lookup::run(entry, &vars, &id, self.transport, self.verbose);
+        let report = lookup::run(entry, &vars, &id, self.transport, self.store, self.verbose);
         (report.outcome.clone(), Some(report))
     }
 
@@ -118,7 +121,7 @@ impl Server<'_> {
         };
         let id = lookup::request_id();
         let vars = template::policy_vars(&entry.name, attrs, &id);
-        let report = lookup::run(entry, &vars, &id, self.transport, self.verbose);
+        let report = lookup::run(entry, &vars, &id, self.transport, self.store, self.verbose);
         let action = reply::policy_action(&report.outcome, &entry.default_action);
         (action, Some(report), entry.name.clone())
     }

@@ -65,6 +65,11 @@ pub trait Transport {
     fn send(&self, request: &Request, attempt: Attempt) -> Result<Response, HttpError>;
 }
 
+/// `scheme://host[:port]` of a URL: the key under which a host's health is kept.
+pub fn origin_of(url: &reqwest::Url) -> String {
+    url.origin().ascii_serialization()
+}
+
 /// `host[:port]` of a URL, for logs and replies (never user info, path or query).
 pub fn host_of(url: &reqwest::Url) -> String {
     match (url.host_str(), url.port()) {

@@ -82,6 +82,11 @@ impl Conf {
 
     fn yaml(&self) -> String {
         let mut y = format!("server:\n  logging: {}\n", self.logging);
+        if !self.server.iter().any(|l| l.starts_with("state_db") || l.starts_with("jwt_db_path")) {
+            // Each test its own state database, so that host health never leaks between tests.
+            let db = self.dir.path().join("state.db");
+            y.push_str(&format!("  state_db: {}\n", q(&db.display().to_string())));
+        }
         for line in &self.server {
             y.push_str(&format!("  {line}\n"));
         }

@@ -1,0 +1,308 @@
+//! Opening the SQLite file, its schema, and the `state init` / `state check` commands' work.
+
+use rusqlite::{Connection, ErrorCode, OpenFlags};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The schema this pfxhttp writes (`PRAGMA user_version`).
+pub const SCHEMA_VERSION: i64 = 1;
+
+/// How long a statement waits for another process's lock; kept short because a lookup waits too.
+const BUSY_TIMEOUT: Duration = Duration::from_millis(250);
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS host_health (
+    host TEXT PRIMARY KEY,
+    failures INTEGER NOT NULL,
+    down_until INTEGER NOT NULL,
+    last_error TEXT NOT NULL
+);
+PRAGMA user_version = 1;
+";
+
+/// A problem with the database: where, what, and what the administrator can do.
+#[derive(Debug, thiserror::Error)]
+#[error("state database {}: {error}; {fix}", path.display())]
+pub struct DbError {
+    pub path: PathBuf,
+    pub error: String,
+    pub fix: String,
+}
+
+impl DbError {
+    fn new(path: &Path, error: impl Into<String>, fix: impl Into<String>) -> DbError {
+        DbError { path: path.to_path_buf(), error: error.into(), fix: fix.into() }
+    }
+
+    /// Names the fix for an SQLite error.
+    pub fn from_sqlite(path: &Path, e: &rusqlite::Error) -> DbError {
+        let fix = match e.sqlite_error_code() {
+            Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => {
+                "another process holds a lock on it for too long; look for a stuck process using it".to_string()
+            }
+            Some(ErrorCode::NotADatabase | ErrorCode::DatabaseCorrupt) => format!(
+                "it is damaged: move it aside (mv {p} {p}.broken) and run `pfxhttp state init --user USER`; \
+                 pfxhttp never deletes it itself",
+                p = path.display()
+            ),
+            Some(ErrorCode::ReadOnly | ErrorCode::CannotOpen | ErrorCode::PermissionDenied) => writable_fix(path),
+            _ => "run `pfxhttp state check` for details".to_string(),
+        };
+        DbError::new(path, e.to_string(), fix)
+    }
+}
+
+fn writable_fix(path: &Path) -> String {
+    let dir = path.parent().unwrap_or(Path::new("/")).display();
+    format!(
+        "the file and its directory {dir} must be writable by the user the spawn service runs as \
+         (`pfxhttp state init --user USER` sets that up)"
+    )
+}
+
+/// Opens the database for a serving process, creating the file (mode 0600) in an existing
+/// directory if needed, and the schema if it is new.
+pub fn open(path: &Path) -> Result<Connection, DbError> {
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    if !dir.is_dir() {
+        return Err(DbError::new(
+            path,
+            format!("directory {} does not exist", dir.display()),
+            "create it with `pfxhttp state init --user USER` (USER: the spawn service's user)",
+        ));
+    }
+    if !path.exists() {
+        // Created here rather than by SQLite so that it is private from the start; its -wal and
+        // -shm files take the same mode.
+        let created = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path);
+        if let Err(e) = created
+            && e.kind() != std::io::ErrorKind::AlreadyExists
+        {
+            return Err(DbError::new(path, format!("cannot create it: {e}"), writable_fix(path)));
+        }
+    }
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags(path, flags).map_err(|e| DbError::from_sqlite(path, &e))?;
+    prepare(&conn).map_err(|e| DbError::from_sqlite(path, &e))?;
+    if conn.is_readonly(rusqlite::MAIN_DB).unwrap_or(true) {
+        return Err(DbError::new(path, "it can only be opened read-only", writable_fix(path)));
+    }
+    match conn.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0)) {
+        Ok(v) if v > SCHEMA_VERSION => Err(DbError::new(
+            path,
+            format!("schema version {v} is newer than this pfxhttp knows ({SCHEMA_VERSION})"),
+            "use the pfxhttp version that wrote it, or move the file aside",
+        )),
+        Ok(v) if v < SCHEMA_VERSION => {
+            create_schema(&conn).map_err(|e| DbError::from_sqlite(path, &e))?;
+            Ok(conn)
+        }
+        Ok(_) => Ok(conn),
+        Err(e) => Err(DbError::from_sqlite(path, &e)),
+    }
+}
+
+/// Busy timeout, WAL and a commit that does not wait for the disk (WAL stays consistent).
+fn prepare(conn: &Connection) -> rusqlite::Result<()> {
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    let mode: String = conn.query_row("PRAGMA journal_mode", [], |r| r.get(0))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        // Many processes may open a new file at once; one of them switching to WAL is enough.
+        match conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get::<_, String>(0)) {
+            Ok(_) => {}
+            Err(e) if matches!(e.sqlite_error_code(), Some(ErrorCode::DatabaseBusy)) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    conn.pragma_update(None, "synchronous", "NORMAL")
+}
+
+fn create_schema(conn: &Connection) -> rusqlite::Result<()> {
+    conn.execute_batch(&format!("BEGIN IMMEDIATE; {SCHEMA} COMMIT;")).inspect_err(|_| {
+        let _ = conn.execute_batch("ROLLBACK");
+    })
+}
+
+/// `pfxhttp state init`: creates the directory (0700) and the database (0600), owned by `owner`
+/// (uid, gid) when given. Returns what it did, one line each.
+pub fn init(path: &Path, owner: Option<(u32, u32)>) -> Result<Vec<String>, DbError> {
+    let mut done = Vec::new();
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    if !dir.is_dir() {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| DbError::new(path, format!("cannot create {}: {e}", dir.display()), "check the path"))?;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(|e| {
+            DbError::new(path, format!("cannot set the mode of {}: {e}", dir.display()), "check the path")
+        })?;
+        done.push(format!("created {} (mode 0700)", dir.display()));
+    }
+    let existed = path.exists();
+    drop(open(path)?);
+    done.push(if existed {
+        format!("{} exists and is usable", path.display())
+    } else {
+        format!("created {} (mode 0600, schema version {SCHEMA_VERSION})", path.display())
+    });
+    if let Some((uid, gid)) = owner {
+        let chown = |p: &Path| -> Result<(), DbError> {
+            if p.exists() {
+                std::os::unix::fs::chown(p, Some(uid), Some(gid))
+                    .map_err(|e| DbError::new(path, format!("cannot chown {}: {e}", p.display()), "run as root"))?;
+            }
+            Ok(())
+        };
+        chown(dir)?;
+        for suffix in ["", "-wal", "-shm"] {
+            chown(&PathBuf::from(format!("{}{suffix}", path.display())))?;
+        }
+        done.push(format!("owner set to uid {uid}, gid {gid}"));
+    }
+    Ok(done)
+}
+
+/// What `pfxhttp state check` found.
+pub struct CheckReport {
+    /// Facts, one line each.
+    pub facts: Vec<String>,
+    /// Problems with their fixes; empty when all is well.
+    pub problems: Vec<String>,
+    /// Hosts marked down now: host, until (unix ms), failures, last error.
+    pub down: Vec<(String, super::Mark)>,
+}
+
+/// `pfxhttp state check`: reports on the file without changing it.
+pub fn check(path: &Path) -> CheckReport {
+    let mut report = CheckReport { facts: Vec::new(), problems: Vec::new(), down: Vec::new() };
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    match std::fs::metadata(dir) {
+        Ok(m) => report.facts.push(format!(
+            "{}: directory, owner uid {}, mode {:04o}",
+            dir.display(),
+            m.uid(),
+            m.mode() & 0o7777
+        )),
+        Err(e) => {
+            report.problems.push(format!("{}: {e}; create it with `pfxhttp state init --user USER`", dir.display()));
+            return report;
+        }
+    }
+    match std::fs::metadata(path) {
+        Ok(m) => report.facts.push(format!(
+            "{}: owner uid {}, mode {:04o}, {} bytes",
+            path.display(),
+            m.uid(),
+            m.mode() & 0o7777,
+            m.len()
+        )),
+        Err(e) => {
+            report.problems.push(format!("{}: {e}; create it with `pfxhttp state init --user USER`", path.display()));
+            return report;
+        }
+    }
+    let conn =
+        match Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX) {
+            Ok(c) => c,
+            Err(e) => {
+                report.problems.push(DbError::from_sqlite(path, &e).to_string());
+                return report;
+            }
+        };
+    let _ = conn.busy_timeout(BUSY_TIMEOUT);
+    let facts = (|| -> rusqlite::Result<(i64, String, String)> {
+        let version = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        let mode = conn.query_row("PRAGMA journal_mode", [], |r| r.get(0))?;
+        let integrity = conn.query_row("PRAGMA quick_check", [], |r| r.get(0))?;
+        Ok((version, mode, integrity))
+    })();
+    match facts {
+        Ok((version, mode, integrity)) => {
+            report.facts.push(format!("schema version {version}, journal mode {mode}, integrity {integrity}"));
+            if version > SCHEMA_VERSION {
+                report.problems.push(format!("schema version {version} is newer than this pfxhttp knows"));
+            }
+            if integrity != "ok" {
+                report
+                    .problems
+                    .push(DbError::new(path, integrity, "move it aside and run `pfxhttp state init`").to_string());
+            }
+        }
+        Err(e) => {
+            report.problems.push(DbError::from_sqlite(path, &e).to_string());
+            return report;
+        }
+    }
+    let now = super::health::now_ms();
+    let down = conn
+        .prepare("SELECT host, failures, down_until, last_error FROM host_health WHERE down_until > ?1 ORDER BY host")
+        .and_then(|mut stmt| {
+            stmt.query_map([now], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    super::Mark { failures: r.get(1)?, down_until: r.get(2)?, last_error: r.get(3)? },
+                ))
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()
+        });
+    match down {
+        Ok(rows) => report.down = rows,
+        Err(e) if version_zero(&e) => {}
+        Err(e) => report.problems.push(DbError::from_sqlite(path, &e).to_string()),
+    }
+    report
+}
+
+/// A database without the schema yet has no host_health table.
+fn version_zero(e: &rusqlite::Error) -> bool {
+    e.to_string().contains("no such table")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("pfxhttp-db-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        dir.join("state").join("pfxhttp.db")
+    }
+
+    #[test]
+    fn init_then_open_then_check() {
+        let path = temp("init");
+        assert!(open(&path).unwrap_err().to_string().contains("does not exist"));
+        let done = init(&path, None).unwrap();
+        assert!(done[0].contains("mode 0700"), "{done:?}");
+        let dir_mode = std::fs::metadata(path.parent().unwrap()).unwrap().mode() & 0o777;
+        let file_mode = std::fs::metadata(&path).unwrap().mode() & 0o777;
+        assert_eq!((dir_mode, file_mode), (0o700, 0o600));
+        let conn = open(&path).unwrap();
+        let mode: String = conn.query_row("PRAGMA journal_mode", [], |r| r.get(0)).unwrap();
+        assert_eq!(mode, "wal");
+        let report = check(&path);
+        assert!(report.problems.is_empty(), "{:?}", report.problems);
+        assert!(report.facts.iter().any(|f| f.contains("schema version 1")));
+        let _ = std::fs::remove_dir_all(path.parent().unwrap().parent().unwrap());
+    }
+
+    #[test]
+    fn garbage_file_is_reported_with_the_fix() {
+        let path = temp("garbage");
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, vec![b'x'; 8192]).unwrap();
+        let e = open(&path).unwrap_err().to_string();
+        assert!(e.contains("move it aside") && e.contains(&path.display().to_string()), "{e}");
+        assert!(!check(&path).problems.is_empty());
+        assert_eq!(std::fs::read(&path).unwrap(), vec![b'x'; 8192], "never rewritten");
+        let _ = std::fs::remove_dir_all(path.parent().unwrap().parent().unwrap());
+    }
+
+    #[test]
+    fn newer_schema_is_refused() {
+        let path = temp("newer");
+        init(&path, None).unwrap();
+        Connection::open(&path).unwrap().pragma_update(None, "user_version", 99).unwrap();
+        assert!(open(&path).unwrap_err().to_string().contains("newer"));
+        let _ = std::fs::remove_dir_all(path.parent().unwrap().parent().unwrap());
+    }
+}

@@ -1,0 +1,122 @@
+//! Host health: a host that failed is marked down for a while, and every process skips it while
+//! another host is healthy (spec §6).
+
+use super::Store;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// A host's recorded failures.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mark {
+    /// Failures in a row.
+    pub failures: u32,
+    /// Unix time in milliseconds until which the host is skipped.
+    pub down_until: i64,
+    /// The last failure, for `pfxhttp state check`.
+    pub last_error: String,
+}
+
+impl Mark {
+    /// Whether the host is to be skipped at `now` (unix milliseconds).
+    pub fn is_down(&self, now: i64) -> bool {
+        self.down_until > now
+    }
+}
+
+/// How long a host stays marked after `failures` failures in a row: 5 s, doubling, at most 60 s.
+pub fn backoff(failures: u32) -> Duration {
+    let doublings = failures.saturating_sub(1).min(4);
+    (Duration::from_secs(5) * 2u32.pow(doublings)).min(Duration::from_secs(60))
+}
+
+/// Unix time in milliseconds.
+pub fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+impl Store {
+    /// The marks recorded for `hosts` (down or not: an expired mark still counts failures).
+    pub fn marks(&self, hosts: &[String]) -> Vec<(String, Mark)> {
+        let from_db = self.with_db(|db| {
+            let mut stmt =
+                db.prepare_cached("SELECT failures, down_until, last_error FROM host_health WHERE host = ?1")?;
+            let mut found = Vec::new();
+            for host in hosts {
+                let mut rows = stmt.query([host])?;
+                if let Some(row) = rows.next()? {
+                    found.push((
+                        host.clone(),
+                        Mark { failures: row.get(0)?, down_until: row.get(1)?, last_error: row.get(2)? },
+                    ));
+                }
+            }
+            Ok(found)
+        });
+        from_db.unwrap_or_else(|| {
+            let memory = self.memory.borrow();
+            hosts.iter().filter_map(|h| memory.get(h).map(|m| (h.clone(), m.clone()))).collect()
+        })
+    }
+
+    /// Records a failure of `host`; it is skipped until the backoff has passed.
+    pub fn failed(&self, host: &str, error: &str) {
+        let now = now_ms();
+        let recorded = self.with_db(|db| {
+            let failures: u32 = db
+                .query_row("SELECT failures FROM host_health WHERE host = ?1", [host], |r| r.get(0))
+                .or_else(|e| if e == rusqlite::Error::QueryReturnedNoRows { Ok(0) } else { Err(e) })?
+                + 1;
+            let until = now + backoff(failures).as_millis() as i64;
+            db.execute(
+                "INSERT INTO host_health (host, failures, down_until, last_error) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (host) DO UPDATE SET failures = ?2, down_until = ?3, last_error = ?4",
+                rusqlite::params![host, failures, until, error],
+            )?;
+            Ok(())
+        });
+        if recorded.is_none() {
+            let mut memory = self.memory.borrow_mut();
+            let mark = memory.entry(host.to_string()).or_insert(Mark {
+                failures: 0,
+                down_until: 0,
+                last_error: String::new(),
+            });
+            mark.failures += 1;
+            mark.down_until = now + backoff(mark.failures).as_millis() as i64;
+            mark.last_error = error.to_string();
+        }
+    }
+
+    /// Clears `host`'s mark after it answered.
+    pub fn recovered(&self, host: &str) {
+        if self.with_db(|db| db.execute("DELETE FROM host_health WHERE host = ?1", [host])).is_none() {
+            self.memory.borrow_mut().remove(host);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::StateDb;
+
+    #[test]
+    fn backoff_doubles_to_a_minute() {
+        let secs: Vec<u64> = (1..=7).map(|n| backoff(n).as_secs()).collect();
+        assert_eq!(secs, [5, 10, 20, 40, 60, 60, 60]);
+    }
+
+    #[test]
+    fn marks_and_clears_in_memory() {
+        let store = Store::new(&StateDb::Memory);
+        let hosts = vec!["http://a:80".to_string(), "http://b:80".to_string()];
+        store.failed("http://a:80", "refused");
+        store.failed("http://a:80", "refused again");
+        let marks = store.marks(&hosts);
+        assert_eq!(marks.len(), 1);
+        let (host, mark) = &marks[0];
+        assert_eq!((host.as_str(), mark.failures, mark.last_error.as_str()), ("http://a:80", 2, "refused again"));
+        assert!(mark.is_down(now_ms()) && !mark.is_down(now_ms() + 10_001));
+        store.recovered("http://a:80");
+        assert!(store.marks(&hosts).is_empty());
+    }
+}

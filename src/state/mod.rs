@@ -1,0 +1,66 @@
+//! The shared state database: one SQLite file that every pfxhttp process uses (host health now,
+//! the token cache later).
+//!
+//! It is an optimisation, never a requirement. It is opened on first need only (a lookup with a
+//! single host never needs it), in WAL mode with a short busy timeout. Whatever goes wrong with
+//! it (missing directory, read-only, owned by someone else, corrupt, locked) is logged once with
+//! the path, the error and the fix, and the process carries on with state of its own. pfxhttp
+//! never deletes or recreates the file by itself.
+
+mod db;
+mod health;
+
+pub use db::{DbError, SCHEMA_VERSION, check, init};
+pub use health::{Mark, backoff, now_ms};
+
+use crate::config::StateDb;
+use crate::log;
+use std::cell::{OnceCell, RefCell};
+use std::collections::HashMap;
+
+/// This process's view of the shared state.
+pub struct Store {
+    setting: StateDb,
+    /// `None` once opening failed, or after the database failed in use.
+    db: OnceCell<RefCell<Option<rusqlite::Connection>>>,
+    /// Used whenever the database is not.
+    memory: RefCell<HashMap<String, Mark>>,
+}
+
+impl Store {
+    pub fn new(setting: &StateDb) -> Store {
+        Store { setting: setting.clone(), db: OnceCell::new(), memory: RefCell::new(HashMap::new()) }
+    }
+
+    /// Runs `f` on the database if it is usable; on an error, logs it once and stops using it.
+    fn with_db<T>(&self, f: impl FnOnce(&rusqlite::Connection) -> rusqlite::Result<T>) -> Option<T> {
+        let cell = self.db.get_or_init(|| {
+            let opened = match &self.setting {
+                StateDb::Memory => None,
+                StateDb::File(path) => match db::open(path) {
+                    Ok(conn) => Some(conn),
+                    Err(e) => {
+                        log::error(&format!("{e}; carrying on with state kept by this process only"));
+                        None
+                    }
+                },
+            };
+            RefCell::new(opened)
+        });
+        let mut slot = cell.borrow_mut();
+        let conn = slot.as_ref()?;
+        match f(conn) {
+            Ok(value) => Some(value),
+            Err(e) => {
+                if let StateDb::File(path) = &self.setting {
+                    log::error(&format!(
+                        "{}; carrying on with state kept by this process only",
+                        DbError::from_sqlite(path, &e)
+                    ));
+                }
+                *slot = None;
+                None
+            }
+        }
+    }
+}
