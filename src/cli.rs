@@ -47,6 +47,23 @@ pub enum Command {
         /// Attributes as NAME=VALUE (default: read from stdin).
         attributes: Vec<String>,
     },
+    /// The shared state database (server.state_db): create it, or report on it.
+    State {
+        #[command(subcommand)]
+        action: StateAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StateAction {
+    /// Create the database and its directory (mode 0700) for the spawn service's user.
+    Init {
+        /// The user the spawn service runs as (master.cf user=); needed when run as root.
+        #[arg(long, value_name = "NAME")]
+        user: Option<String>,
+    },
+    /// Report what is wrong with the database, and the hosts currently marked down.
+    Check,
 }
 
 impl Command {

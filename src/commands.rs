@@ -1,13 +1,13 @@
 //! What each command does. Serving commands write only protocol replies; the others print to
 //! the terminal.
 
-use crate::cli::{Cli, Command};
+use crate::cli::{Cli, Command, StateAction};
 use crate::config::{self, Format, Loaded, StateDb};
 use crate::connection::{Connection, End};
 use crate::http::Clients;
 use crate::proto::policy;
 use crate::serve::Server;
-use crate::state::Store;
+use crate::state::{self, Store};
 use crate::{exit, log, reply};
 use clap::Parser;
 use std::collections::BTreeMap;
@@ -51,6 +51,7 @@ fn run(cli: Cli, fd3: Option<OwnedFd>) -> u8 {
         Command::PolicyQuery { verbose, service, attributes } => {
             return policy_query(path, cli.format, &service, &attributes, verbose);
         }
+        Command::State { action } => return state(path, cli.format, action),
     };
     let loaded = path.map(|p| config::load(&p, cli.format)).map_err(|e| format!("pfxhttp configuration error: {e}"));
     serve(protocol, loaded, fd3)
@@ -275,4 +276,79 @@ fn policy_query(
         Some(crate::answer::Outcome::Failure(_)) | None => exit::TEMPFAIL,
         _ => exit::OK,
     }
+}
+
+fn state(path: Result<std::path::PathBuf, String>, format: Format, action: StateAction) -> u8 {
+    let (loaded, _) = match load_interactive(path, format) {
+        Ok(l) => l,
+        Err(code) => return code,
+    };
+    let Some(config) = &loaded.config else {
+        print_diagnostics(&loaded);
+        return exit::CONFIG;
+    };
+    let db = match &config.state_db {
+        StateDb::Memory => {
+            println!("server.state_db is :memory:: every process keeps state of its own; nothing to do");
+            return exit::OK;
+        }
+        StateDb::File(p) => p,
+    };
+    match action {
+        StateAction::Init { user } => {
+            let owner = match user.as_deref().map(lookup_user).transpose() {
+                Ok(owner) => owner,
+                Err(e) => {
+                    eprintln!("pfxhttp: {e}");
+                    return exit::USAGE;
+                }
+            };
+            if owner.is_none() && rustix::process::geteuid().is_root() {
+                eprintln!(
+                    "pfxhttp: running as root without --user would leave a database the spawn service cannot \
+                     write; give --user NAME (the master.cf user=)"
+                );
+                return exit::USAGE;
+            }
+            match state::init(db, owner) {
+                Ok(done) => {
+                    done.iter().for_each(|line| println!("{line}"));
+                    exit::OK
+                }
+                Err(e) => {
+                    eprintln!("pfxhttp: {e}");
+                    exit::TEMPFAIL
+                }
+            }
+        }
+        StateAction::Check => {
+            let report = state::check(db);
+            report.facts.iter().for_each(|line| println!("{line}"));
+            let now = state::now_ms();
+            if report.down.is_empty() && report.problems.is_empty() {
+                println!("no host is marked down");
+            }
+            for (host, mark) in &report.down {
+                println!(
+                    "down: {host} for {} s more ({} failure(s) in a row, last: {})",
+                    (mark.down_until - now + 999) / 1000,
+                    mark.failures,
+                    mark.last_error
+                );
+            }
+            report.problems.iter().for_each(|p| eprintln!("problem: {p}"));
+            if report.problems.is_empty() { exit::OK } else { exit::NOT_FOUND }
+        }
+    }
+}
+
+/// The uid and primary gid of user `name`, from /etc/passwd.
+fn lookup_user(name: &str) -> Result<(u32, u32), String> {
+    let passwd = std::fs::read_to_string("/etc/passwd").map_err(|e| format!("cannot read /etc/passwd: {e}"))?;
+    passwd
+        .lines()
+        .map(|line| line.split(':').collect::<Vec<_>>())
+        .find(|f| f.len() >= 4 && f[0] == name)
+        .and_then(|f| Some((f[2].parse().ok()?, f[3].parse().ok()?)))
+        .ok_or_else(|| format!("no user {name} in /etc/passwd"))
 }

@@ -26,3 +26,9 @@ mod cli;
 
 #[path = "it/exchange.rs"]
 mod exchange;
+
+#[path = "it/failover.rs"]
+mod failover;
+
+#[path = "it/state.rs"]
+mod state;
