@@ -9,12 +9,70 @@
 //! processes skip them for a while; see [`order`] and [`marks_down`].
 
 use crate::config::{Balance, Entry};
-use crate::http::{HttpError, Response};
+use crate::http::{self, HttpError, Response};
+use crate::state::{self, Store};
 use std::time::Duration;
+
+/// The hosts of one request, the order to try them in, and their shared health.
+pub struct Hosts<'s> {
+    urls: Vec<reqwest::Url>,
+    /// Health keys (URL origins).
+    origins: Vec<String>,
+    /// Whether the host had a mark (down or expired) when the request started.
+    marked: Vec<bool>,
+    order: Vec<usize>,
+    store: &'s Store,
+}
+
+impl<'s> Hosts<'s> {
+    /// Reads the hosts' health (only with two or more: one host is always tried) and orders them.
+    pub fn new(entry: &Entry, urls: Vec<reqwest::Url>, store: &'s Store) -> Hosts<'s> {
+        let origins: Vec<String> = urls.iter().map(http::origin_of).collect();
+        let marks = if urls.len() > 1 { store.marks(&origins) } else { Vec::new() };
+        let now = state::now_ms();
+        let mark_of = |o: &String| marks.iter().find(|(h, _)| h == o).map(|(_, m)| m);
+        let down: Vec<bool> = origins.iter().map(|o| mark_of(o).is_some_and(|m| m.is_down(now))).collect();
+        let marked = origins.iter().map(|o| mark_of(o).is_some()).collect();
+        Hosts { order: order(entry, &down), urls, origins, marked, store }
+    }
+
+    /// The host index for attempt number `attempt` (0-based).
+    pub fn pick(&self, attempt: usize) -> usize {
+        self.order[attempt % self.order.len()]
+    }
+
+    pub fn url(&self, index: usize) -> &reqwest::Url {
+        &self.urls[index]
+    }
+
+    pub fn len(&self) -> usize {
+        self.urls.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.urls.is_empty()
+    }
+
+    /// Marks host `index` down after a failure, or clears its mark after an answer.
+    pub fn record(&self, index: usize, result: &Result<Response, HttpError>) {
+        if self.urls.len() < 2 {
+            return;
+        }
+        if marks_down(result) {
+            let why = match result {
+                Ok(r) => format!("HTTP {}", r.status),
+                Err(e) => e.to_string(),
+            };
+            self.store.failed(&self.origins[index], &why);
+        } else if self.marked[index] {
+            self.store.recovered(&self.origins[index]);
+        }
+    }
+}
 
 /// The hosts' indexes in the order this request tries them: those not marked down first, in
 /// `balance` order, then the marked ones in config order (tried anyway when all are marked).
-pub fn order(entry: &Entry, down: &[bool]) -> Vec<usize> {
+fn order(entry: &Entry, down: &[bool]) -> Vec<usize> {
     let (mut healthy, marked): (Vec<usize>, Vec<usize>) = (0..entry.targets.len()).partition(|&i| !down[i]);
     if entry.balance == Balance::Random {
         fastrand::shuffle(&mut healthy);
@@ -25,7 +83,7 @@ pub fn order(entry: &Entry, down: &[bool]) -> Vec<usize> {
 
 /// Whether an attempt's result marks its host down for everyone: no connection, no TLS, no
 /// answer in time, or a 5xx. A 429 means "alive but busy"; a 4xx is the request's fault.
-pub fn marks_down(result: &Result<Response, HttpError>) -> bool {
+fn marks_down(result: &Result<Response, HttpError>) -> bool {
     match result {
         Ok(r) => (500..600).contains(&r.status),
         Err(e) => matches!(e, HttpError::Connect(_) | HttpError::Tls(_) | HttpError::Timeout),

@@ -4,9 +4,10 @@
 use crate::answer::{self, Outcome};
 use crate::config::{Auth, Entry};
 use crate::failover;
+use crate::failover::Hosts;
 use crate::http::{self, Attempt, HttpError, Request, Transport};
 use crate::log;
-use crate::state::{self, Store};
+use crate::state::Store;
 use reqwest::header::{self, HeaderName, HeaderValue};
 use std::io::Write as _;
 use std::time::Instant;
@@ -70,18 +71,13 @@ pub fn run(
             }
         }
     }
-    // Health only matters when there is another host to go to; one host is always tried.
-    let origins: Vec<String> = urls.iter().map(http::origin_of).collect();
-    let marks = if urls.len() > 1 { store.marks(&origins) } else { Vec::new() };
-    let now = state::now_ms();
-    let down: Vec<bool> = origins.iter().map(|o| marks.iter().any(|(h, m)| h == o && m.is_down(now))).collect();
-    let order = failover::order(entry, &down);
+    let hosts = Hosts::new(entry, urls, store);
     let mut last: Option<(String, Result<http::Response, HttpError>)> = None;
     for attempt in 0..entry.max_attempts {
-        let index = order[attempt % order.len()];
-        let url = urls[index].clone();
+        let index = hosts.pick(attempt);
+        let url = hosts.url(index).clone();
         if let Some((_, result)) = &last {
-            let wait = failover::wait_before(attempt, order.len(), result);
+            let wait = failover::wait_before(attempt, hosts.len(), result);
             if Instant::now().checked_add(wait).is_none_or(|at| at >= deadline) {
                 break;
             }
@@ -120,17 +116,7 @@ pub fn run(
                 log::debug(&format!("{} attempt {} to {host}: {e}", entry.name, attempt + 1));
             }
         }
-        if urls.len() > 1 {
-            if failover::marks_down(&result) {
-                let why = match &result {
-                    Ok(r) => format!("HTTP {}", r.status),
-                    Err(e) => e.to_string(),
-                };
-                store.failed(&origins[index], &why);
-            } else if marks.iter().any(|(h, _)| *h == origins[index]) {
-                store.recovered(&origins[index]);
-            }
-        }
+        hosts.record(index, &result);
         let again = failover::retryable(entry, &result);
         last = Some((host, result));
         if !again {
