@@ -342,6 +342,24 @@ mod tests {
     }
 
     #[test]
+    fn a_failed_host_is_skipped_until_it_recovers() {
+        let e = entry("{ target: ['http://a.test/', 'http://b.test/'], value_field: r }");
+        let store = Store::new(&crate::config::StateDb::Memory);
+        let vars = crate::template::lookup_vars("m", "k", "id");
+        let fake = Fake::new(vec![Err(HttpError::Connect("refused".into())), ok("{}"), ok("{}")]);
+        run(&e, &vars, "id", &fake, &store, false);
+        run(&e, &vars, "id", &fake, &store, false);
+        assert_eq!(hosts(&fake), ["a.test", "b.test", "b.test"], "a is skipped while marked");
+        // All marked: tried anyway, in order; an answer clears the mark.
+        store.failed("http://b.test", "x");
+        let fake = Fake::new(vec![ok("{}"), ok("{}")]);
+        run(&e, &vars, "id", &fake, &store, false);
+        run(&e, &vars, "id", &fake, &store, false);
+        assert_eq!(hosts(&fake), ["a.test", "a.test"]);
+        assert!(store.marks(&["http://a.test".into()]).is_empty());
+    }
+
+    #[test]
     fn other_answers_are_final() {
         let e = entry("{ target: ['http://a.test/', 'http://b.test/'], value_field: r }");
         for (first, expected) in [
