@@ -2,12 +2,14 @@
 #![deny(unsafe_code)]
 
 use std::os::fd::{FromRawFd, OwnedFd};
-use std::process::ExitCode;
 
-fn main() -> ExitCode {
+fn main() {
     pfxhttp::log::install_panic_hook();
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
-    ExitCode::from(pfxhttp::commands::main(&args, systemd_connection))
+    let code = pfxhttp::commands::main(&args, systemd_connection);
+    // Every reply is written and every log line sent by now. Exiting here skips the HTTP client's
+    // teardown, which would wait for a name lookup still running in its thread pool.
+    std::process::exit(i32::from(code))
 }
 
 /// The connection systemd passed as fd 3 (`LISTEN_FDS=1`, `LISTEN_PID` = our pid), if any.
