@@ -264,30 +264,7 @@ mod tests {
     use super::*;
     use crate::config::{Format, load_str};
     use crate::http::Response;
-    use std::cell::RefCell;
-
-    /// Answers from a script, one per attempt, and records what was sent.
-    struct Fake {
-        script: RefCell<Vec<Result<Response, HttpError>>>,
-        sent: RefCell<Vec<Request>>,
-    }
-
-    impl Fake {
-        fn new(script: Vec<Result<Response, HttpError>>) -> Fake {
-            Fake { script: RefCell::new(script), sent: RefCell::new(Vec::new()) }
-        }
-    }
-
-    impl Transport for Fake {
-        fn send(&self, request: &Request, _: Attempt) -> Result<Response, HttpError> {
-            self.sent.borrow_mut().push(request.clone());
-            self.script.borrow_mut().remove(0)
-        }
-    }
-
-    fn ok(body: &str) -> Result<Response, HttpError> {
-        Ok(Response { status: 200, headers: Default::default(), body: body.as_bytes().to_vec() })
-    }
+    use crate::http::fake::{Fake, ok};
 
     fn entry(yaml_entry: &str) -> Entry {
         let yaml = format!("socket_maps:\n  m: {yaml_entry}\n");

@@ -5,6 +5,8 @@
 //! for keep-alive), and unit tests implement it in memory.
 
 mod client;
+#[cfg(test)]
+pub mod fake;
 mod tls;
 
 pub use client::Clients;
