@@ -35,6 +35,7 @@
 #![forbid(unsafe_code)]
 
 pub mod answer;
+pub mod auth;
 pub mod cli;
 pub mod commands;
 pub mod config;
