@@ -179,14 +179,10 @@ fn check(path: Result<std::path::PathBuf, String>, format: Format) -> u8 {
             config.logging.syslog_socket.display()
         ));
     }
-    for entry in config.maps.iter().chain(&config.policies) {
-        if entry.auth.is_some() {
-            notes.push(format!(
-                "warning: {}: backend authentication is parsed but token fetching is not available in this version; \
-                 lookups answer with a temporary failure",
-                entry.name
-            ));
-        }
+    if let StateDb::Memory = config.state_db
+        && config.maps.iter().chain(&config.policies).any(|e| e.auth.is_some())
+    {
+        notes.push("warning: server.state_db: with :memory: every process fetches a token of its own".to_string());
     }
     for n in &notes {
         eprintln!("{n}");

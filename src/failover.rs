@@ -103,7 +103,7 @@ pub fn retryable(entry: &Entry, result: &Result<Response, HttpError>) -> bool {
 
 /// How long to wait before attempt number `attempt` (0-based) on host number `slot` of the
 /// order, after `last` failed: nothing when moving to another host, a jittered backoff when
-/// coming back to one, and at least the `Retry-After` the last answer asked for.
+/// coming back to one, and then at least the `Retry-After` the last answer asked for.
 pub fn wait_before(attempt: usize, hosts: usize, last: &Result<Response, HttpError>) -> Duration {
     let round = attempt / hosts.max(1);
     let backoff = if round == 0 {
@@ -112,9 +112,10 @@ pub fn wait_before(attempt: usize, hosts: usize, last: &Result<Response, HttpErr
         let base = Duration::from_millis(100) * 2u32.saturating_pow(round as u32 - 1);
         base.min(Duration::from_secs(2)).mul_f64(0.5 + fastrand::f64())
     };
+    // Another host need not wait for what this one asked.
     let asked = match last {
-        Ok(r) => retry_after(r).unwrap_or(Duration::ZERO),
-        Err(_) => Duration::ZERO,
+        Ok(r) if round > 0 => retry_after(r).unwrap_or(Duration::ZERO),
+        _ => Duration::ZERO,
     };
     backoff.max(asked)
 }
@@ -155,8 +156,10 @@ mod tests {
 
     #[test]
     fn retry_after_is_a_lower_bound() {
-        assert_eq!(wait_before(1, 2, &response(429, Some("3"))), Duration::from_secs(3));
-        assert_eq!(wait_before(1, 2, &response(429, Some("Wed, 21 Oct 2015 07:28:00 GMT"))), Duration::ZERO);
-        assert_eq!(wait_before(1, 2, &response(503, Some("18446744073709551615"))), Duration::from_secs(86_400));
+        assert_eq!(wait_before(1, 1, &response(429, Some("3"))), Duration::from_secs(3));
+        assert_eq!(wait_before(1, 2, &response(429, Some("3"))), Duration::ZERO, "another host need not wait");
+        let date = wait_before(1, 1, &response(429, Some("Wed, 21 Oct 2015 07:28:00 GMT")));
+        assert!(date < Duration::from_millis(150), "{date:?}");
+        assert_eq!(wait_before(1, 1, &response(503, Some("18446744073709551615"))), Duration::from_secs(86_400));
     }
 }

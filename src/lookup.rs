@@ -2,6 +2,11 @@
 //! deadline (retries as [`failover`] decides), and interpret the answer.
 
 use crate::answer::{self, Outcome};
+use crate::auth::{
+    self,
+    fetch::{AuthError, Fetch},
+    token::Token,
+};
 use crate::config::{Auth, Entry};
 use crate::failover;
 use crate::failover::Hosts;
@@ -26,6 +31,9 @@ pub struct Report {
     pub transcript: Vec<String>,
 }
 
+/// The last attempt's host and result.
+type Last = Option<(String, Result<http::Response, HttpError>)>;
+
 /// Runs the lookup for `entry` with template variables `vars`.
 pub fn run(
     entry: &Entry,
@@ -36,6 +44,7 @@ pub fn run(
     verbose: bool,
 ) -> Report {
     let started = Instant::now();
+    let deadline = started + entry.deadline;
     let mut report = Report {
         // Every path below sets the outcome; should one not, the lookup fails rather than answers.
         outcome: Outcome::temporary("no attempt was made"),
@@ -45,22 +54,13 @@ pub fn run(
         request_id: Some(request_id.to_string()),
         transcript: Vec::new(),
     };
-    if let Some(auth) = &entry.auth {
-        let kind = match auth {
-            Auth::Jwt(_) => "jwt_auth",
-            Auth::Oidc(_) => "backend_oidc_auth",
-        };
-        report.outcome = Outcome::temporary(format!("{kind} is configured but this pfxhttp cannot fetch tokens yet"));
-        return report;
-    }
-    let (headers, body) = match prepare(entry, vars, request_id) {
+    let (mut headers, body) = match prepare(entry, vars, request_id) {
         Ok(parts) => parts,
         Err(e) => {
             report.outcome = Outcome::temporary(e);
             return report;
         }
     };
-    let deadline = started + entry.deadline;
     let mut urls = Vec::with_capacity(entry.targets.len());
     for index in 0..entry.targets.len() {
         match target_url(entry, index, vars) {
@@ -72,10 +72,84 @@ pub fn run(
         }
     }
     let hosts = Hosts::new(entry, urls, store);
-    let mut last: Option<(String, Result<http::Response, HttpError>)> = None;
+    let Some(auth) = &entry.auth else {
+        let last = attempts(entry, &hosts, &headers, &body, deadline, transport, &mut report, verbose);
+        report.outcome = outcome(entry, last);
+        return report;
+    };
+    // With backend authentication: a bearer token, and one more try with a new token after a 401.
+    let mut token = match bearer(entry, auth, store, transport, deadline) {
+        Ok(t) => t,
+        Err(e) => {
+            report.outcome = Outcome::temporary(e.to_string());
+            return report;
+        }
+    };
+    set_bearer(&mut headers, &token);
+    let mut last = attempts(entry, &hosts, &headers, &body, deadline, transport, &mut report, verbose);
+    if matches!(&last, Some((_, Ok(r))) if r.status == 401) {
+        store.drop_token(&auth::key(auth), &token);
+        token = match bearer(entry, auth, store, transport, deadline) {
+            Ok(t) => t,
+            Err(e) => {
+                report.outcome = Outcome::temporary(e.to_string());
+                return report;
+            }
+        };
+        set_bearer(&mut headers, &token);
+        last = attempts(entry, &hosts, &headers, &body, deadline, transport, &mut report, verbose);
+    }
+    report.outcome = match &last {
+        Some((_, Ok(r))) if r.status == 401 => Outcome::temporary("the backend refused a new token too (HTTP 401)"),
+        _ => outcome(entry, last),
+    };
+    report
+}
+
+/// A token for `auth` within the deadline.
+fn bearer(
+    entry: &Entry,
+    auth: &Auth,
+    store: &Store,
+    transport: &dyn Transport,
+    deadline: Instant,
+) -> Result<Token, AuthError> {
+    let remaining = deadline.saturating_duration_since(Instant::now());
+    let attempt = Attempt {
+        client: entry.client,
+        timeout: entry.timeout.min(remaining),
+        max_response_bytes: 1 << 16,
+        gunzip: false,
+    };
+    let fetch = Fetch { transport, attempt, user_agent: &entry.user_agent };
+    auth::obtain(auth, store, &fetch, deadline)
+}
+
+/// Replaces any `Authorization` header with the bearer token.
+fn set_bearer(headers: &mut http::Headers, token: &Token) {
+    headers.retain(|(n, _)| *n != header::AUTHORIZATION);
+    if let Ok(mut value) = HeaderValue::from_str(&format!("Bearer {}", token.access)) {
+        value.set_sensitive(true);
+        headers.push((header::AUTHORIZATION, value));
+    }
+}
+
+/// Sends the request to the hosts, in order and again as [`failover`] allows, within the
+/// deadline; returns the last attempt.
+#[allow(clippy::too_many_arguments)]
+fn attempts(
+    entry: &Entry,
+    hosts: &Hosts,
+    headers: &http::Headers,
+    body: &Option<Vec<u8>>,
+    deadline: Instant,
+    transport: &dyn Transport,
+    report: &mut Report,
+    verbose: bool,
+) -> Last {
+    let mut last: Last = None;
     for attempt in 0..entry.max_attempts {
         let index = hosts.pick(attempt);
-        let url = hosts.url(index).clone();
         if let Some((_, result)) = &last {
             let wait = failover::wait_before(attempt, hosts.len(), result);
             if Instant::now().checked_add(wait).is_none_or(|at| at >= deadline) {
@@ -86,7 +160,12 @@ pub fn run(
         let Some(remaining) = deadline.checked_duration_since(Instant::now()).filter(|d| !d.is_zero()) else {
             break;
         };
-        let request = Request { method: entry.method.clone(), url, headers: headers.clone(), body: body.clone() };
+        let request = Request {
+            method: entry.method.clone(),
+            url: hosts.url(index).clone(),
+            headers: headers.clone(),
+            body: body.clone(),
+        };
         let limits = Attempt {
             client: entry.client,
             timeout: entry.timeout.min(remaining),
@@ -100,22 +179,20 @@ pub fn run(
         report.attempts += 1;
         report.host = Some(host.clone());
         let result = transport.send(&request, limits);
-        match &result {
+        let said = match &result {
             Ok(response) => {
-                report.status = Some(response.status);
                 if verbose {
                     describe_response(response, &mut report.transcript);
                 }
-                log::debug(&format!("{} attempt {} to {host}: HTTP {}", entry.name, attempt + 1, response.status));
+                format!("HTTP {}", response.status)
             }
-            Err(e) => {
-                report.status = None;
-                if verbose {
-                    report.transcript.push(format!("! {host}: {e}"));
-                }
-                log::debug(&format!("{} attempt {} to {host}: {e}", entry.name, attempt + 1));
-            }
+            Err(e) => e.to_string(),
+        };
+        report.status = result.as_ref().ok().map(|r| r.status);
+        if verbose && result.is_err() {
+            report.transcript.push(format!("! {host}: {said}"));
         }
+        log::debug(&format!("{} attempt {} to {host}: {said}", entry.name, attempt + 1));
         hosts.record(index, &result);
         let again = failover::retryable(entry, &result);
         last = Some((host, result));
@@ -123,12 +200,16 @@ pub fn run(
             break;
         }
     }
-    report.outcome = match last {
+    last
+}
+
+/// The outcome of the last attempt.
+fn outcome(entry: &Entry, last: Last) -> Outcome {
+    match last {
         Some((_, Ok(response))) => answer::interpret(entry, &response),
         Some((host, Err(e))) => failure(&host, e),
         None => Outcome::timeout(format!("deadline of {} ms passed", entry.deadline.as_millis())),
-    };
-    report
+    }
 }
 
 /// The outcome when the last attempt got no answer.
@@ -367,7 +448,7 @@ mod tests {
 
     #[test]
     fn retry_after_beyond_the_deadline_stops_retrying() {
-        let e = entry("{ target: ['http://a.test/', 'http://b.test/'], value_field: r, deadline: 2s }");
+        let e = entry("{ target: 'http://a.test/', value_field: r, deadline: 2s }");
         let fake = Fake::new(vec![status(429, &[("retry-after", "5")])]);
         let started = Instant::now();
         assert_eq!(lookup(&e, "k", &fake).outcome, Outcome::temporary("unexpected HTTP status 429"));
@@ -419,15 +500,63 @@ mod tests {
         assert!(!transcript.contains("dXNlcjpwdw=="), "{transcript}");
     }
 
-    #[test]
-    fn auth_not_yet_available_is_temporary_without_a_request() {
-        let e = entry(
-            "{ target: 'http://a.test/', value_field: r, jwt_auth: { token_endpoint: 'http://t.test/', \
+    fn jwt_entry() -> Entry {
+        entry(
+            "{ target: 'http://a.test/', value_field: r, jwt_auth: { token_endpoint: 'http://t.test/token', \
              credentials: { u: p } } }",
+        )
+    }
+
+    fn bearer_of(request: &Request) -> Option<String> {
+        request.headers.iter().find(|(n, _)| n == "authorization").map(|(_, v)| v.to_str().unwrap().to_string())
+    }
+
+    #[test]
+    fn token_fetched_once_then_reused() {
+        let e = jwt_entry();
+        let store = Store::new(&crate::config::StateDb::Memory);
+        let vars = crate::template::lookup_vars("m", "k", "id");
+        let fake = Fake::new(vec![ok(r#"{"token":"t1","expires_in":3600}"#), ok(r#"{"r":"v"}"#), ok(r#"{"r":"w"}"#)]);
+        assert_eq!(run(&e, &vars, "id", &fake, &store, false).outcome, Outcome::Found("v".into()));
+        assert_eq!(run(&e, &vars, "id", &fake, &store, false).outcome, Outcome::Found("w".into()));
+        let sent = fake.sent.borrow();
+        assert_eq!(hosts(&fake), ["t.test", "a.test", "a.test"]);
+        assert_eq!(bearer_of(&sent[1]).as_deref(), Some("Bearer t1"));
+        assert_eq!(bearer_of(&sent[2]).as_deref(), Some("Bearer t1"));
+    }
+
+    #[test]
+    fn a_401_gets_one_new_token_and_one_retry() {
+        let e = jwt_entry();
+        let store = Store::new(&crate::config::StateDb::Memory);
+        let vars = crate::template::lookup_vars("m", "k", "id");
+        let fake = Fake::new(vec![
+            ok(r#"{"token":"old","expires_in":3600}"#),
+            status(401, &[]),
+            ok(r#"{"token":"new","expires_in":3600}"#),
+            ok(r#"{"r":"v"}"#),
+        ]);
+        assert_eq!(run(&e, &vars, "id", &fake, &store, false).outcome, Outcome::Found("v".into()));
+        assert_eq!(bearer_of(&fake.sent.borrow()[3]).as_deref(), Some("Bearer new"));
+        let fake = Fake::new(vec![status(401, &[]), ok(r#"{"token":"newer"}"#), status(401, &[])]);
+        let out = run(&e, &vars, "id", &fake, &store, false).outcome;
+        assert!(matches!(&out, Outcome::Failure(f) if f.kind == crate::answer::FailureKind::Temporary), "{out:?}");
+        assert_eq!(fake.sent.borrow().len(), 3, "no third try");
+        let fake = Fake::new(vec![status(403, &[])]);
+        assert_eq!(
+            run(&e, &vars, "id", &fake, &store, false).outcome,
+            Outcome::permanent("unexpected HTTP status 403")
         );
-        let fake = Fake::new(vec![]);
-        assert!(matches!(lookup(&e, "k", &fake).outcome, Outcome::Failure(_)));
-        assert!(fake.sent.borrow().is_empty());
+    }
+
+    #[test]
+    fn token_endpoint_failure_is_temporary_and_names_no_secret() {
+        let e = jwt_entry();
+        let store = Store::new(&crate::config::StateDb::Memory);
+        let fake = Fake::new(vec![status(500, &[])]);
+        let out = run(&e, &crate::template::lookup_vars("m", "k", "id"), "id", &fake, &store, false).outcome;
+        assert_eq!(out, Outcome::temporary("token endpoint t.test: HTTP 500"));
+        assert_eq!(fake.sent.borrow().len(), 1, "the target is not asked without a token");
     }
 
     #[test]

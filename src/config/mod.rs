@@ -16,7 +16,7 @@ use crate::value::FieldPath;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-pub use tree::Diagnostics;
+pub use tree::{Diagnostics, scalar_text};
 
 /// Files tried in order when no `--config` is given.
 pub const SEARCH_PATH: &[&str] =

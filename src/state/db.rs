@@ -9,7 +9,7 @@ use std::time::Duration;
 pub const SCHEMA_VERSION: i64 = 1;
 
 /// How long a statement waits for another process's lock; kept short because a lookup waits too.
-const BUSY_TIMEOUT: Duration = Duration::from_millis(250);
+pub(super) const BUSY_TIMEOUT: Duration = Duration::from_millis(250);
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS host_health (
@@ -17,6 +17,16 @@ CREATE TABLE IF NOT EXISTS host_health (
     failures INTEGER NOT NULL,
     down_until INTEGER NOT NULL,
     last_error TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS tokens (
+    key TEXT PRIMARY KEY,
+    token TEXT,
+    refresh_token TEXT,
+    expires_at INTEGER NOT NULL DEFAULT 0,
+    refresh_from INTEGER NOT NULL DEFAULT 0,
+    fetched_at INTEGER NOT NULL DEFAULT 0,
+    lease_pid INTEGER NOT NULL DEFAULT 0,
+    lease_until INTEGER NOT NULL DEFAULT 0
 );
 PRAGMA user_version = 1;
 ";

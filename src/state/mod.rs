@@ -9,9 +9,11 @@
 
 mod db;
 mod health;
+mod tokens;
 
 pub use db::{DbError, SCHEMA_VERSION, check, init};
 pub use health::{Mark, backoff, now_ms};
+pub use tokens::TokenRow;
 
 use crate::config::StateDb;
 use crate::log;
@@ -23,13 +25,20 @@ pub struct Store {
     setting: StateDb,
     /// `None` once opening failed, or after the database failed in use.
     db: OnceCell<RefCell<Option<rusqlite::Connection>>>,
-    /// Used whenever the database is not.
+    /// Host health, whenever the database is not used.
     memory: RefCell<HashMap<String, Mark>>,
+    /// Tokens, whenever the database is not used.
+    memory_tokens: RefCell<HashMap<String, TokenRow>>,
 }
 
 impl Store {
     pub fn new(setting: &StateDb) -> Store {
-        Store { setting: setting.clone(), db: OnceCell::new(), memory: RefCell::new(HashMap::new()) }
+        Store {
+            setting: setting.clone(),
+            db: OnceCell::new(),
+            memory: RefCell::new(HashMap::new()),
+            memory_tokens: RefCell::new(HashMap::new()),
+        }
     }
 
     /// Runs `f` on the database if it is usable; on an error, logs it once and stops using it.

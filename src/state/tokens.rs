@@ -1,0 +1,147 @@
+//! The shared token cache: one row per auth setting, with a lease so that exactly one process
+//! fetches a new token while the others keep using the valid one or wait briefly.
+//!
+//! The lease is taken in a `BEGIN IMMEDIATE` transaction with no busy wait (a try-lock that
+//! lasts microseconds); the HTTP fetch happens outside any lock. A holder that dies delays the
+//! others only until its lease expires.
+
+use super::Store;
+use super::health::now_ms;
+use crate::auth::token::Token;
+use rusqlite::{ErrorCode, OptionalExtension, params};
+use std::time::Duration;
+
+/// A token row: the token (if any) and when to refresh it.
+#[derive(Debug, Clone, Default)]
+pub struct TokenRow {
+    pub token: Option<Token>,
+    /// Unix ms from which one process should fetch a new token.
+    pub refresh_from: i64,
+    pub fetched_at: i64,
+    /// The process holding the lease, and until when (unix ms); 0 when none.
+    pub lease_pid: u32,
+    pub lease_until: i64,
+}
+
+impl Store {
+    /// The row for `key`, if any.
+    pub fn token(&self, key: &str) -> Option<TokenRow> {
+        let from_db = self.with_db(|db| {
+            db.query_row(
+                "SELECT token, refresh_token, expires_at, refresh_from, fetched_at, lease_pid, lease_until
+                 FROM tokens WHERE key = ?1",
+                [key],
+                |r| {
+                    let access: Option<String> = r.get(0)?;
+                    let token = access.map(|access| Token {
+                        access,
+                        refresh: r.get(1).ok().flatten(),
+                        expires_at: r.get(2).unwrap_or(0),
+                    });
+                    Ok(TokenRow {
+                        token,
+                        refresh_from: r.get(3)?,
+                        fetched_at: r.get(4)?,
+                        lease_pid: r.get(5)?,
+                        lease_until: r.get(6)?,
+                    })
+                },
+            )
+            .optional()
+        });
+        match from_db {
+            Some(row) => row,
+            None => self.memory_tokens.borrow().get(key).cloned(),
+        }
+    }
+
+    /// Tries to become the one process that fetches a token for `key`, for `lease`. Never waits.
+    pub fn try_lease(&self, key: &str, lease: Duration) -> bool {
+        let pid = std::process::id();
+        let now = now_ms();
+        let until = now + lease.as_millis() as i64;
+        let taken = self.with_db(|db| {
+            db.busy_timeout(Duration::ZERO)?;
+            let attempt = (|| -> rusqlite::Result<bool> {
+                db.execute_batch("BEGIN IMMEDIATE")?;
+                let held: Option<(u32, i64)> = db
+                    .query_row("SELECT lease_pid, lease_until FROM tokens WHERE key = ?1", [key], |r| {
+                        Ok((r.get(0)?, r.get(1)?))
+                    })
+                    .optional()?;
+                let free = held.is_none_or(|(holder, until)| until <= now || holder == pid);
+                if free {
+                    db.execute(
+                        "INSERT INTO tokens (key, lease_pid, lease_until) VALUES (?1, ?2, ?3)
+                         ON CONFLICT (key) DO UPDATE SET lease_pid = ?2, lease_until = ?3",
+                        params![key, pid, until],
+                    )?;
+                }
+                db.execute_batch("COMMIT")?;
+                Ok(free)
+            })();
+            if attempt.is_err() {
+                let _ = db.execute_batch("ROLLBACK");
+            }
+            db.busy_timeout(super::db::BUSY_TIMEOUT)?;
+            match attempt {
+                // Another process is in its (microsecond) transaction: it is taking the lease.
+                Err(e)
+                    if matches!(e.sqlite_error_code(), Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked)) =>
+                {
+                    Ok(false)
+                }
+                other => other,
+            }
+        });
+        // With state of our own there is nobody to share the fetch with.
+        taken.unwrap_or(true)
+    }
+
+    /// Stores a new token for `key` and gives up the lease.
+    pub fn put_token(&self, key: &str, token: &Token, refresh_from: i64) {
+        let now = now_ms();
+        let stored = self.with_db(|db| {
+            db.execute(
+                "INSERT INTO tokens (key, token, refresh_token, expires_at, refresh_from, fetched_at, lease_pid, lease_until)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0, 0)
+                 ON CONFLICT (key) DO UPDATE SET token = ?2, refresh_token = ?3, expires_at = ?4, refresh_from = ?5,
+                     fetched_at = ?6, lease_pid = 0, lease_until = 0",
+                params![key, token.access, token.refresh, token.expires_at, refresh_from, now],
+            )
+        });
+        if stored.is_none() {
+            let row =
+                TokenRow { token: Some(token.clone()), refresh_from, fetched_at: now, lease_pid: 0, lease_until: 0 };
+            self.memory_tokens.borrow_mut().insert(key.to_string(), row);
+        }
+    }
+
+    /// Gives up the lease after a failed fetch, so that another process may try at once.
+    pub fn release(&self, key: &str) {
+        let pid = std::process::id();
+        let _ = self.with_db(|db| {
+            db.execute(
+                "UPDATE tokens SET lease_pid = 0, lease_until = 0 WHERE key = ?1 AND lease_pid = ?2",
+                params![key, pid],
+            )
+        });
+    }
+
+    /// Drops `token` for `key` after the backend refused it, unless another process has
+    /// already replaced it.
+    pub fn drop_token(&self, key: &str, token: &Token) {
+        let dropped = self.with_db(|db| {
+            db.execute(
+                "UPDATE tokens SET token = NULL, refresh_token = NULL, expires_at = 0 WHERE key = ?1 AND token = ?2",
+                params![key, token.access],
+            )
+        });
+        if dropped.is_none() {
+            let mut memory = self.memory_tokens.borrow_mut();
+            if memory.get(key).and_then(|r| r.token.as_ref()).is_some_and(|t| t.access == token.access) {
+                memory.remove(key);
+            }
+        }
+    }
+}
