@@ -47,6 +47,14 @@ pub enum Command {
         /// Attributes as NAME=VALUE (default: read from stdin).
         attributes: Vec<String>,
     },
+    /// Show the cached token of a map or policy service with backend authentication: kind,
+    /// endpoint, expiry, age and lease — never the token itself.
+    Token {
+        /// Fetch a new token now.
+        #[arg(long)]
+        refresh: bool,
+        name: String,
+    },
     /// The shared state database (server.state_db): create it, or report on it.
     State {
         #[command(subcommand)]

@@ -52,6 +52,7 @@ fn run(cli: Cli, fd3: Option<OwnedFd>) -> u8 {
             return policy_query(path, cli.format, &service, &attributes, verbose);
         }
         Command::State { action } => return state(path, cli.format, action),
+        Command::Token { refresh, name } => return token(path, cli.format, &name, refresh),
     };
     let loaded = path.map(|p| config::load(&p, cli.format)).map_err(|e| format!("pfxhttp configuration error: {e}"));
     serve(protocol, loaded, fd3)
@@ -347,4 +348,77 @@ fn lookup_user(name: &str) -> Result<(u32, u32), String> {
         .find(|f| f.len() >= 4 && f[0] == name)
         .and_then(|f| Some((f[2].parse().ok()?, f[3].parse().ok()?)))
         .ok_or_else(|| format!("no user {name} in /etc/passwd"))
+}
+
+fn token(path: Result<std::path::PathBuf, String>, format: Format, name: &str, refresh: bool) -> u8 {
+    let (loaded, _) = match load_interactive(path, format) {
+        Ok(l) => l,
+        Err(code) => return code,
+    };
+    let Some(config) = &loaded.config else {
+        print_diagnostics(&loaded);
+        return exit::CONFIG;
+    };
+    let Some(entry) = config.map(name).or_else(|| config.policy(name)) else {
+        eprintln!("pfxhttp: no socket map or policy service called {name}");
+        return exit::USAGE;
+    };
+    let Some(auth) = &entry.auth else {
+        eprintln!("pfxhttp: {} has no jwt_auth or backend_oidc_auth", entry.name);
+        return exit::USAGE;
+    };
+    // Only an existing database is used: run by hand as root, this must not create one that the
+    // spawn service's user could then not open.
+    let setting = match &config.state_db {
+        StateDb::File(p) if p.exists() => config.state_db.clone(),
+        StateDb::File(p) => {
+            println!("no state database at {} (pfxhttp state init creates it)", p.display());
+            StateDb::Memory
+        }
+        StateDb::Memory => StateDb::Memory,
+    };
+    let store = Store::new(&setting);
+    println!("{}: {}", entry.name, crate::auth::describe(auth));
+    if refresh {
+        let clients = Clients::new(&config.clients);
+        let attempt = crate::http::Attempt {
+            client: entry.client,
+            timeout: entry.timeout,
+            max_response_bytes: 1 << 16,
+            gunzip: false,
+        };
+        let fetch = crate::auth::fetch::Fetch { transport: &clients, attempt, user_agent: &entry.user_agent };
+        if let Err(e) = crate::auth::refresh(auth, &store, &fetch) {
+            eprintln!("pfxhttp: {e}");
+            return exit::TEMPFAIL;
+        }
+        println!("fetched a new token");
+    }
+    let now = state::now_ms();
+    let secs = |ms: i64| (ms + 999) / 1000;
+    match store.token(&crate::auth::key(auth)) {
+        Some(row) => {
+            match &row.token {
+                Some(t) if t.expires_at > now => println!(
+                    "token: valid for {} s more, fetched {} s ago, renewed from {}",
+                    secs(t.expires_at - now),
+                    (now - row.fetched_at) / 1000,
+                    if row.refresh_from > now {
+                        format!("in {} s", secs(row.refresh_from - now))
+                    } else {
+                        "now".into()
+                    }
+                ),
+                Some(_) => println!("token: expired"),
+                None => println!("token: none"),
+            }
+            if row.lease_until > now {
+                println!("lease: held by process {} for {} s more", row.lease_pid, secs(row.lease_until - now));
+            } else {
+                println!("lease: free");
+            }
+        }
+        None => println!("token: none yet"),
+    }
+    exit::OK
 }

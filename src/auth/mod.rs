@@ -51,14 +51,17 @@ pub fn obtain(auth: &Auth, store: &Store, fetch: &Fetch, deadline: Instant) -> R
     loop {
         let now = now_ms();
         let row = store.token(&key).unwrap_or_default();
+        // Read first, lock only when the lease looks free: waiters must not take turns at the
+        // write lock that the fetching process needs to store its token.
+        let lease_free = row.lease_until <= now;
         if let Some(token) = row.token.clone().filter(|t| t.expires_at > now + 1000) {
-            if now >= row.refresh_from && store.try_lease(&key, lease) {
+            if now >= row.refresh_from && lease_free && store.try_lease(&key, lease) {
                 // Due for refresh: this process renews it; the others keep using the valid one.
                 return Ok(renew(auth, &key, store, fetch, Some(&token)).unwrap_or(token));
             }
             return Ok(token);
         }
-        if store.try_lease(&key, lease) {
+        if lease_free && store.try_lease(&key, lease) {
             return renew(auth, &key, store, fetch, row.token.as_ref());
         }
         if Instant::now() + POLL >= deadline {
@@ -68,6 +71,28 @@ pub fn obtain(auth: &Auth, store: &Store, fetch: &Fetch, deadline: Instant) -> R
             });
         }
         std::thread::sleep(POLL);
+    }
+}
+
+/// Fetches a new token now (`pfxhttp token --refresh`), unless another process holds the lease.
+pub fn refresh(auth: &Auth, store: &Store, fetch: &Fetch) -> Result<Token, AuthError> {
+    let key = key(auth);
+    if !store.try_lease(&key, fetch.attempt.timeout * 2 + Duration::from_secs(1)) {
+        return Err(AuthError { host: "-".into(), what: "another process is fetching a token right now".into() });
+    }
+    let old = store.token(&key).and_then(|row| row.token);
+    renew(auth, &key, store, fetch, old.as_ref())
+}
+
+/// Where tokens come from, for `pfxhttp token`.
+pub fn describe(auth: &Auth) -> String {
+    match auth {
+        Auth::Jwt(j) => format!("jwt_auth, token endpoint {}", j.token_endpoint),
+        Auth::Oidc(o) => match (&o.token_endpoint, &o.configuration_uri) {
+            (Some(e), _) => format!("backend_oidc_auth, token endpoint {e}, client {}", o.client_id),
+            (None, Some(d)) => format!("backend_oidc_auth, discovery {d}, client {}", o.client_id),
+            (None, None) => "backend_oidc_auth".to_string(),
+        },
     }
 }
 
