@@ -32,3 +32,6 @@ mod failover;
 
 #[path = "it/state.rs"]
 mod state;
+
+#[path = "it/auth.rs"]
+mod auth;
