@@ -57,12 +57,16 @@ pub fn obtain(auth: &Auth, store: &Store, fetch: &Fetch, deadline: Instant) -> R
         if let Some(token) = row.token.clone().filter(|t| t.expires_at > now + 1000) {
             if now >= row.refresh_from && lease_free && store.try_lease(&key, lease) {
                 // Due for refresh: this process renews it; the others keep using the valid one.
-                return Ok(renew(auth, &key, store, fetch, Some(&token)).unwrap_or(token));
+                return Ok(renew(auth, &key, store, fetch, Some(&token)).unwrap_or_else(|e| {
+                    crate::log::warn(&format!("renewing a token failed, the current one is used meanwhile: {e}"));
+                    token
+                }));
             }
             return Ok(token);
         }
         if lease_free && store.try_lease(&key, lease) {
-            return renew(auth, &key, store, fetch, row.token.as_ref());
+            return renew(auth, &key, store, fetch, row.token.as_ref())
+                .inspect_err(|e| crate::log::error(&format!("no token: {e}")));
         }
         if Instant::now() + POLL >= deadline {
             return Err(AuthError {
