@@ -1,0 +1,1 @@
+//! Backend authentication: jwt_auth, backend_oidc_auth and the shared token cache.
