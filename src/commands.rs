@@ -370,7 +370,13 @@ fn token(path: Result<std::path::PathBuf, String>, format: Format, name: &str, r
     // Only an existing database is used: run by hand as root, this must not create one that the
     // spawn service's user could then not open.
     let setting = match &config.state_db {
-        StateDb::File(p) if p.exists() => config.state_db.clone(),
+        StateDb::File(p) if p.exists() => {
+            if let Err(e) = state::try_open(p) {
+                eprintln!("pfxhttp: {e}");
+                return exit::TEMPFAIL;
+            }
+            config.state_db.clone()
+        }
         StateDb::File(p) => {
             println!("no state database at {} (pfxhttp state init creates it)", p.display());
             StateDb::Memory
@@ -381,13 +387,8 @@ fn token(path: Result<std::path::PathBuf, String>, format: Format, name: &str, r
     println!("{}: {}", entry.name, crate::auth::describe(auth));
     if refresh {
         let clients = Clients::new(&config.clients);
-        let attempt = crate::http::Attempt {
-            client: entry.client,
-            timeout: entry.timeout,
-            max_response_bytes: 1 << 16,
-            gunzip: false,
-        };
-        let fetch = crate::auth::fetch::Fetch { transport: &clients, attempt, user_agent: &entry.user_agent };
+        let deadline = std::time::Instant::now() + entry.deadline;
+        let fetch = crate::auth::fetch::Fetch::for_entry(entry, &clients, deadline);
         if let Err(e) = crate::auth::refresh(auth, &store, &fetch) {
             eprintln!("pfxhttp: {e}");
             return exit::TEMPFAIL;

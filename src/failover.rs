@@ -11,6 +11,7 @@
 use crate::config::{Balance, Entry};
 use crate::http::{self, HttpError, Response};
 use crate::state::{self, Store};
+use std::cell::Cell;
 use std::time::Duration;
 
 /// The hosts of one request, the order to try them in, and their shared health.
@@ -18,8 +19,11 @@ pub struct Hosts<'s> {
     urls: Vec<reqwest::Url>,
     /// Health keys (URL origins).
     origins: Vec<String>,
-    /// Whether the host had a mark (down or expired) when the request started.
-    marked: Vec<bool>,
+    /// Whether the host may have a mark: it had one (down or expired) when the request started,
+    /// or failed during it.
+    marked: Vec<Cell<bool>>,
+    /// Whether the host is marked down now (so another failure need not be written).
+    down: Vec<Cell<bool>>,
     order: Vec<usize>,
     store: &'s Store,
 }
@@ -32,8 +36,9 @@ impl<'s> Hosts<'s> {
         let now = state::now_ms();
         let mark_of = |o: &String| marks.iter().find(|(h, _)| h == o).map(|(_, m)| m);
         let down: Vec<bool> = origins.iter().map(|o| mark_of(o).is_some_and(|m| m.is_down(now))).collect();
-        let marked = origins.iter().map(|o| mark_of(o).is_some()).collect();
-        Hosts { order: order(entry, &down), urls, origins, marked, store }
+        let marked = origins.iter().map(|o| Cell::new(mark_of(o).is_some())).collect();
+        let order = order(entry, &down);
+        Hosts { order, urls, origins, marked, down: down.into_iter().map(Cell::new).collect(), store }
     }
 
     /// The host index for attempt number `attempt` (0-based).
@@ -53,19 +58,28 @@ impl<'s> Hosts<'s> {
         self.urls.is_empty()
     }
 
-    /// Marks host `index` down after a failure, or clears its mark after an answer.
-    pub fn record(&self, index: usize, result: &Result<Response, HttpError>) {
-        if self.urls.len() < 2 {
+    /// Marks host `index` down after a failure, or clears its mark after an answer. `cut_short`
+    /// says the attempt had less than the entry's timeout (the deadline was near): its timeout
+    /// says nothing about the host.
+    pub fn record(&self, entry: &Entry, index: usize, result: &Result<Response, HttpError>, cut_short: bool) {
+        if self.urls.len() < 2 || (cut_short && matches!(result, Err(HttpError::Timeout))) {
             return;
         }
-        if marks_down(result) {
-            let why = match result {
-                Ok(r) => format!("HTTP {}", r.status),
-                Err(e) => e.to_string(),
-            };
-            self.store.failed(&self.origins[index], &why);
-        } else if self.marked[index] {
+        if marks_down(entry, result) {
+            // A host already marked down keeps its mark; writing again would only add contention.
+            if !self.down[index].get() {
+                let why = match result {
+                    Ok(r) => format!("HTTP {}", r.status),
+                    Err(e) => e.to_string(),
+                };
+                self.store.failed(&self.origins[index], &why);
+                self.marked[index].set(true);
+                self.down[index].set(true);
+            }
+        } else if self.marked[index].get() {
             self.store.recovered(&self.origins[index]);
+            self.marked[index].set(false);
+            self.down[index].set(false);
         }
     }
 }
@@ -83,9 +97,9 @@ fn order(entry: &Entry, down: &[bool]) -> Vec<usize> {
 
 /// Whether an attempt's result marks its host down for everyone: no connection, no TLS, no
 /// answer in time, or a 5xx. A 429 means "alive but busy"; a 4xx is the request's fault.
-fn marks_down(result: &Result<Response, HttpError>) -> bool {
+fn marks_down(entry: &Entry, result: &Result<Response, HttpError>) -> bool {
     match result {
-        Ok(r) => (500..600).contains(&r.status),
+        Ok(r) => !expected(entry, r.status) && (500..600).contains(&r.status),
         Err(e) => matches!(e, HttpError::Connect(_) | HttpError::Tls(_) | HttpError::Timeout),
     }
 }
@@ -93,12 +107,14 @@ fn marks_down(result: &Result<Response, HttpError>) -> bool {
 /// Whether an attempt's result may be bettered by another attempt.
 pub fn retryable(entry: &Entry, result: &Result<Response, HttpError>) -> bool {
     match result {
-        Ok(r) => {
-            let expected = entry.status_codes.contains(&r.status) || entry.not_found_status.contains(&r.status);
-            !expected && (r.status == 429 || (500..600).contains(&r.status))
-        }
+        Ok(r) => !expected(entry, r.status) && (r.status == 429 || (500..600).contains(&r.status)),
         Err(e) => matches!(e, HttpError::Connect(_) | HttpError::Tls(_) | HttpError::Timeout),
     }
+}
+
+/// A status the entry accepts as an answer (value or "not found").
+fn expected(entry: &Entry, status: u16) -> bool {
+    entry.status_codes.contains(&status) || entry.not_found_status.contains(&status)
 }
 
 /// How long to wait before attempt number `attempt` (0-based) on host number `slot` of the

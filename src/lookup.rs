@@ -81,7 +81,7 @@ pub fn run(
     let mut token = match bearer(entry, auth, store, transport, deadline) {
         Ok(t) => t,
         Err(e) => {
-            report.outcome = Outcome::temporary(e.to_string());
+            report.outcome = auth_failure(e);
             return report;
         }
     };
@@ -92,7 +92,7 @@ pub fn run(
         token = match bearer(entry, auth, store, transport, deadline) {
             Ok(t) => t,
             Err(e) => {
-                report.outcome = Outcome::temporary(e.to_string());
+                report.outcome = auth_failure(e);
                 return report;
             }
         };
@@ -114,15 +114,12 @@ fn bearer(
     transport: &dyn Transport,
     deadline: Instant,
 ) -> Result<Token, AuthError> {
-    let remaining = deadline.saturating_duration_since(Instant::now());
-    let attempt = Attempt {
-        client: entry.client,
-        timeout: entry.timeout.min(remaining),
-        max_response_bytes: 1 << 16,
-        gunzip: false,
-    };
-    let fetch = Fetch { transport, attempt, user_agent: &entry.user_agent };
-    auth::obtain(auth, store, &fetch, deadline)
+    auth::obtain(auth, store, &Fetch::for_entry(entry, transport, deadline))
+}
+
+/// No token: a temporary failure, or a timeout when the deadline ran out.
+fn auth_failure(e: AuthError) -> Outcome {
+    if e.timed_out { Outcome::timeout(e.text) } else { Outcome::temporary(e.text) }
 }
 
 /// Replaces any `Authorization` header with the bearer token.
@@ -193,7 +190,7 @@ fn attempts(
             report.transcript.push(format!("! {host}: {said}"));
         }
         log::debug(&format!("{} attempt {} to {host}: {said}", entry.name, attempt + 1));
-        hosts.record(index, &result);
+        hosts.record(entry, index, &result, limits.timeout < entry.timeout);
         let again = failover::retryable(entry, &result);
         last = Some((host, result));
         if !again {

@@ -7,21 +7,56 @@ use crate::http::{self, Attempt, HttpError, Request, Transport};
 use crate::template::percent_encode;
 use base64::Engine as _;
 use reqwest::header::{self, HeaderName, HeaderValue};
+use std::time::{Duration, Instant};
 
 /// Why no token could be had. The text names the endpoint's host and what went wrong, never a
 /// credential or a token.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("token endpoint {host}: {what}")]
+#[error("{text}")]
 pub struct AuthError {
-    pub host: String,
-    pub what: String,
+    pub text: String,
+    /// The request's deadline ran out.
+    pub timed_out: bool,
+}
+
+impl AuthError {
+    /// A problem not tied to an endpoint.
+    pub fn new(text: impl Into<String>) -> AuthError {
+        AuthError { text: text.into(), timed_out: false }
+    }
+
+    fn at(host: &str, what: impl std::fmt::Display) -> AuthError {
+        AuthError::new(format!("token endpoint {host}: {what}"))
+    }
 }
 
 /// What a token request may use.
 pub struct Fetch<'a> {
     pub transport: &'a dyn Transport,
+    /// The client, and a timeout per request (cut to what is left before `deadline`).
     pub attempt: Attempt,
+    pub deadline: Instant,
     pub user_agent: &'a str,
+}
+
+impl<'a> Fetch<'a> {
+    /// Token requests for `entry`: its client, timeout and user agent.
+    pub fn for_entry(entry: &'a crate::config::Entry, transport: &'a dyn Transport, deadline: Instant) -> Fetch<'a> {
+        let attempt =
+            Attempt { client: entry.client, timeout: entry.timeout, max_response_bytes: 1 << 16, gunzip: false };
+        Fetch { transport, attempt, deadline, user_agent: &entry.user_agent }
+    }
+
+    /// How long a fetching process holds the lease: two requests (discovery or refresh, then
+    /// the token) and a second to store the result.
+    pub fn lease(&self) -> Duration {
+        self.attempt.timeout * 2 + Duration::from_secs(1)
+    }
+
+    /// The same, with a nearer deadline.
+    pub fn until(&self, deadline: Instant) -> Fetch<'_> {
+        Fetch { deadline: deadline.min(self.deadline), ..*self }
+    }
 }
 
 impl Fetch<'_> {
@@ -41,19 +76,25 @@ impl Fetch<'_> {
         mut headers: Vec<(HeaderName, HeaderValue)>,
         body: Option<Vec<u8>>,
     ) -> Result<Vec<u8>, AuthError> {
-        let url =
-            reqwest::Url::parse(url).map_err(|_| AuthError { host: "?".into(), what: "not a valid URL".into() })?;
+        let url = reqwest::Url::parse(url).map_err(|_| AuthError::new("token endpoint: not a valid URL"))?;
         let host = http::host_of(&url);
-        let fail = |what: String| AuthError { host: host.clone(), what };
+        let fail = |what: String| AuthError::at(&host, what);
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        if left < Duration::from_millis(20) {
+            return Err(AuthError { timed_out: true, ..fail("no time left before the deadline".into()) });
+        }
+        let attempt = Attempt { timeout: self.attempt.timeout.min(left), ..self.attempt };
         headers.push((header::ACCEPT, HeaderValue::from_static("application/json")));
         if let Ok(ua) = HeaderValue::from_str(self.user_agent) {
             headers.push((header::USER_AGENT, ua));
         }
         let request = Request { method, url, headers, body };
-        match self.transport.send(&request, self.attempt) {
+        match self.transport.send(&request, attempt) {
             Ok(r) if (200..300).contains(&r.status) => Ok(r.body),
             Ok(r) => Err(fail(format!("HTTP {}", r.status))),
-            Err(HttpError::Timeout) => Err(fail("no answer in time".into())),
+            Err(HttpError::Timeout) => {
+                Err(AuthError { timed_out: attempt.timeout < self.attempt.timeout, ..fail("no answer in time".into()) })
+            }
             Err(e) => Err(fail(e.to_string())),
         }
     }
@@ -73,7 +114,7 @@ fn content_type(value: &'static str) -> (HeaderName, HeaderValue) {
 }
 
 fn parsed(host_of: &str, body: &[u8]) -> Result<Token, AuthError> {
-    token::parse(body).map_err(|what| AuthError { host: host_of.to_string(), what })
+    token::parse(body).map_err(|what| AuthError::at(host_of, what))
 }
 
 fn host(url: &str) -> String {
@@ -115,7 +156,7 @@ pub fn jwt(
 /// The token endpoint named by an OpenID discovery document.
 pub fn discover(configuration_uri: &str, fetch: &Fetch) -> Result<String, AuthError> {
     let body = fetch.send(reqwest::Method::GET, configuration_uri, Vec::new(), None)?;
-    let fail = |what: &str| AuthError { host: host(configuration_uri), what: what.to_string() };
+    let fail = |what: &str| AuthError::at(&host(configuration_uri), what);
     let doc: serde_json::Value = serde_json::from_slice(&body).map_err(|_| fail("discovery document is not JSON"))?;
     let endpoint =
         doc.get("token_endpoint").and_then(|v| v.as_str()).ok_or_else(|| fail("no token_endpoint in discovery"))?;
@@ -143,7 +184,7 @@ pub fn client_credentials(
         OidcMethod::ClientSecretBasic => {
             let basic = base64::engine::general_purpose::STANDARD.encode(format!("{}:{secret}", auth.client_id));
             let mut value = HeaderValue::from_str(&format!("Basic {basic}"))
-                .map_err(|_| AuthError { host: host(endpoint), what: "client credentials not sendable".into() })?;
+                .map_err(|_| AuthError::at(&host(endpoint), "client credentials not sendable"))?;
             value.set_sensitive(true);
             headers.push((header::AUTHORIZATION, value));
         }
@@ -166,7 +207,12 @@ mod tests {
 
     fn fetch(fake: &Fake) -> Fetch<'_> {
         let attempt = Attempt { client: 0, timeout: Duration::from_secs(1), max_response_bytes: 65536, gunzip: false };
-        Fetch { transport: fake, attempt, user_agent: "pfxhttp/test" }
+        Fetch {
+            transport: fake,
+            attempt,
+            deadline: std::time::Instant::now() + Duration::from_secs(5),
+            user_agent: "pfxhttp/test",
+        }
     }
 
     fn jwt_auth(json: bool) -> JwtAuth {

@@ -43,85 +43,98 @@ pub fn key(auth: &Auth) -> String {
     digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// After a failed renewal of a still valid token, how long the fetching process keeps the lease,
+/// so that the others go on with the valid token instead of each trying the token endpoint again.
+const RENEW_BACKOFF: Duration = Duration::from_secs(10);
+
 /// A valid token for `auth`: the shared one, or a new one fetched by this process if it wins the
-/// lease, or one another process fetches while this one waits (until `deadline`).
-pub fn obtain(auth: &Auth, store: &Store, fetch: &Fetch, deadline: Instant) -> Result<Token, AuthError> {
+/// lease, or one another process fetches while this one waits (until `fetch.deadline`).
+pub fn obtain(auth: &Auth, store: &Store, fetch: &Fetch) -> Result<Token, AuthError> {
     let key = key(auth);
-    let lease = fetch.attempt.timeout * 2 + Duration::from_secs(1);
     loop {
         let now = now_ms();
         let row = store.token(&key).unwrap_or_default();
         // Read first, lock only when the lease looks free: waiters must not take turns at the
         // write lock that the fetching process needs to store its token.
-        let lease_free = row.lease_until <= now;
+        let lease_free = row.lease_until <= now || row.lease_pid == std::process::id();
         if let Some(token) = row.token.clone().filter(|t| t.expires_at > now + 1000) {
-            if now >= row.refresh_from && lease_free && store.try_lease(&key, lease) {
-                // Due for refresh: this process renews it; the others keep using the valid one.
-                return Ok(renew(auth, &key, store, fetch, Some(&token)).unwrap_or_else(|e| {
-                    crate::log::warn(&format!("renewing a token failed, the current one is used meanwhile: {e}"));
-                    token
-                }));
+            if now >= row.refresh_from && lease_free {
+                return Ok(renew_ahead(auth, &key, store, fetch, token, row.fetched_at));
             }
             return Ok(token);
         }
-        if lease_free && store.try_lease(&key, lease) {
-            return renew(auth, &key, store, fetch, row.token.as_ref())
-                .inspect_err(|e| crate::log::error(&format!("no token: {e}")));
+        if lease_free && store.try_lease(&key, fetch.lease(), row.fetched_at) {
+            return renew(auth, &key, store, fetch, row.token.as_ref()).inspect_err(|e| {
+                store.release(&key);
+                crate::log::error(&format!("no token: {e}"));
+            });
         }
-        if Instant::now() + POLL >= deadline {
+        if Instant::now() + POLL >= fetch.deadline {
             return Err(AuthError {
-                host: "-".into(),
-                what: "no token in time (another process is fetching one)".into(),
+                timed_out: true,
+                ..AuthError::new("no token in time (another process is fetching one)")
             });
         }
         std::thread::sleep(POLL);
     }
 }
 
+/// A valid token is due for renewal: one process renews it, with what time the request can
+/// spare (one attempt's timeout is left for the request itself); the others keep using it.
+fn renew_ahead(auth: &Auth, key: &str, store: &Store, fetch: &Fetch, token: Token, seen: i64) -> Token {
+    let spare = fetch.deadline.saturating_duration_since(Instant::now()).saturating_sub(fetch.attempt.timeout);
+    if spare < Duration::from_millis(100) || !store.try_lease(key, fetch.lease(), seen) {
+        return token;
+    }
+    match renew(auth, key, store, &fetch.until(Instant::now() + spare), Some(&token)) {
+        Ok(new) => new,
+        Err(e) => {
+            store.hold_lease(key, RENEW_BACKOFF);
+            crate::log::warn(&format!("renewing a token failed, the current one is used meanwhile: {e}"));
+            token
+        }
+    }
+}
+
 /// Fetches a new token now (`pfxhttp token --refresh`), unless another process holds the lease.
 pub fn refresh(auth: &Auth, store: &Store, fetch: &Fetch) -> Result<Token, AuthError> {
     let key = key(auth);
-    if !store.try_lease(&key, fetch.attempt.timeout * 2 + Duration::from_secs(1)) {
-        return Err(AuthError { host: "-".into(), what: "another process is fetching a token right now".into() });
+    let row = store.token(&key).unwrap_or_default();
+    if !store.try_lease(&key, fetch.lease(), row.fetched_at) {
+        return Err(AuthError::new("another process is fetching a token right now"));
     }
-    let old = store.token(&key).and_then(|row| row.token);
-    renew(auth, &key, store, fetch, old.as_ref())
+    renew(auth, &key, store, fetch, row.token.as_ref()).inspect_err(|_| store.release(&key))
 }
 
-/// Where tokens come from, for `pfxhttp token`.
+/// Where tokens come from, for `pfxhttp token`: kinds and hosts only (URLs may hold secrets).
 pub fn describe(auth: &Auth) -> String {
+    let host = |url: &str| reqwest::Url::parse(url).map_or_else(|_| "?".into(), |u| crate::http::host_of(&u));
     match auth {
-        Auth::Jwt(j) => format!("jwt_auth, token endpoint {}", j.token_endpoint),
+        Auth::Jwt(j) => format!("jwt_auth, token endpoint at {}", host(&j.token_endpoint)),
         Auth::Oidc(o) => match (&o.token_endpoint, &o.configuration_uri) {
-            (Some(e), _) => format!("backend_oidc_auth, token endpoint {e}, client {}", o.client_id),
-            (None, Some(d)) => format!("backend_oidc_auth, discovery {d}, client {}", o.client_id),
+            (Some(e), _) => format!("backend_oidc_auth, token endpoint at {}, client {}", host(e), o.client_id),
+            (None, Some(d)) => format!("backend_oidc_auth, discovery at {}, client {}", host(d), o.client_id),
             (None, None) => "backend_oidc_auth".to_string(),
         },
     }
 }
 
-/// Fetches a new token while holding the lease, and stores it (or gives the lease back).
+/// Fetches a new token while holding the lease, and stores it.
 fn renew(auth: &Auth, key: &str, store: &Store, fetch: &Fetch, old: Option<&Token>) -> Result<Token, AuthError> {
     let fetched_at = now_ms();
-    let result = match auth {
-        Auth::Jwt(j) => credentials(j).and_then(|c| fetch::jwt(j, &c, old.and_then(|t| t.refresh.as_deref()), fetch)),
+    let token = match auth {
+        Auth::Jwt(j) => fetch::jwt(j, &credentials(j)?, old.and_then(|t| t.refresh.as_deref()), fetch)?,
         Auth::Oidc(o) => {
             let endpoint = match (&o.token_endpoint, &o.configuration_uri) {
-                (Some(e), _) => Ok(e.clone()),
-                (None, Some(uri)) => fetch::discover(uri, fetch),
-                (None, None) => Err(AuthError { host: "-".into(), what: "no token endpoint".into() }),
+                (Some(e), _) => e.clone(),
+                (None, Some(uri)) => fetch::discover(uri, fetch)?,
+                (None, None) => return Err(AuthError::new("no token endpoint")),
             };
-            endpoint.and_then(|e| {
-                let secret = client_secret(o)?;
-                fetch::client_credentials(o, &e, secret.as_deref(), fetch)
-            })
+            fetch::client_credentials(o, &endpoint, client_secret(o)?.as_deref(), fetch)?
         }
     };
-    match &result {
-        Ok(token) => store.put_token(key, token, token.refresh_from(fetched_at)),
-        Err(_) => store.release(key),
-    }
-    result
+    store.put_token(key, &token, token.refresh_from(fetched_at));
+    Ok(token)
 }
 
 /// jwt_auth credentials: those in the config, then those of `credentials_file` (a YAML or JSON
@@ -129,7 +142,7 @@ fn renew(auth: &Auth, key: &str, store: &Store, fetch: &Fetch, old: Option<&Toke
 fn credentials(auth: &crate::config::JwtAuth) -> Result<Vec<(String, String)>, AuthError> {
     let mut creds: Vec<(String, String)> = auth.credentials.iter().map(|(k, v)| (k.clone(), v.0.clone())).collect();
     if let Some(path) = &auth.credentials_file {
-        let fail = |what: String| AuthError { host: "-".into(), what };
+        let fail = AuthError::new;
         let text = std::fs::read_to_string(path).map_err(|e| fail(format!("cannot read {}: {e}", path.display())))?;
         let map: std::collections::BTreeMap<String, serde_yaml::Value> = serde_yaml::from_str(&text)
             .map_err(|_| fail(format!("{} is not a mapping of names to values", path.display())))?;
@@ -148,7 +161,7 @@ fn client_secret(auth: &crate::config::OidcAuth) -> Result<Option<String>, AuthE
         (Some(s), _) => Ok(Some(s.0.clone())),
         (None, Some(path)) => std::fs::read_to_string(path)
             .map(|s| Some(s.trim().to_string()))
-            .map_err(|e| AuthError { host: "-".into(), what: format!("cannot read {}: {e}", path.display()) }),
+            .map_err(|e| AuthError::new(format!("cannot read {}: {e}", path.display()))),
         (None, None) => Ok(None),
     }
 }

@@ -22,10 +22,11 @@ impl std::fmt::Debug for Token {
 }
 
 impl Token {
-    /// When other processes should start fetching a new one: max(30 s, 10 % of the lifetime)
-    /// before expiry, so that the token in use stays valid meanwhile.
+    /// When one process should start fetching a new one: max(30 s, 10 % of the lifetime) before
+    /// expiry, so that the token in use stays valid meanwhile; for a short-lived token, halfway.
     pub fn refresh_from(&self, fetched_at: i64) -> i64 {
-        let ahead = ((self.expires_at - fetched_at) / 10).max(30_000);
+        let lifetime = self.expires_at - fetched_at;
+        let ahead = (lifetime / 10).max(30_000).min(lifetime / 2);
         self.expires_at - ahead
     }
 }
@@ -97,6 +98,8 @@ mod tests {
         assert_eq!(t.refresh_from(0), 3_240_000, "10 % of an hour");
         let t = Token { access: "a".into(), refresh: None, expires_at: 60_000 };
         assert_eq!(t.refresh_from(0), 30_000, "at least 30 s");
-        assert_eq!(format!("{t:?}"), "Token(***, expires_at 60000)");
+        let t = Token { access: "a".into(), refresh: None, expires_at: 20_000 };
+        assert_eq!(t.refresh_from(0), 10_000, "a short-lived token: halfway");
+        assert_eq!(format!("{t:?}"), "Token(***, expires_at 20000)");
     }
 }

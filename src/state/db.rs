@@ -31,6 +31,11 @@ CREATE TABLE IF NOT EXISTS tokens (
 PRAGMA user_version = 1;
 ";
 
+/// Whether an error only means that other processes hold a lock right now.
+pub fn is_contention(e: &rusqlite::Error) -> bool {
+    matches!(e.sqlite_error_code(), Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked))
+}
+
 /// A problem with the database: where, what, and what the administrator can do.
 #[derive(Debug, thiserror::Error)]
 #[error("state database {}: {error}; {fix}", path.display())]
@@ -94,23 +99,34 @@ pub fn open(path: &Path) -> Result<Connection, DbError> {
     }
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let conn = Connection::open_with_flags(path, flags).map_err(|e| DbError::from_sqlite(path, &e))?;
-    prepare(&conn).map_err(|e| DbError::from_sqlite(path, &e))?;
+    // Many processes may open a new file at once: contention there is waited out a few times.
+    let mut tries = 0;
+    while let Err(e) = prepare(&conn).and_then(|()| schema(&conn)) {
+        tries += 1;
+        if !is_contention(&e) || tries == 4 {
+            return Err(DbError::from_sqlite(path, &e));
+        }
+        std::thread::sleep(Duration::from_millis(20 * tries));
+    }
     if conn.is_readonly(rusqlite::MAIN_DB).unwrap_or(true) {
         return Err(DbError::new(path, "it can only be opened read-only", writable_fix(path)));
     }
-    match conn.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0)) {
-        Ok(v) if v > SCHEMA_VERSION => Err(DbError::new(
+    let version: i64 =
+        conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(|e| DbError::from_sqlite(path, &e))?;
+    if version > SCHEMA_VERSION {
+        return Err(DbError::new(
             path,
-            format!("schema version {v} is newer than this pfxhttp knows ({SCHEMA_VERSION})"),
+            format!("schema version {version} is newer than this pfxhttp knows ({SCHEMA_VERSION})"),
             "use the pfxhttp version that wrote it, or move the file aside",
-        )),
-        Ok(v) if v < SCHEMA_VERSION => {
-            create_schema(&conn).map_err(|e| DbError::from_sqlite(path, &e))?;
-            Ok(conn)
-        }
-        Ok(_) => Ok(conn),
-        Err(e) => Err(DbError::from_sqlite(path, &e)),
+        ));
     }
+    Ok(conn)
+}
+
+/// Creates the schema if the file has none yet (an older one is never changed behind a newer).
+fn schema(conn: &Connection) -> rusqlite::Result<()> {
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if version < SCHEMA_VERSION { create_schema(conn) } else { Ok(()) }
 }
 
 /// Busy timeout, WAL and a commit that does not wait for the disk (WAL stays consistent).

@@ -52,44 +52,48 @@ impl Store {
             Ok(found)
         });
         from_db.unwrap_or_else(|| {
-            let memory = self.memory.borrow();
+            let memory = self.memory_health.borrow();
             hosts.iter().filter_map(|h| memory.get(h).map(|m| (h.clone(), m.clone()))).collect()
         })
     }
 
-    /// Records a failure of `host`; it is skipped until the backoff has passed.
+    /// Records a failure of `host`; it is skipped until the backoff has passed. A host that is
+    /// marked already keeps its mark: the requests in flight when it went down do not count as
+    /// further failures.
     pub fn failed(&self, host: &str, error: &str) {
         let now = now_ms();
         let recorded = self.with_db(|db| {
-            let failures: u32 = db
-                .query_row("SELECT failures FROM host_health WHERE host = ?1", [host], |r| r.get(0))
-                .or_else(|e| if e == rusqlite::Error::QueryReturnedNoRows { Ok(0) } else { Err(e) })?
-                + 1;
-            let until = now + backoff(failures).as_millis() as i64;
+            // One statement, so that concurrent failures cannot lose or double an increment;
+            // the new backoff is 5 s << (failures so far), at most 60 s.
             db.execute(
-                "INSERT INTO host_health (host, failures, down_until, last_error) VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT (host) DO UPDATE SET failures = ?2, down_until = ?3, last_error = ?4",
-                rusqlite::params![host, failures, until, error],
-            )?;
-            Ok(())
+                "INSERT INTO host_health (host, failures, down_until, last_error) VALUES (?1, 1, ?2 + 5000, ?3)
+                 ON CONFLICT (host) DO UPDATE SET
+                     failures = failures + 1,
+                     down_until = ?2 + min(5000 << min(failures, 4), 60000),
+                     last_error = ?3
+                 WHERE host_health.down_until <= ?2",
+                rusqlite::params![host, now, error],
+            )
         });
         if recorded.is_none() {
-            let mut memory = self.memory.borrow_mut();
+            let mut memory = self.memory_health.borrow_mut();
             let mark = memory.entry(host.to_string()).or_insert(Mark {
                 failures: 0,
                 down_until: 0,
                 last_error: String::new(),
             });
-            mark.failures += 1;
-            mark.down_until = now + backoff(mark.failures).as_millis() as i64;
-            mark.last_error = error.to_string();
+            if !mark.is_down(now) {
+                mark.failures += 1;
+                mark.down_until = now + backoff(mark.failures).as_millis() as i64;
+                mark.last_error = error.to_string();
+            }
         }
     }
 
     /// Clears `host`'s mark after it answered.
     pub fn recovered(&self, host: &str) {
         if self.with_db(|db| db.execute("DELETE FROM host_health WHERE host = ?1", [host])).is_none() {
-            self.memory.borrow_mut().remove(host);
+            self.memory_health.borrow_mut().remove(host);
         }
     }
 }
@@ -106,16 +110,32 @@ mod tests {
     }
 
     #[test]
+    fn failures_count_once_per_mark_in_the_database() {
+        let dir = std::env::temp_dir().join(format!("pfxhttp-health-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let store = Store::new(&StateDb::File(dir.join("s.db")));
+        for _ in 0..10 {
+            store.failed("http://a:80", "refused");
+        }
+        let marks = store.marks(&["http://a:80".to_string()]);
+        assert_eq!(marks[0].1.failures, 1);
+        let left = marks[0].1.down_until - now_ms();
+        assert!((4_000..=5_000).contains(&left), "{left}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
     fn marks_and_clears_in_memory() {
         let store = Store::new(&StateDb::Memory);
         let hosts = vec!["http://a:80".to_string(), "http://b:80".to_string()];
         store.failed("http://a:80", "refused");
-        store.failed("http://a:80", "refused again");
+        store.failed("http://a:80", "refused again while marked");
         let marks = store.marks(&hosts);
         assert_eq!(marks.len(), 1);
         let (host, mark) = &marks[0];
-        assert_eq!((host.as_str(), mark.failures, mark.last_error.as_str()), ("http://a:80", 2, "refused again"));
-        assert!(mark.is_down(now_ms()) && !mark.is_down(now_ms() + 10_001));
+        assert_eq!((host.as_str(), mark.failures, mark.last_error.as_str()), ("http://a:80", 1, "refused"));
+        assert!(mark.is_down(now_ms()) && !mark.is_down(now_ms() + 5_001));
         store.recovered("http://a:80");
         assert!(store.marks(&hosts).is_empty());
     }

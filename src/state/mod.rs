@@ -1,5 +1,5 @@
-//! The shared state database: one SQLite file that every pfxhttp process uses (host health now,
-//! the token cache later).
+//! The shared state database: one SQLite file that every pfxhttp process uses for host health
+//! and the token cache.
 //!
 //! It is an optimisation, never a requirement. It is opened on first need only (a lookup with a
 //! single host never needs it), in WAL mode with a short busy timeout. Whatever goes wrong with
@@ -11,7 +11,7 @@ mod db;
 mod health;
 mod tokens;
 
-pub use db::{DbError, SCHEMA_VERSION, check, init};
+pub use db::{DbError, SCHEMA_VERSION, check, init, open as try_open};
 pub use health::{Mark, backoff, now_ms};
 pub use tokens::TokenRow;
 
@@ -26,7 +26,7 @@ pub struct Store {
     /// `None` once opening failed, or after the database failed in use.
     db: OnceCell<RefCell<Option<rusqlite::Connection>>>,
     /// Host health, whenever the database is not used.
-    memory: RefCell<HashMap<String, Mark>>,
+    memory_health: RefCell<HashMap<String, Mark>>,
     /// Tokens, whenever the database is not used.
     memory_tokens: RefCell<HashMap<String, TokenRow>>,
 }
@@ -36,12 +36,16 @@ impl Store {
         Store {
             setting: setting.clone(),
             db: OnceCell::new(),
-            memory: RefCell::new(HashMap::new()),
+            memory_health: RefCell::new(HashMap::new()),
             memory_tokens: RefCell::new(HashMap::new()),
         }
     }
 
     /// Runs `f` on the database if it is usable; on an error, logs it once and stops using it.
+    ///
+    /// That includes a lock held longer than the busy timeout: pfxhttp's own transactions last
+    /// microseconds and its writes are rare (a host's state changes, a token is stored), so such
+    /// a lock is a stuck process, and waiting on it would hold up every lookup.
     fn with_db<T>(&self, f: impl FnOnce(&rusqlite::Connection) -> rusqlite::Result<T>) -> Option<T> {
         let cell = self.db.get_or_init(|| {
             let opened = match &self.setting {

@@ -17,6 +17,7 @@ pub struct TokenRow {
     pub token: Option<Token>,
     /// Unix ms from which one process should fetch a new token.
     pub refresh_from: i64,
+    /// Unix ms when the token was stored (0 before the first).
     pub fetched_at: i64,
     /// The process holding the lease, and until when (unix ms); 0 when none.
     pub lease_pid: u32,
@@ -56,7 +57,9 @@ impl Store {
     }
 
     /// Tries to become the one process that fetches a token for `key`, for `lease`. Never waits.
-    pub fn try_lease(&self, key: &str, lease: Duration) -> bool {
+    /// `seen` is the `fetched_at` the caller read: if another process stored a token since, the
+    /// lease is not taken (the caller reads again and finds it).
+    pub fn try_lease(&self, key: &str, lease: Duration, seen: i64) -> bool {
         let pid = std::process::id();
         let now = now_ms();
         let until = now + lease.as_millis() as i64;
@@ -64,12 +67,13 @@ impl Store {
             db.busy_timeout(Duration::ZERO)?;
             let attempt = (|| -> rusqlite::Result<bool> {
                 db.execute_batch("BEGIN IMMEDIATE")?;
-                let held: Option<(u32, i64)> = db
-                    .query_row("SELECT lease_pid, lease_until FROM tokens WHERE key = ?1", [key], |r| {
-                        Ok((r.get(0)?, r.get(1)?))
+                let held: Option<(u32, i64, i64)> = db
+                    .query_row("SELECT lease_pid, lease_until, fetched_at FROM tokens WHERE key = ?1", [key], |r| {
+                        Ok((r.get(0)?, r.get(1)?, r.get(2)?))
                     })
                     .optional()?;
-                let free = held.is_none_or(|(holder, until)| until <= now || holder == pid);
+                let free =
+                    held.is_none_or(|(holder, until, fetched)| (until <= now || holder == pid) && fetched == seen);
                 if free {
                     db.execute(
                         "INSERT INTO tokens (key, lease_pid, lease_until) VALUES (?1, ?2, ?3)
@@ -98,17 +102,26 @@ impl Store {
         taken.unwrap_or(true)
     }
 
-    /// Stores a new token for `key` and gives up the lease.
+    /// Stores a new token for `key` and gives up the lease. A process whose lease ran out while
+    /// it was fetching stores its token only if it is newer than the one there.
     pub fn put_token(&self, key: &str, token: &Token, refresh_from: i64) {
         let now = now_ms();
+        let pid = std::process::id();
         let stored = self.with_db(|db| {
-            db.execute(
+            // Storing the token is what every waiting process needs: worth a longer wait.
+            db.busy_timeout(Duration::from_secs(2))?;
+            let stored = db.execute(
                 "INSERT INTO tokens (key, token, refresh_token, expires_at, refresh_from, fetched_at, lease_pid, lease_until)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0, 0)
                  ON CONFLICT (key) DO UPDATE SET token = ?2, refresh_token = ?3, expires_at = ?4, refresh_from = ?5,
-                     fetched_at = ?6, lease_pid = 0, lease_until = 0",
-                params![key, token.access, token.refresh, token.expires_at, refresh_from, now],
-            )
+                     fetched_at = ?6,
+                     lease_pid = CASE WHEN tokens.lease_pid = ?7 THEN 0 ELSE tokens.lease_pid END,
+                     lease_until = CASE WHEN tokens.lease_pid = ?7 THEN 0 ELSE tokens.lease_until END
+                 WHERE tokens.lease_pid = ?7 OR tokens.token IS NULL OR tokens.expires_at < ?4",
+                params![key, token.access, token.refresh, token.expires_at, refresh_from, now, pid],
+            );
+            db.busy_timeout(super::db::BUSY_TIMEOUT)?;
+            stored
         });
         if stored.is_none() {
             let row =
@@ -125,6 +138,15 @@ impl Store {
                 "UPDATE tokens SET lease_pid = 0, lease_until = 0 WHERE key = ?1 AND lease_pid = ?2",
                 params![key, pid],
             )
+        });
+    }
+
+    /// Keeps the lease for `hold` more (after a failed renewal of a still valid token).
+    pub fn hold_lease(&self, key: &str, hold: Duration) {
+        let pid = std::process::id();
+        let until = now_ms() + hold.as_millis() as i64;
+        let _ = self.with_db(|db| {
+            db.execute("UPDATE tokens SET lease_until = ?3 WHERE key = ?1 AND lease_pid = ?2", params![key, pid, until])
         });
     }
 
