@@ -135,7 +135,7 @@ pub fn jwt(
         value.set_sensitive(true);
         let url = auth.refresh_endpoint.as_deref().unwrap_or(&auth.token_endpoint);
         let refreshed = fetch
-            .post(url, vec![(HeaderName::from_static("x-refresh-token"), value)], None)
+            .post(url, vec![(HeaderName::from_static("x-refresh-token"), value)], Some(Vec::new()))
             .and_then(|body| parsed(&host(url), &body));
         if let Ok(token) = refreshed {
             return Ok(token);
@@ -245,7 +245,7 @@ mod tests {
         let fake = Fake::new(vec![ok(r#"{"token":"r"}"#)]);
         assert_eq!(jwt(&jwt_auth(false), &creds(), Some("rt"), &fetch(&fake)).unwrap().access, "r");
         let sent = fake.sent.borrow()[0].clone();
-        assert!(sent.body.is_none());
+        assert_eq!(sent.body.as_deref(), Some(&b""[..]), "an empty body, so Content-Length: 0 is sent");
         assert!(sent.headers.iter().any(|(n, v)| n == "x-refresh-token" && v == "rt"));
         let fake = Fake::new(vec![
             Ok(Response { status: 401, headers: Default::default(), body: vec![] }),
