@@ -393,7 +393,11 @@ fn token(path: Result<std::path::PathBuf, String>, format: Format, name: &str, r
             eprintln!("pfxhttp: {e}");
             return exit::TEMPFAIL;
         }
-        println!("fetched a new token");
+        if setting == StateDb::Memory {
+            println!("fetched a new token, kept by this process only (no state database to share it through)");
+        } else {
+            println!("fetched a new token");
+        }
     }
     let now = state::now_ms();
     let secs = |ms: i64| (ms + 999) / 1000;
@@ -419,7 +423,7 @@ fn token(path: Result<std::path::PathBuf, String>, format: Format, name: &str, r
                 println!("lease: free");
             }
         }
-        None => println!("token: none yet"),
+        None => println!("token: none yet\nlease: free"),
     }
     exit::OK
 }

@@ -43,6 +43,9 @@ pub fn key(auth: &Auth) -> String {
     digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// How long a discovery document's token endpoint is used before it is fetched again.
+const DISCOVERY_MAX_AGE: Duration = Duration::from_secs(24 * 3600);
+
 /// After a failed renewal of a still valid token, how long the fetching process keeps the lease,
 /// so that the others go on with the valid token instead of each trying the token endpoint again.
 const RENEW_BACKOFF: Duration = Duration::from_secs(10);
@@ -127,7 +130,14 @@ fn renew(auth: &Auth, key: &str, store: &Store, fetch: &Fetch, old: Option<&Toke
         Auth::Oidc(o) => {
             let endpoint = match (&o.token_endpoint, &o.configuration_uri) {
                 (Some(e), _) => e.clone(),
-                (None, Some(uri)) => fetch::discover(uri, fetch)?,
+                (None, Some(uri)) => match store.discovered(uri, DISCOVERY_MAX_AGE) {
+                    Some(endpoint) => endpoint,
+                    None => {
+                        let endpoint = fetch::discover(uri, fetch)?;
+                        store.put_discovered(uri, &endpoint);
+                        endpoint
+                    }
+                },
                 (None, None) => return Err(AuthError::new("no token endpoint")),
             };
             fetch::client_credentials(o, &endpoint, client_secret(o)?.as_deref(), fetch)?
@@ -163,5 +173,45 @@ fn client_secret(auth: &crate::config::OidcAuth) -> Result<Option<String>, AuthE
             .map(|s| Some(s.trim().to_string()))
             .map_err(|e| AuthError::new(format!("cannot read {}: {e}", path.display()))),
         (None, None) => Ok(None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{OidcAuth, OidcMethod, StateDb};
+    use crate::http::Attempt;
+    use crate::http::fake::{Fake, ok};
+
+    #[test]
+    fn discovery_is_cached_in_the_state_database() {
+        let dir = std::env::temp_dir().join(format!("pfxhttp-auth-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let store = Store::new(&StateDb::File(dir.join("s.db")));
+        let auth = Auth::Oidc(OidcAuth {
+            configuration_uri: Some("http://idp.test/.well-known/openid-configuration".into()),
+            token_endpoint: None,
+            client_id: "c".into(),
+            client_secret: None,
+            client_secret_file: None,
+            scopes: vec![],
+            method: OidcMethod::None,
+        });
+        let fake = Fake::new(vec![
+            ok(r#"{"token_endpoint":"http://idp.test/token"}"#),
+            ok(r#"{"access_token":"t1","expires_in":3600}"#),
+            ok(r#"{"access_token":"t2","expires_in":3600}"#),
+        ]);
+        let attempt =
+            Attempt { client: 0, timeout: Duration::from_secs(1), max_response_bytes: 1 << 16, gunzip: false };
+        let fetch =
+            Fetch { transport: &fake, attempt, deadline: Instant::now() + Duration::from_secs(5), user_agent: "t" };
+        let first = obtain(&auth, &store, &fetch).unwrap();
+        store.drop_token(&key(&auth), &first);
+        assert_eq!(obtain(&auth, &store, &fetch).unwrap().access, "t2");
+        let paths: Vec<String> = fake.sent.borrow().iter().map(|r| r.url.path().to_string()).collect();
+        assert_eq!(paths, ["/.well-known/openid-configuration", "/token", "/token"]);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

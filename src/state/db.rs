@@ -28,6 +28,11 @@ CREATE TABLE IF NOT EXISTS tokens (
     lease_pid INTEGER NOT NULL DEFAULT 0,
     lease_until INTEGER NOT NULL DEFAULT 0
 );
+CREATE TABLE IF NOT EXISTS discovery (
+    uri TEXT PRIMARY KEY,
+    token_endpoint TEXT NOT NULL,
+    fetched_at INTEGER NOT NULL
+);
 PRAGMA user_version = 1;
 ";
 

@@ -141,6 +141,31 @@ impl Store {
         });
     }
 
+    /// The token endpoint an OpenID discovery document named, if fetched less than `max_age` ago.
+    pub fn discovered(&self, uri: &str, max_age: Duration) -> Option<String> {
+        let since = now_ms() - max_age.as_millis() as i64;
+        let from_db = self.with_db(|db| {
+            db.query_row(
+                "SELECT token_endpoint FROM discovery WHERE uri = ?1 AND fetched_at > ?2",
+                params![uri, since],
+                |r| r.get::<_, String>(0),
+            )
+            .optional()
+        });
+        from_db.flatten()
+    }
+
+    /// Remembers the token endpoint a discovery document named.
+    pub fn put_discovered(&self, uri: &str, token_endpoint: &str) {
+        let _ = self.with_db(|db| {
+            db.execute(
+                "INSERT INTO discovery (uri, token_endpoint, fetched_at) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (uri) DO UPDATE SET token_endpoint = ?2, fetched_at = ?3",
+                params![uri, token_endpoint, now_ms()],
+            )
+        });
+    }
+
     /// Keeps the lease for `hold` more (after a failed renewal of a still valid token).
     pub fn hold_lease(&self, key: &str, hold: Duration) {
         let pid = std::process::id();
