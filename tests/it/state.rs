@@ -495,6 +495,40 @@ fn foreign_database(file_mode: u32) {
     assert!(!with_suffix(&s.conf.db_path(), "-wal").exists() || uid(&with_suffix(&s.conf.db_path(), "-wal")) == 0);
 }
 
+/// The token cache on a database owned by another user (root, 0600), pfxhttp running as nobody:
+/// both lookups are answered with a token of the process's own (one token request), and one
+/// error line names the database.
+#[test]
+fn fault_foreign_owned_database_with_a_token() {
+    if !is_root() {
+        eprintln!("note: fault_foreign_owned_database_with_a_token skipped: not running as root");
+        return;
+    }
+    let tokens = Backend::start(|_| Reply::json(200, r#"{"token":"tok-1","expires_in":3600}"#));
+    let b = Backend::start(|r| {
+        if r.header("authorization") == Some("Bearer tok-1") {
+            Reply::json(200, r#"{"result":"from-b"}"#)
+        } else {
+            Reply::json(401, "{}")
+        }
+    });
+    let sink = SyslogSink::new();
+    let conf = Conf::map(&[&refused_url(), &b.url("/lookup")]).syslog(&sink, "").entry(&format!(
+        "jwt_auth: {{ token_endpoint: {}, credentials: {{ username: u, password: p }} }}",
+        crate::failover::q(&tokens.url("/token"))
+    ));
+    let db = conf.dir.path().join("state.db");
+    let conf = conf.state_db(&db.display().to_string());
+    let s = Setup { conf, b, sink };
+    let init = state(&s.conf, &["init", "--user", "root"]);
+    assert_eq!(init.code(), Some(0), "{init:?}");
+    open_for_nobody(&s);
+    let path = s.conf.path();
+    let out = run_as_nobody(&["--config", path.to_str().unwrap(), "socketmap"], &[req("k1"), req("k2")].concat(), RUN);
+    s.check_answered_and_logged_once(&out, "writable");
+    assert_eq!(tokens.request_count(), 1, "one token for the process, kept in its own state");
+}
+
 /// The nobody runner itself works: with a database nobody owns, no error is logged.
 #[test]
 fn nobody_with_its_own_database_logs_no_error() {
