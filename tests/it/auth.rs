@@ -46,11 +46,6 @@ const STAMPEDE: usize = 100;
 
 // ------------------------------------------------------------------ config
 
-/// A YAML single-quoted scalar.
-fn q(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "''"))
-}
-
 /// A `pfxhttp.yml` with one entry: `socket_maps.demo` (`payload: '{"key":"{{ key }}"}'`,
 /// `value_field: result`) or `policy_services.pol` (`value_field: action`). The state database is
 /// `state.db` in the config's temp dir unless set otherwise.
@@ -315,13 +310,6 @@ impl Gate {
 }
 
 // ------------------------------------------------------------------ replies
-
-/// The spawn(8) rules for a serving run: stderr empty, exit status 0.
-#[track_caller]
-fn assert_clean(out: &Output) {
-    assert!(out.stderr.is_empty(), "a serving command wrote to stderr: {:?}\n{out:?}", out.stderr_str());
-    assert_eq!(out.code(), Some(0), "serving command must exit 0: {out:?}");
-}
 
 /// A socketmap request for map `demo`.
 fn req(key: &str) -> Vec<u8> {

@@ -37,16 +37,6 @@ fn pfx(cfg: &Cfg, args: &[&str], stdin: &[u8]) -> Output {
     run(&all, stdin, T)
 }
 
-/// A serving run must exit 0 and write nothing to stderr.
-fn assert_clean(out: &Output) {
-    assert!(out.stderr.is_empty(), "stderr must stay empty: {out:?}");
-    assert_eq!(out.code(), Some(0), "exit status: {out:?}");
-}
-
-fn show(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
 /// Whether some line of `text` contains all of `words`.
 fn has_line(text: &str, words: &[&str]) -> bool {
     text.lines().any(|l| words.iter().all(|w| l.contains(w)))
@@ -293,14 +283,14 @@ policy_services:
     let input = [netstring(b"DemoMap user@example.org"), netstring(b"demomap nobody@example.org")].concat();
     let out = pfx(&cfg, &["socketmap"], &input);
     assert_clean(&out);
-    assert_eq!(show(&out.stdout), show(&[netstring(b"OK mapped@example.org"), netstring(b"NOTFOUND ")].concat()));
+    assert_eq!(text(&out.stdout), text(&[netstring(b"OK mapped@example.org"), netstring(b"NOTFOUND ")].concat()));
     let reqs = b.requests();
     assert_eq!(reqs.len(), 2);
     assert_eq!(reqs[0].body_json(), serde_json::json!({ "key": "user@example.org" }));
 
     let out = pfx(&cfg, &["policy"], b"request=smtpd_access_policy\nsender=a@b\nrecipient=c@d\n\n");
     assert_clean(&out);
-    assert_eq!(show(&out.stdout), "action=REJECT go v1\n\n");
+    assert_eq!(text(&out.stdout), "action=REJECT go v1\n\n");
     let reqs = b.requests();
     assert_eq!(reqs.len(), 3);
     assert_eq!(reqs[2].body_str(), r#"{"recipient":"c@d","request":"smtpd_access_policy","sender":"a@b"}"#);
@@ -369,8 +359,8 @@ policy_services:
     let out = pfx(&cfg, &["socketmap"], &input);
     assert_clean(&out);
     assert_eq!(
-        show(&out.stdout),
-        show(&[netstring(b"OK v2:a@b.example"), netstring(b"OK other"), netstring(b"OK v2:c@d")].concat())
+        text(&out.stdout),
+        text(&[netstring(b"OK v2:a@b.example"), netstring(b"OK other"), netstring(b"OK v2:c@d")].concat())
     );
     let reqs = b.requests();
     assert_eq!(reqs.len(), 3);
@@ -381,7 +371,7 @@ policy_services:
 
     let out = pfx(&cfg, &["policy"], b"request=smtpd_access_policy\nrecipient=c@d\n\n");
     assert_clean(&out);
-    assert_eq!(show(&out.stdout), "action=OK v2\n\n");
+    assert_eq!(text(&out.stdout), "action=OK v2\n\n");
     assert_eq!(b.requests()[3].body_str(), r#"{"recipient":"c@d","request":"smtpd_access_policy"}"#);
 }
 

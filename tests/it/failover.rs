@@ -25,11 +25,6 @@ const HANG: Duration = Duration::from_secs(30);
 
 // ------------------------------------------------------------------ config
 
-/// A YAML single-quoted scalar.
-pub(crate) fn q(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "''"))
-}
-
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Section {
     Maps,
@@ -239,25 +234,6 @@ fn failing(fault: Fault) -> (String, Option<Backend>) {
 }
 
 // ------------------------------------------------------------------ running and checking
-
-/// The spawn(8) rules for a serving run: stderr empty, exit status 0.
-#[track_caller]
-pub(crate) fn assert_clean(out: &Output) {
-    assert!(out.stderr.is_empty(), "a serving command wrote to stderr: {:?}\n{out:?}", out.stderr_str());
-    assert_eq!(out.code(), Some(0), "serving command must exit 0: {out:?}");
-}
-
-/// Bytes as escaped text, shortened for messages.
-fn show(b: &[u8]) -> String {
-    let s = b.escape_ascii().to_string();
-    if s.len() > 400 { format!("{}… ({} bytes)", &s[..400], b.len()) } else { s }
-}
-
-/// Byte-exact comparison of what went over the wire.
-#[track_caller]
-fn assert_wire(actual: &[u8], expected: &[u8]) {
-    assert!(actual == expected, "wire bytes differ\n  expected: {}\n  actual:   {}", show(expected), show(actual));
-}
 
 /// A socketmap request netstring `demo <key>`.
 pub(crate) fn req(key: &str) -> Vec<u8> {

@@ -52,24 +52,14 @@ fn backend() -> Backend {
     })
 }
 
-/// A serving run must exit 0 and write nothing to stderr.
-fn assert_clean(out: &Output) {
-    assert!(out.stderr.is_empty(), "stderr must stay empty: {out:?}");
-    assert_eq!(out.code(), Some(0), "exit status: {out:?}");
-}
-
-fn show(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
 /// The payload of the one netstring that is all of `stdout`.
 fn only_netstring(stdout: &[u8]) -> String {
     let total = crate::support::run::parse_netstring(stdout)
-        .unwrap_or_else(|e| panic!("{e}: {}", show(stdout)))
-        .unwrap_or_else(|| panic!("incomplete netstring: {}", show(stdout)));
-    assert_eq!(total, stdout.len(), "exactly one reply: {}", show(stdout));
+        .unwrap_or_else(|e| panic!("{e}: {}", text(stdout)))
+        .unwrap_or_else(|| panic!("incomplete netstring: {}", text(stdout)));
+    assert_eq!(total, stdout.len(), "exactly one reply: {}", text(stdout));
     let colon = stdout.iter().position(|&c| c == b':').unwrap();
-    show(&stdout[colon + 1..total - 1])
+    text(&stdout[colon + 1..total - 1])
 }
 
 // ------------------------------------------------------------------ fd 3
@@ -83,9 +73,9 @@ fn fd3_socketmap_is_served_on_the_socket() {
     let (mut child, stream) = spawn_fd3(&["--config", c.arg(), "socketmap"]);
     let mut conn = Conn::new(stream);
     conn.send(&netstring(b"demo user@example.org"));
-    assert_eq!(show(&conn.read_netstring(T)), show(&netstring(b"OK mapped")));
+    assert_eq!(text(&conn.read_netstring(T)), text(&netstring(b"OK mapped")));
     conn.send(&netstring(b"demo other@example.org"));
-    assert_eq!(show(&conn.read_netstring(T)), show(&netstring(b"OK mapped")));
+    assert_eq!(text(&conn.read_netstring(T)), text(&netstring(b"OK mapped")));
     assert!(child.read_available(Duration::from_millis(100)).is_empty(), "stdout must stay empty");
     conn.shutdown_write();
     let out = child.wait(T);
@@ -103,7 +93,7 @@ fn fd3_policy_is_served_on_the_socket() {
     let (mut child, stream) = spawn_fd3(&["--config", c.arg(), "policy"]);
     let mut conn = Conn::new(stream);
     conn.send(POLICY_REQ);
-    assert_eq!(show(&conn.read_until(b"\n\n", T)), "action=DUNNO\n\n");
+    assert_eq!(text(&conn.read_until(b"\n\n", T)), "action=DUNNO\n\n");
     assert!(child.read_available(Duration::from_millis(100)).is_empty(), "stdout must stay empty");
     conn.shutdown_write();
     let out = child.wait(T);
@@ -135,7 +125,7 @@ fn idle_timeout_after_a_request() {
     let c = cfg(&b, "idle_timeout: 1s");
     let mut child = Child::spawn(&["--config", c.arg(), "policy"]);
     child.send(POLICY_REQ);
-    assert_eq!(show(&child.read_until(b"\n\n", T)), "action=DUNNO\n\n");
+    assert_eq!(text(&child.read_until(b"\n\n", T)), "action=DUNNO\n\n");
     let replied = Instant::now();
     let out = child.wait(T);
     assert_clean(&out);
@@ -186,16 +176,16 @@ fn max_lifetime_ends_the_process_between_requests() {
     let mut child = Child::spawn(&["--config", c.arg(), "policy"]);
     let t0 = Instant::now();
     child.send(POLICY_REQ);
-    assert_eq!(show(&child.read_until(b"\n\n", T)), "action=DUNNO\n\n");
+    assert_eq!(text(&child.read_until(b"\n\n", T)), "action=DUNNO\n\n");
     std::thread::sleep(Duration::from_millis(150));
     child.send(POLICY_REQ);
-    assert_eq!(show(&child.read_until(b"\n\n", T)), "action=DUNNO\n\n");
+    assert_eq!(text(&child.read_until(b"\n\n", T)), "action=DUNNO\n\n");
     assert!(t0.elapsed() < Duration::from_millis(900), "machine too slow for this test: {:?}", t0.elapsed());
     std::thread::sleep(Duration::from_millis(1500).saturating_sub(t0.elapsed()));
     // The process is gone: the write may fail (EPIPE), the read must see EOF.
     let _ = child.try_send(POLICY_REQ);
     match child.try_read_until(b"\n\n", T) {
-        Err(ReadError::Eof { partial }) => assert!(partial.is_empty(), "{}", show(&partial)),
+        Err(ReadError::Eof { partial }) => assert!(partial.is_empty(), "{}", text(&partial)),
         other => panic!("expected EOF, got {other:?}"),
     }
     let out = child.wait(T);
@@ -246,7 +236,7 @@ fn broken_config_is_answered_not_printed() {
 
         let out = run(&["--config", config, "policy"], POLICY_REQ, T);
         assert_clean(&out);
-        assert_eq!(show(&out.stdout), "action=DEFER_IF_PERMIT Service temporarily unavailable\n\n");
+        assert_eq!(text(&out.stdout), "action=DEFER_IF_PERMIT Service temporarily unavailable\n\n");
     }
 }
 
@@ -266,11 +256,11 @@ fn command_line_error_is_answered_not_printed() {
 fn command_line_error_policy_and_tcp() {
     let out = run(&["policy", "--bogus"], POLICY_REQ, T);
     assert_clean(&out);
-    assert_eq!(show(&out.stdout), "action=DEFER_IF_PERMIT Service temporarily unavailable\n\n");
+    assert_eq!(text(&out.stdout), "action=DEFER_IF_PERMIT Service temporarily unavailable\n\n");
 
     let out = run(&["tcp"], b"get user@example.org\n", T);
     assert_clean(&out);
-    let line = show(&out.stdout);
+    let line = text(&out.stdout);
     assert!(line.starts_with("400 ") && line.ends_with('\n') && line.matches('\n').count() == 1, "{line:?}");
 }
 
@@ -280,7 +270,7 @@ fn command_line_error_policy_and_tcp() {
 fn protocol_word_as_an_argument_is_not_a_serving_command() {
     let out = run(&["query", "tcp"], b"get x\n", T);
     assert_eq!(out.code(), Some(64));
-    assert!(out.stdout.is_empty(), "{}", show(&out.stdout));
+    assert!(out.stdout.is_empty(), "{}", text(&out.stdout));
     assert!(out.stderr_str().contains("<KEY>"), "{}", out.stderr_str());
 }
 

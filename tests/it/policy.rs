@@ -50,12 +50,6 @@ fn logging(sink: &SyslogSink, more: &str) -> String {
     format!("  logging: {{ syslog_socket: '{}'{more} }}\n", sink.path().display())
 }
 
-/// A serving run must exit 0 and write nothing to stderr.
-fn assert_clean(out: &Output) {
-    assert!(out.stderr.is_empty(), "stderr must stay empty: {out:?}");
-    assert_eq!(out.code(), Some(0), "exit status: {out:?}");
-}
-
 /// `pfxhttp --config CFG policy ARGS...` fed `stdin`; checked with [`assert_clean`].
 fn serve(cfg: &Cfg, args: &[&str], stdin: &[u8]) -> Output {
     let mut all = vec!["--config", cfg.arg(), "policy"];
@@ -70,11 +64,6 @@ fn reply_to(reply: Reply, extra: &str) -> Vec<u8> {
     let b = Backend::fixed(reply);
     let cfg = pol_cfg("", &b.url("/policy"), extra);
     serve(&cfg, &[], REQ).stdout
-}
-
-/// Shows bytes readably in assertion messages.
-fn show(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
 }
 
 /// The syslog severity (PRI & 7) of a datagram.
@@ -109,7 +98,7 @@ fn default_payload_is_the_sorted_attribute_object() {
     let b = Backend::fixed(Reply::json(200, r#"{"action":"DUNNO"}"#));
     let cfg = pol_cfg("", &b.url("/policy"), "");
     let out = serve(&cfg, &[], REQ);
-    assert_eq!(show(&out.stdout), "action=DUNNO\n\n");
+    assert_eq!(text(&out.stdout), "action=DUNNO\n\n");
     let reqs = b.requests();
     assert_eq!(reqs.len(), 1);
     assert_eq!(reqs[0].method, "POST");
@@ -123,9 +112,9 @@ fn default_payload_is_the_sorted_attribute_object() {
 fn go_key_payloads_give_the_same_object() {
     let b = Backend::fixed(Reply::json(200, r#"{"action":"DUNNO"}"#));
     let cfg = pol_cfg("", &b.url("/policy"), "    payload: '{{ .Key }}'\n");
-    assert_eq!(show(&serve(&cfg, &[], REQ).stdout), "action=DUNNO\n\n");
+    assert_eq!(text(&serve(&cfg, &[], REQ).stdout), "action=DUNNO\n\n");
     let cfg = pol_cfg("", &b.url("/policy"), "    payload: '{\"policy_request\": {{ key }} }'\n");
-    assert_eq!(show(&serve(&cfg, &[], REQ).stdout), "action=DUNNO\n\n");
+    assert_eq!(text(&serve(&cfg, &[], REQ).stdout), "action=DUNNO\n\n");
     let reqs = b.requests();
     assert_eq!(reqs.len(), 2);
     assert_eq!(reqs[0].body_str(), REQ_JSON);
@@ -139,9 +128,9 @@ fn go_key_payloads_give_the_same_object() {
 /// The action is the `value_field` of the backend's JSON answer.
 #[test]
 fn action_comes_from_value_field() {
-    assert_eq!(show(&reply_to(Reply::json(200, r#"{"action":"DUNNO"}"#), "")), "action=DUNNO\n\n");
+    assert_eq!(text(&reply_to(Reply::json(200, r#"{"action":"DUNNO"}"#), "")), "action=DUNNO\n\n");
     assert_eq!(
-        show(&reply_to(Reply::json(200, r#"{"action":"REJECT spam detected"}"#), "")),
+        text(&reply_to(Reply::json(200, r#"{"action":"REJECT spam detected"}"#), "")),
         "action=REJECT spam detected\n\n"
     );
 }
@@ -149,8 +138,8 @@ fn action_comes_from_value_field() {
 /// An absent or empty action field means DUNNO.
 #[test]
 fn absent_or_empty_action_is_dunno() {
-    assert_eq!(show(&reply_to(Reply::json(200, r#"{"nothing":1}"#), "")), "action=DUNNO\n\n");
-    assert_eq!(show(&reply_to(Reply::json(200, r#"{"action":""}"#), "")), "action=DUNNO\n\n");
+    assert_eq!(text(&reply_to(Reply::json(200, r#"{"nothing":1}"#), "")), "action=DUNNO\n\n");
+    assert_eq!(text(&reply_to(Reply::json(200, r#"{"action":""}"#), "")), "action=DUNNO\n\n");
 }
 
 /// Unexpected statuses (5xx, 4xx, 3xx, not followed) and unparseable bodies give the default
@@ -165,7 +154,7 @@ fn backend_failures_give_the_default_action() {
         ("truncated json", Reply::json(200, r#"{"action":"REJECT"#)),
     ];
     for (what, reply) in cases {
-        assert_eq!(show(&reply_to(reply, "")), show(DEFER), "{what}");
+        assert_eq!(text(&reply_to(reply, "")), text(DEFER), "{what}");
     }
 }
 
@@ -180,7 +169,7 @@ fn redirect_gives_the_default_action_and_is_not_followed() {
         }
     });
     let cfg = pol_cfg("", &b.url("/policy"), "");
-    assert_eq!(show(&serve(&cfg, &[], REQ).stdout), show(DEFER));
+    assert_eq!(text(&serve(&cfg, &[], REQ).stdout), text(DEFER));
     assert!(b.requests().iter().all(|r| r.path() == "/policy"), "redirect followed: {:?}", b.requests());
 }
 
@@ -192,7 +181,7 @@ fn connection_refused_gives_the_default_action() {
         l.local_addr().unwrap().port()
     };
     let cfg = pol_cfg("", &format!("http://127.0.0.1:{port}/policy"), "    connect_timeout: 1s\n");
-    assert_eq!(show(&serve(&cfg, &[], REQ).stdout), show(DEFER));
+    assert_eq!(text(&serve(&cfg, &[], REQ).stdout), text(DEFER));
 }
 
 /// A backend that does not answer within `timeout` gives the default action, in time.
@@ -201,7 +190,7 @@ fn timeout_gives_the_default_action() {
     let b = Backend::fixed(Reply::Hang(Duration::from_secs(20)));
     let cfg = pol_cfg("", &b.url("/policy"), "    timeout: 300ms\n    deadline: 2s\n");
     let out = serve(&cfg, &[], REQ);
-    assert_eq!(show(&out.stdout), show(DEFER));
+    assert_eq!(text(&out.stdout), text(DEFER));
     assert!(out.elapsed < Duration::from_secs(4), "took {:?}", out.elapsed);
     assert!(b.request_count() >= 1);
 }
@@ -210,23 +199,23 @@ fn timeout_gives_the_default_action() {
 #[test]
 fn error_field_gives_the_default_action() {
     let extra = "    error_field: error\n    no_error_value: none\n";
-    assert_eq!(show(&reply_to(Reply::json(200, r#"{"error":"x","action":"OK"}"#), extra)), show(DEFER));
-    assert_eq!(show(&reply_to(Reply::json(200, r#"{"error":"none","action":"OK"}"#), extra)), "action=OK\n\n");
+    assert_eq!(text(&reply_to(Reply::json(200, r#"{"error":"x","action":"OK"}"#), extra)), text(DEFER));
+    assert_eq!(text(&reply_to(Reply::json(200, r#"{"error":"none","action":"OK"}"#), extra)), "action=OK\n\n");
 }
 
 /// A configured `default_action` replaces the built-in one on failure.
 #[test]
 fn configured_default_action_is_used() {
     let extra = "    default_action: \"451 4.3.0 try later\"\n";
-    assert_eq!(show(&reply_to(Reply::json(503, "{}"), extra)), "action=451 4.3.0 try later\n\n");
-    assert_eq!(show(&reply_to(Reply::status(200, "not json"), extra)), "action=451 4.3.0 try later\n\n");
+    assert_eq!(text(&reply_to(Reply::json(503, "{}"), extra)), "action=451 4.3.0 try later\n\n");
+    assert_eq!(text(&reply_to(Reply::status(200, "not json"), extra)), "action=451 4.3.0 try later\n\n");
 }
 
 /// A newline in the action cannot inject a protocol line.
 #[test]
 fn newline_in_action_is_removed() {
     let out = reply_to(Reply::json(200, r#"{"action":"OK\ninjected=1"}"#), "");
-    assert_eq!(show(&out), "action=OKinjected=1\n\n");
+    assert_eq!(text(&out), "action=OKinjected=1\n\n");
 }
 
 /// Control characters are removed, invalid UTF-8 is replaced, and nothing but the final empty
@@ -234,11 +223,11 @@ fn newline_in_action_is_removed() {
 #[test]
 fn control_and_invalid_bytes_never_reach_the_reply() {
     let out = reply_to(Reply::json(200, r#"{"action":"REJECT a\u0000b\rc\u0007d\u001be\n\nf"}"#), "");
-    assert_eq!(show(&out), "action=REJECT abcdef\n\n");
+    assert_eq!(text(&out), "action=REJECT abcdef\n\n");
     let out = reply_to(Reply::json(200, r#"{"action":"\r\n\u0000"}"#), "");
-    assert_eq!(show(&out), "action=DUNNO\n\n");
+    assert_eq!(text(&out), "action=DUNNO\n\n");
     let out = reply_to(Reply::status(200, &b"REJECT bad\xff\x01byte\r\n"[..]), "    response: text\n");
-    assert_eq!(out, "action=REJECT bad\u{fffd}byte\n\n".as_bytes(), "{}", show(&out));
+    assert_eq!(out, "action=REJECT bad\u{fffd}byte\n\n".as_bytes(), "{}", text(&out));
 }
 
 // ------------------------------------------------------------------ parsing
@@ -249,7 +238,7 @@ fn crlf_and_spacing_are_tolerated() {
     let b = Backend::fixed(Reply::json(200, r#"{"action":"DUNNO"}"#));
     let cfg = pol_cfg("", &b.url("/policy"), "");
     let out = serve(&cfg, &[], b"request = smtpd_access_policy\r\nrecipient = ok@x\r\n\r\n");
-    assert_eq!(show(&out.stdout), "action=DUNNO\n\n");
+    assert_eq!(text(&out.stdout), "action=DUNNO\n\n");
     assert_eq!(b.requests()[0].body_str(), r#"{"recipient":"ok@x","request":"smtpd_access_policy"}"#);
 }
 
@@ -259,7 +248,7 @@ fn duplicate_attribute_last_wins() {
     let b = Backend::fixed(Reply::json(200, r#"{"action":"DUNNO"}"#));
     let cfg = pol_cfg("", &b.url("/policy"), "");
     let out = serve(&cfg, &[], b"request=smtpd_access_policy\nrecipient=first@x\nrecipient=second@x\n\n");
-    assert_eq!(show(&out.stdout), "action=DUNNO\n\n");
+    assert_eq!(text(&out.stdout), "action=DUNNO\n\n");
     assert_eq!(b.requests()[0].body_str(), r#"{"recipient":"second@x","request":"smtpd_access_policy"}"#);
 }
 
@@ -269,7 +258,7 @@ fn values_with_equals_are_kept_whole() {
     let b = Backend::fixed(Reply::json(200, r#"{"action":"DUNNO"}"#));
     let cfg = pol_cfg("", &b.url("/policy"), "");
     let out = serve(&cfg, &[], b"request=smtpd_access_policy\nccert_subject=CN=mx,O=Example\nsasl_username=a=b=\n\n");
-    assert_eq!(show(&out.stdout), "action=DUNNO\n\n");
+    assert_eq!(text(&out.stdout), "action=DUNNO\n\n");
     assert_eq!(
         b.requests()[0].body_str(),
         r#"{"ccert_subject":"CN=mx,O=Example","request":"smtpd_access_policy","sasl_username":"a=b="}"#
@@ -294,7 +283,7 @@ fn two_requests_in_one_write_get_two_replies_in_order() {
         &[],
         b"request=smtpd_access_policy\nrecipient=one@x\n\nrequest=smtpd_access_policy\nrecipient=two@x\n\n",
     );
-    assert_eq!(show(&out.stdout), "action=REJECT one@x\n\naction=REJECT two@x\n\n");
+    assert_eq!(text(&out.stdout), "action=REJECT one@x\n\naction=REJECT two@x\n\n");
     assert_eq!(b.request_count(), 2);
 }
 
@@ -308,7 +297,7 @@ fn several_requests_on_one_connection_one_post_each() {
     for (i, rcpt) in ["r1@x", "r2@x", "r3@x"].iter().enumerate() {
         child.send(format!("request=smtpd_access_policy\nrecipient={rcpt}\n\n").as_bytes());
         let reply = child.read_until(b"\n\n", T);
-        assert_eq!(show(&reply), format!("action=REJECT {rcpt}\n\n"));
+        assert_eq!(text(&reply), format!("action=REJECT {rcpt}\n\n"));
         assert_eq!(b.request_count(), i + 1, "exactly one backend request per policy request");
         assert!(child.try_wait().is_none(), "the process must stay for the next request");
     }
@@ -327,7 +316,7 @@ fn eof_between_requests_makes_no_backend_call() {
     let b = Backend::fixed(Reply::json(200, r#"{"action":"DUNNO"}"#));
     let cfg = pol_cfg("", &b.url("/policy"), "");
     let out = serve(&cfg, &[], REQ);
-    assert_eq!(show(&out.stdout), "action=DUNNO\n\n");
+    assert_eq!(text(&out.stdout), "action=DUNNO\n\n");
     assert_eq!(b.request_count(), 1);
     let out = serve(&cfg, &[], b"");
     assert!(out.stdout.is_empty(), "{out:?}");
@@ -349,7 +338,7 @@ fn line_without_equals_closes_without_reply() {
     input.extend_from_slice(b"foo\n\n");
     input.extend_from_slice(REQ);
     let out = serve(&cfg, &[], &input);
-    assert_eq!(show(&out.stdout), "action=DUNNO\n\n");
+    assert_eq!(text(&out.stdout), "action=DUNNO\n\n");
     assert_eq!(b.request_count(), 1);
 }
 
@@ -360,7 +349,7 @@ fn too_many_attributes_close_without_reply() {
     let cfg = pol_cfg("  limits: { max_policy_attributes: 3 }\n", &b.url("/policy"), "");
     let three = b"request=smtpd_access_policy\nsender=a@b\nrecipient=c@d\n\n";
     let four = b"request=smtpd_access_policy\nsender=a@b\nrecipient=c@d\nhelo_name=h\n\n";
-    assert_eq!(show(&serve(&cfg, &[], three).stdout), "action=DUNNO\n\n");
+    assert_eq!(text(&serve(&cfg, &[], three).stdout), "action=DUNNO\n\n");
     let mut input = four.to_vec();
     input.extend_from_slice(three);
     let out = serve(&cfg, &[], &input);
@@ -385,7 +374,7 @@ fn request_of_len(n: usize) -> Vec<u8> {
 fn over_long_request_closes_without_reply() {
     let b = Backend::fixed(Reply::json(200, r#"{"action":"DUNNO"}"#));
     let cfg = pol_cfg("  limits: { max_request_bytes: 100 }\n", &b.url("/policy"), "");
-    assert_eq!(show(&serve(&cfg, &[], &request_of_len(100)).stdout), "action=DUNNO\n\n");
+    assert_eq!(text(&serve(&cfg, &[], &request_of_len(100)).stdout), "action=DUNNO\n\n");
     let out = serve(&cfg, &[], &request_of_len(101));
     assert!(out.stdout.is_empty(), "{out:?}");
     assert_eq!(b.request_count(), 1);
@@ -409,7 +398,7 @@ fn attributes_are_template_variables() {
     let b = Backend::fixed(Reply::json(200, r#"{"action":"DUNNO"}"#));
     let extra = "    payload: '{\"rcpt\":\"{{ recipient }}\",\"helo\":\"{{ helo_name }}\"}'\n";
     let cfg = pol_cfg("", &b.url("/policy"), extra);
-    assert_eq!(show(&serve(&cfg, &[], REQ).stdout), "action=DUNNO\n\n");
+    assert_eq!(text(&serve(&cfg, &[], REQ).stdout), "action=DUNNO\n\n");
     assert_eq!(b.requests()[0].body_str(), r#"{"rcpt":"ok@x","helo":""}"#);
 }
 
@@ -420,9 +409,9 @@ fn hostile_recipient_stays_inside_its_json_string() {
     let input = format!("request=smtpd_access_policy\nrecipient={hostile}\n\n");
     let b = Backend::fixed(Reply::json(200, r#"{"action":"DUNNO"}"#));
     let cfg = pol_cfg("", &b.url("/policy"), "    payload: '{\"rcpt\":\"{{ recipient }}\"}'\n");
-    assert_eq!(show(&serve(&cfg, &[], input.as_bytes()).stdout), "action=DUNNO\n\n");
+    assert_eq!(text(&serve(&cfg, &[], input.as_bytes()).stdout), "action=DUNNO\n\n");
     let cfg = pol_cfg("", &b.url("/policy"), "");
-    assert_eq!(show(&serve(&cfg, &[], input.as_bytes()).stdout), "action=DUNNO\n\n");
+    assert_eq!(text(&serve(&cfg, &[], input.as_bytes()).stdout), "action=DUNNO\n\n");
     let reqs = b.requests();
     assert_eq!(reqs[0].body_json(), serde_json::json!({ "rcpt": hostile }));
     assert_eq!(reqs[1].body_json(), serde_json::json!({ "recipient": hostile, "request": "smtpd_access_policy" }));
@@ -440,7 +429,7 @@ fn filters_domain_localpart_lower() {
         &[],
         b"request=smtpd_access_policy\nrecipient=Some.User@Example.ORG\nsender=MiXed@Case.Example\n\n",
     );
-    assert_eq!(show(&out.stdout), "action=DUNNO\n\n");
+    assert_eq!(text(&out.stdout), "action=DUNNO\n\n");
     assert_eq!(b.requests()[0].body_str(), r#"{"d":"Example.ORG","l":"Some.User","s":"mixed@case.example"}"#);
 }
 
@@ -452,13 +441,13 @@ fn url_template_is_percent_encoded() {
     let cfg = pol_cfg("", &target, "    method: GET\n");
     let rcpt = "a b/c@x?y=1#z%";
     let input = format!("request=smtpd_access_policy\nrecipient={rcpt}\n\n");
-    assert_eq!(show(&serve(&cfg, &[], input.as_bytes()).stdout), "action=DUNNO\n\n");
+    assert_eq!(text(&serve(&cfg, &[], input.as_bytes()).stdout), "action=DUNNO\n\n");
     let reqs = b.requests();
     assert_eq!(reqs.len(), 1);
     assert_eq!(reqs[0].method, "GET");
     let seg = reqs[0].target.strip_prefix("/check/").unwrap_or_else(|| panic!("target {}", reqs[0].target));
     assert!(!seg.contains(['/', '?', '#', ' ']), "not encoded: {}", reqs[0].target);
-    assert_eq!(show(&percent_decode(seg)), rcpt);
+    assert_eq!(text(&percent_decode(seg)), rcpt);
 }
 
 // ------------------------------------------------------------------ routing
@@ -490,7 +479,7 @@ fn policy_context_selects_the_service() {
           request=smtpd_access_policy\npolicy_context=Alpha\n\n",
     );
     assert_eq!(
-        show(&out.stdout),
+        text(&out.stdout),
         "action=PREPEND X-Via: /alpha\n\naction=PREPEND X-Via: /beta\n\naction=PREPEND X-Via: /alpha\n\n"
     );
 }
@@ -502,7 +491,7 @@ fn service_argument_wins_over_policy_context() {
     let cfg = two_services(&b, "");
     let out =
         serve(&cfg, &["beta"], b"request=smtpd_access_policy\npolicy_context=alpha\n\nrequest=smtpd_access_policy\n\n");
-    assert_eq!(show(&out.stdout), "action=PREPEND X-Via: /beta\n\naction=PREPEND X-Via: /beta\n\n");
+    assert_eq!(text(&out.stdout), "action=PREPEND X-Via: /beta\n\naction=PREPEND X-Via: /beta\n\n");
     assert!(b.requests().iter().all(|r| r.path() == "/beta"));
 }
 
@@ -520,7 +509,7 @@ fn no_service_for_the_context_defers_and_logs() {
     );
     let mut expected = DEFER.to_vec();
     expected.extend_from_slice(DEFER);
-    assert_eq!(show(&out.stdout), show(&expected));
+    assert_eq!(text(&out.stdout), text(&expected));
     assert_eq!(b.request_count(), 0);
     let line = sink.wait_for("gamma", T).unwrap_or_else(|| panic!("no log line naming gamma: {:?}", sink.lines()));
     assert_eq!(severity(&line), Some(3), "not an error line: {line}");
@@ -535,7 +524,7 @@ fn single_service_needs_no_context() {
     let b = Backend::fixed(Reply::json(200, r#"{"action":"OK"}"#));
     let cfg = pol_cfg("", &b.url("/policy"), "");
     let out = serve(&cfg, &[], b"request=smtpd_access_policy\nrecipient=a@b\n\n");
-    assert_eq!(show(&out.stdout), "action=OK\n\n");
+    assert_eq!(text(&out.stdout), "action=OK\n\n");
     assert_eq!(b.request_count(), 1);
 }
 
@@ -549,7 +538,7 @@ fn broken_config_defers_every_request() {
     let b = Backend::fixed(Reply::json(200, r#"{"action":"OK"}"#));
     let cfg = pol_cfg(&logging(&sink, ""), &b.url("/policy"), "    timeout: soon\n");
     let out = serve(&cfg, &[], &[REQ, REQ].concat());
-    assert_eq!(show(&out.stdout), show(&[DEFER, DEFER].concat()));
+    assert_eq!(text(&out.stdout), text(&[DEFER, DEFER].concat()));
     assert_eq!(b.request_count(), 0);
     let line = sink
         .wait_for("policy_services.pol.timeout", T)
@@ -577,7 +566,7 @@ fn one_info_line_per_request_with_the_request_id() {
         &[],
         b"request=smtpd_access_policy\nrecipient=one@x\n\nrequest=smtpd_access_policy\nrecipient=two@x\n\n",
     );
-    assert_eq!(show(&out.stdout), "action=DUNNO\n\naction=DISCARD\n\n");
+    assert_eq!(text(&out.stdout), "action=DUNNO\n\naction=DISCARD\n\n");
     let reqs = b.requests();
     assert_eq!(reqs.len(), 2);
     sink.wait_count(2, T);
@@ -607,7 +596,7 @@ fn log_keys_false_hides_attribute_values() {
         secrets[0], secrets[1], secrets[2], secrets[3]
     );
     let out = serve(&cfg, &[], input.as_bytes());
-    assert_eq!(show(&out.stdout), "action=DUNNO\n\n");
+    assert_eq!(text(&out.stdout), "action=DUNNO\n\n");
     sink.wait_for("service=pol", T).unwrap_or_else(|| panic!("no request line: {:?}", sink.lines()));
     std::thread::sleep(Duration::from_millis(200));
     let lines = sink.lines();

@@ -29,11 +29,6 @@ struct Conf {
     maps: Vec<(String, Vec<(String, String)>)>,
 }
 
-/// A YAML single-quoted scalar.
-fn q(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "''"))
-}
-
 impl Conf {
     /// One map `demo` with the default fields, pointing at `target`.
     fn new(target: &str) -> Conf {
@@ -139,25 +134,6 @@ fn serve_file(path: &Path, stdin: &[u8]) -> Vec<u8> {
     let out = run(&["--config", path.to_str().unwrap(), "socketmap"], stdin, RUN);
     assert_clean(&out);
     out.stdout
-}
-
-/// The spawn(8) rules for a serving run: stderr empty, exit status 0.
-#[track_caller]
-fn assert_clean(out: &Output) {
-    assert!(out.stderr.is_empty(), "a serving command wrote to stderr: {:?}\n{out:?}", out.stderr_str());
-    assert_eq!(out.code(), Some(0), "serving command must exit 0: {out:?}");
-}
-
-/// Bytes as escaped text, shortened for messages.
-fn show(b: &[u8]) -> String {
-    let s = b.escape_ascii().to_string();
-    if s.len() > 400 { format!("{}… ({} bytes)", &s[..400], b.len()) } else { s }
-}
-
-/// Byte-exact comparison of what went over the wire.
-#[track_caller]
-fn assert_wire(actual: &[u8], expected: &[u8]) {
-    assert!(actual == expected, "wire bytes differ\n  expected: {}\n  actual:   {}", show(expected), show(actual));
 }
 
 /// A socketmap request netstring `<map> <key>`.

@@ -16,9 +16,7 @@ use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::failover::{
-    Conf, RUN, answering, assert_clean, down_line, host_port, origin, refused_url, req, request_lines, severity,
-};
+use crate::failover::{Conf, RUN, answering, down_line, host_port, origin, refused_url, req, request_lines, severity};
 use crate::support::*;
 
 /// uid and gid of `nobody`.
@@ -515,7 +513,7 @@ fn fault_foreign_owned_database_with_a_token() {
     let sink = SyslogSink::new();
     let conf = Conf::map(&[&refused_url(), &b.url("/lookup")]).syslog(&sink, "").entry(&format!(
         "jwt_auth: {{ token_endpoint: {}, credentials: {{ username: u, password: p }} }}",
-        crate::failover::q(&tokens.url("/token"))
+        q(&tokens.url("/token"))
     ));
     let db = conf.dir.path().join("state.db");
     let conf = conf.state_db(&db.display().to_string());

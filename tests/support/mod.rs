@@ -40,3 +40,33 @@ pub fn write_config(dir: &Path, yaml: &str) -> PathBuf {
 pub fn temp_dir() -> tempfile::TempDir {
     tempfile::Builder::new().prefix("pfxhttp-test-").tempdir().expect("cannot create temp dir")
 }
+
+/// The spawn(8) rules for a serving run: nothing on stderr (under spawn it is the client's
+/// socket), exit status 0.
+#[track_caller]
+pub fn assert_clean(out: &Output) {
+    assert!(out.stderr.is_empty(), "a serving command wrote to stderr: {:?}\n{out:?}", out.stderr_str());
+    assert_eq!(out.code(), Some(0), "serving command must exit 0: {out:?}");
+}
+
+/// Bytes as escaped text, shortened for messages.
+pub fn show(b: &[u8]) -> String {
+    let s = b.escape_ascii().to_string();
+    if s.len() > 400 { format!("{}… ({} bytes)", &s[..400], b.len()) } else { s }
+}
+
+/// Byte-exact comparison of what went over the wire.
+#[track_caller]
+pub fn assert_wire(actual: &[u8], expected: &[u8]) {
+    assert!(actual == expected, "wire bytes differ\n  expected: {}\n  actual:   {}", show(expected), show(actual));
+}
+
+/// A YAML single-quoted string.
+pub fn q(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
+/// Bytes as text (lossy), to compare with expected replies.
+pub fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
