@@ -154,6 +154,18 @@ fn load_interactive(
     Ok((loaded, path))
 }
 
+/// The valid configuration for an interactive command; its errors printed otherwise.
+fn valid_config(path: Result<std::path::PathBuf, String>, format: Format) -> Result<config::Config, u8> {
+    let (loaded, _) = load_interactive(path, format)?;
+    match loaded.config {
+        Some(config) => Ok(config),
+        None => {
+            print_diagnostics(&loaded);
+            Err(exit::CONFIG)
+        }
+    }
+}
+
 fn print_diagnostics(loaded: &Loaded) {
     for w in &loaded.diagnostics.warnings {
         eprintln!("warning: {w}");
@@ -201,14 +213,11 @@ fn check(path: Result<std::path::PathBuf, String>, format: Format) -> u8 {
 }
 
 fn query(path: Result<std::path::PathBuf, String>, format: Format, map: &str, key: &str, verbose: bool) -> u8 {
-    let (loaded, _) = match load_interactive(path, format) {
-        Ok(l) => l,
+    let config = match valid_config(path, format) {
+        Ok(c) => c,
         Err(code) => return code,
     };
-    let Some(config) = &loaded.config else {
-        print_diagnostics(&loaded);
-        return exit::CONFIG;
-    };
+    let config = &config;
     let clients = Clients::new(&config.clients);
     // State of its own: run by hand as root, it must not create root-owned database files that
     // the spawn service's user could then not open.
@@ -236,14 +245,11 @@ fn policy_query(
     args: &[String],
     verbose: bool,
 ) -> u8 {
-    let (loaded, _) = match load_interactive(path, format) {
-        Ok(l) => l,
+    let config = match valid_config(path, format) {
+        Ok(c) => c,
         Err(code) => return code,
     };
-    let Some(config) = &loaded.config else {
-        print_diagnostics(&loaded);
-        return exit::CONFIG;
-    };
+    let config = &config;
     let lines: Vec<String> = if args.is_empty() {
         std::io::stdin().lock().lines().map_while(Result::ok).take_while(|l| !l.trim().is_empty()).collect()
     } else {
@@ -276,14 +282,11 @@ fn policy_query(
 }
 
 fn state(path: Result<std::path::PathBuf, String>, format: Format, action: StateAction) -> u8 {
-    let (loaded, _) = match load_interactive(path, format) {
-        Ok(l) => l,
+    let config = match valid_config(path, format) {
+        Ok(c) => c,
         Err(code) => return code,
     };
-    let Some(config) = &loaded.config else {
-        print_diagnostics(&loaded);
-        return exit::CONFIG;
-    };
+    let config = &config;
     let db = match &config.state_db {
         StateDb::Memory => {
             println!("server.state_db is :memory:: every process keeps state of its own; nothing to do");
@@ -351,14 +354,11 @@ fn lookup_user(name: &str) -> Result<(u32, u32), String> {
 }
 
 fn token(path: Result<std::path::PathBuf, String>, format: Format, name: &str, refresh: bool) -> u8 {
-    let (loaded, _) = match load_interactive(path, format) {
-        Ok(l) => l,
+    let config = match valid_config(path, format) {
+        Ok(c) => c,
         Err(code) => return code,
     };
-    let Some(config) = &loaded.config else {
-        print_diagnostics(&loaded);
-        return exit::CONFIG;
-    };
+    let config = &config;
     let Some(entry) = config.map(name).or_else(|| config.policy(name)) else {
         eprintln!("pfxhttp: no socket map or policy service called {name}");
         return exit::USAGE;
