@@ -8,7 +8,7 @@
 use super::Store;
 use super::health::now_ms;
 use crate::auth::token::Token;
-use rusqlite::{ErrorCode, OptionalExtension, params};
+use rusqlite::{OptionalExtension, params};
 use std::time::Duration;
 
 /// A token row: the token (if any) and when to refresh it.
@@ -90,11 +90,7 @@ impl Store {
             db.busy_timeout(super::db::BUSY_TIMEOUT)?;
             match attempt {
                 // Another process is in its (microsecond) transaction: it is taking the lease.
-                Err(e)
-                    if matches!(e.sqlite_error_code(), Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked)) =>
-                {
-                    Ok(false)
-                }
+                Err(e) if super::db::is_contention(&e) => Ok(false),
                 other => other,
             }
         });
