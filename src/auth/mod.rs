@@ -13,9 +13,9 @@ use token::Token;
 /// How often a process without a token looks whether another process has stored one.
 const POLL: Duration = Duration::from_millis(25);
 
-/// The cache key of an auth setting: a SHA-256 over everything that makes a token, so that the
-/// database never holds a secret in clear.
-pub fn key(auth: &Auth) -> String {
+/// The cache key of an auth setting: an HMAC-SHA-256, keyed with the database's salt, over
+/// everything that makes a token; the database holds no secret, nor a plain hash of one.
+pub fn key(auth: &Auth, salt: &[u8]) -> String {
     let text = match auth {
         Auth::Jwt(j) => {
             let creds: Vec<String> = j.credentials.iter().map(|(k, Secret(v))| format!("{k}={v}")).collect();
@@ -39,8 +39,8 @@ pub fn key(auth: &Auth) -> String {
             o.method
         ),
     };
-    let digest = ring::digest::digest(&ring::digest::SHA256, text.as_bytes());
-    digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+    let tag = ring::hmac::sign(&ring::hmac::Key::new(ring::hmac::HMAC_SHA256, salt), text.as_bytes());
+    tag.as_ref().iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// How long a discovery document's token endpoint is used before it is fetched again.
@@ -53,7 +53,7 @@ const RENEW_BACKOFF: Duration = Duration::from_secs(10);
 /// A valid token for `auth`: the shared one, or a new one fetched by this process if it wins the
 /// lease, or one another process fetches while this one waits (until `fetch.deadline`).
 pub fn obtain(auth: &Auth, store: &Store, fetch: &Fetch) -> Result<Token, AuthError> {
-    let key = key(auth);
+    let key = key(auth, store.key_salt());
     loop {
         let now = now_ms();
         let row = store.token(&key).unwrap_or_default();
@@ -101,7 +101,7 @@ fn renew_ahead(auth: &Auth, key: &str, store: &Store, fetch: &Fetch, token: Toke
 
 /// Fetches a new token now (`pfxhttp token --refresh`), unless another process holds the lease.
 pub fn refresh(auth: &Auth, store: &Store, fetch: &Fetch) -> Result<Token, AuthError> {
-    let key = key(auth);
+    let key = key(auth, store.key_salt());
     let row = store.token(&key).unwrap_or_default();
     if !store.try_lease(&key, fetch.lease(), row.fetched_at) {
         return Err(AuthError::new("another process is fetching a token right now"));
@@ -208,7 +208,7 @@ mod tests {
         let fetch =
             Fetch { transport: &fake, attempt, deadline: Instant::now() + Duration::from_secs(5), user_agent: "t" };
         let first = obtain(&auth, &store, &fetch).unwrap();
-        store.drop_token(&key(&auth), &first);
+        store.drop_token(&key(&auth, store.key_salt()), &first);
         assert_eq!(obtain(&auth, &store, &fetch).unwrap().access, "t2");
         let paths: Vec<String> = fake.sent.borrow().iter().map(|r| r.url.path().to_string()).collect();
         assert_eq!(paths, ["/.well-known/openid-configuration", "/token", "/token"]);

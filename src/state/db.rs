@@ -28,6 +28,10 @@ CREATE TABLE IF NOT EXISTS tokens (
     lease_pid INTEGER NOT NULL DEFAULT 0,
     lease_until INTEGER NOT NULL DEFAULT 0
 );
+CREATE TABLE IF NOT EXISTS meta (
+    name TEXT PRIMARY KEY,
+    value BLOB NOT NULL
+);
 CREATE TABLE IF NOT EXISTS discovery (
     uri TEXT PRIMARY KEY,
     token_endpoint TEXT NOT NULL,

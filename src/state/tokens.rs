@@ -25,6 +25,28 @@ pub struct TokenRow {
 }
 
 impl Store {
+    /// A random salt kept in the database (made by the first process that needs it), so that a
+    /// token's cache key, which is derived from the credentials, cannot be used to guess them.
+    pub fn key_salt(&self) -> &[u8] {
+        self.salt.get_or_init(|| {
+            let mut fresh = [0u8; 32];
+            let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut fresh);
+            let shared = self.with_db(|db| {
+                let read = |db: &rusqlite::Connection| {
+                    db.query_row("SELECT value FROM meta WHERE name = 'key_salt'", [], |r| r.get::<_, Vec<u8>>(0))
+                        .optional()
+                };
+                if let Some(salt) = read(db)? {
+                    return Ok(salt);
+                }
+                // The first process: whichever insert wins, everyone reads the same salt.
+                db.execute("INSERT OR IGNORE INTO meta (name, value) VALUES ('key_salt', ?1)", [&fresh[..]])?;
+                Ok(read(db)?.unwrap_or_else(|| fresh.to_vec()))
+            });
+            shared.unwrap_or_else(|| fresh.to_vec())
+        })
+    }
+
     /// The row for `key`, if any.
     pub fn token(&self, key: &str) -> Option<TokenRow> {
         let from_db = self.with_db(|db| {
