@@ -35,3 +35,6 @@ mod state;
 
 #[path = "it/auth.rs"]
 mod auth;
+
+#[path = "it/deploy.rs"]
+mod deploy;

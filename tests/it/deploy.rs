@@ -1,0 +1,70 @@
+//! Deployment artefacts: every example config passes `pfxhttp check`, and the master.cf snippet's
+//! commands are ones the program really serves.
+
+use crate::support::*;
+use std::path::Path;
+use std::time::Duration;
+
+const T: Duration = Duration::from_secs(10);
+
+fn repo(path: &str) -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
+}
+
+/// Every `examples/*.yml` loads without errors.
+#[test]
+fn examples_pass_check() {
+    let mut checked = 0;
+    for entry in std::fs::read_dir(repo("examples")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "yml") {
+            let out = run(&["--config", path.to_str().unwrap(), "check"], b"", T);
+            assert_eq!(out.code(), Some(0), "{}: {}", path.display(), out.stderr_str());
+            assert!(!out.stderr_str().contains("error:"), "{}: {}", path.display(), out.stderr_str());
+            checked += 1;
+        }
+    }
+    assert!(checked >= 5, "only {checked} examples");
+}
+
+/// The spawn entries of master.cf.snippet: unpriv and chroot `n`, maxproc 0, a `user=`, and an
+/// argv that pfxhttp serves (run with a test config in place of the snippet's).
+#[test]
+fn master_cf_snippet_commands_serve() {
+    let snippet = std::fs::read_to_string(repo("master.cf.snippet")).unwrap();
+    let backend = Backend::fixed(Reply::json(200, r#"{"result":"v","action":"DUNNO"}"#));
+    let dir = temp_dir();
+    let config = write_config(
+        dir.path(),
+        &format!(
+            "socket_maps:\n  demo: {{ target: {t}, value_field: result }}\npolicy_services:\n  \
+             p: {{ target: {t}, value_field: action }}\n",
+            t = q(&backend.url("/x"))
+        ),
+    );
+    let lines: Vec<&str> = snippet.lines().collect();
+    let mut services = 0;
+    for (i, line) in lines.iter().enumerate() {
+        let cols: Vec<&str> = line.split_whitespace().collect();
+        if line.starts_with('#') || cols.last() != Some(&"spawn") {
+            continue;
+        }
+        services += 1;
+        assert_eq!((cols[3], cols[4], cols[6]), ("n", "n", "0"), "unpriv, chroot, maxproc of {line}");
+        let argv_line = lines[i + 1].trim();
+        assert!(argv_line.starts_with("user=pfxhttp argv=/usr/local/bin/pfxhttp "), "{argv_line}");
+        let mut args: Vec<String> = argv_line.split_whitespace().skip(2).map(str::to_string).collect();
+        let at = args.iter().position(|a| a == "--config").expect("--config is always given");
+        args[at + 1] = config.display().to_string();
+        let (request, reply): (&[u8], &[u8]) = match args.last().unwrap().as_str() {
+            "socketmap" => (b"7:demo ok,", b"4:OK v,"),
+            "policy" => (b"request=smtpd_access_policy\n\n", b"action=DUNNO\n\n"),
+            _ => (b"get ok\n", b"200 v\n"),
+        };
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = run(&args, request, T);
+        assert_clean(&out);
+        assert_wire(&out.stdout, reply);
+    }
+    assert_eq!(services, 3, "socketmap, policy and tcp");
+}
