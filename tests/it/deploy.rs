@@ -68,3 +68,40 @@ fn master_cf_snippet_commands_serve() {
     }
     assert_eq!(services, 3, "socketmap, policy and tcp");
 }
+
+/// The man pages render without warnings and name every command `--help` lists.
+#[test]
+fn man_pages_render_and_match_the_program() {
+    for page in ["man/pfxhttp.8", "man/pfxhttp.yml.5"] {
+        let out = std::process::Command::new("groff")
+            .args(["-man", "-ww", "-z"])
+            .arg(repo(page))
+            .output()
+            .expect("groff (package groff-base) is needed");
+        assert!(out.status.success() && out.stderr.is_empty(), "{page}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let help = run(&["--help"], b"", T).stdout_str();
+    let page = std::fs::read_to_string(repo("man/pfxhttp.8")).unwrap();
+    let commands: Vec<&str> = help
+        .lines()
+        .skip_while(|l| !l.starts_with("Commands:"))
+        .skip(1)
+        .take_while(|l| l.starts_with("  "))
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|c| *c != "help")
+        .collect();
+    assert!(commands.len() >= 8, "{help}");
+    // The first word of each tagged paragraph: `.TP` then `.B socketmap`, `.BI "tcp " MAP`, ...
+    let lines: Vec<&str> = page.lines().collect();
+    let described: Vec<String> = lines
+        .windows(2)
+        .filter(|w| w[0] == ".TP")
+        .filter_map(|w| {
+            let tag = w[1].strip_prefix(".BI ").or_else(|| w[1].strip_prefix(".B "))?;
+            Some(tag.trim_start_matches('"').split([' ', '"']).next()?.replace("\\-", "-"))
+        })
+        .collect();
+    for command in commands {
+        assert!(described.iter().any(|d| d == command), "pfxhttp.8 does not describe {command}: {described:?}");
+    }
+}
