@@ -2,7 +2,6 @@
 //! nothing ever on stderr (spec §2, §3).
 
 use std::io::Write;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use crate::support::*;
@@ -11,24 +10,6 @@ use crate::support::*;
 const T: Duration = Duration::from_secs(5);
 
 const POLICY_REQ: &[u8] = b"request=smtpd_access_policy\nrecipient=a@b.example\n\n";
-
-/// A config file in its own temp dir.
-struct Cfg {
-    _dir: tempfile::TempDir,
-    path: PathBuf,
-}
-
-impl Cfg {
-    fn new(yaml: &str) -> Cfg {
-        let dir = temp_dir();
-        let path = write_config(dir.path(), yaml);
-        Cfg { _dir: dir, path }
-    }
-
-    fn arg(&self) -> &str {
-        self.path.to_str().expect("utf-8 temp path")
-    }
-}
 
 /// Map `demo` and policy service `pol` on `b`; `limits` is the body of `server.limits` (flow
 /// style, may be empty).

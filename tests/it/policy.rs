@@ -1,7 +1,6 @@
 //! `pfxhttp policy`: SMTPD policy delegation against a real HTTP backend (spec §5.1, §5.4, §8,
 //! §10).
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::support::*;
@@ -18,24 +17,6 @@ sender=a@b.example\nrecipient=ok@x\n\n";
 
 /// What the backend must receive for [`REQ`] with the default payload.
 const REQ_JSON: &str = r#"{"client_address":"192.0.2.1","protocol_state":"RCPT","recipient":"ok@x","request":"smtpd_access_policy","sender":"a@b.example"}"#;
-
-/// A config file in its own temp dir.
-struct Cfg {
-    _dir: tempfile::TempDir,
-    path: PathBuf,
-}
-
-impl Cfg {
-    fn new(yaml: &str) -> Cfg {
-        let dir = temp_dir();
-        let path = write_config(dir.path(), yaml);
-        Cfg { _dir: dir, path }
-    }
-
-    fn arg(&self) -> &str {
-        self.path.to_str().expect("utf-8 temp path")
-    }
-}
 
 /// One service `pol` at `target` with `value_field: action`. `server` is the body of the
 /// `server:` section (2-space indent, may be empty), `extra` more keys of the entry (4-space

@@ -754,25 +754,13 @@ fn failover_to_next_target_on_connect_error() {
     assert_eq!(b.request_count(), 1);
 }
 
-/// Sends `bytes` without closing stdin and checks that pfxhttp closes the connection by itself:
-/// exit 0 promptly, nothing on stdout or stderr, no backend request.
-#[track_caller]
-fn assert_malformed_closes(conf: &Conf, b: &Backend, bytes: &[u8]) {
-    let mut child = conf.child();
-    child.send(bytes);
-    let out = child.wait(Duration::from_secs(5));
-    assert_clean(&out);
-    assert!(out.stdout.is_empty(), "input {}: reply bytes {}", show(bytes), show(&out.stdout));
-    assert_eq!(b.request_count(), 0, "input {}: backend was asked", show(bytes));
-}
-
 /// Malformed netstrings close the connection: no reply, exit 0, empty stderr.
 #[test]
 fn malformed_netstrings_close_the_connection() {
     let b = value_backend(r#""v""#);
     let conf = Conf::new(&b.url("/lookup"));
     for bad in [&b"-1:,"[..], b"x7:demo ok,", b"7:demo ok;", b"4:demo,", b" 7:demo ok,"] {
-        assert_malformed_closes(&conf, &b, bad);
+        assert_malformed_closes(conf.child(), &b, bad);
     }
 }
 
@@ -780,7 +768,7 @@ fn malformed_netstrings_close_the_connection() {
 #[test]
 fn huge_length_prefix_refused_promptly() {
     let b = value_backend(r#""v""#);
-    assert_malformed_closes(&Conf::new(&b.url("/lookup")), &b, b"100000000000000:");
+    assert_malformed_closes(Conf::new(&b.url("/lookup")).child(), &b, b"100000000000000:");
 }
 
 /// A length just over `max_request_bytes` is refused at once; exactly the limit is served.
@@ -788,7 +776,7 @@ fn huge_length_prefix_refused_promptly() {
 fn max_request_bytes_is_enforced() {
     let b = value_backend(r#""v""#);
     let conf = Conf::new(&b.url("/lookup")).server("limits: { max_request_bytes: 1000 }");
-    assert_malformed_closes(&conf, &b, b"1001:demo ");
+    assert_malformed_closes(conf.child(), &b, b"1001:demo ");
     let at_limit = format!("demo {}", "k".repeat(995));
     let out = conf.serve(&netstring(at_limit.as_bytes()));
     assert_wire(&out, b"4:OK v,");

@@ -70,3 +70,33 @@ pub fn q(s: &str) -> String {
 pub fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
+
+/// A config file in its own temp dir (removed when dropped).
+pub struct Cfg {
+    _dir: tempfile::TempDir,
+    pub path: PathBuf,
+}
+
+impl Cfg {
+    pub fn new(yaml: &str) -> Cfg {
+        let dir = temp_dir();
+        let path = write_config(dir.path(), yaml);
+        Cfg { _dir: dir, path }
+    }
+
+    /// The path as a command-line argument.
+    pub fn arg(&self) -> &str {
+        self.path.to_str().expect("utf-8 temp path")
+    }
+}
+
+/// Sends `bytes` to `child` without closing its stdin and checks that pfxhttp closes the
+/// connection by itself: exit 0 promptly, nothing on stdout or stderr, no request at `backend`.
+#[track_caller]
+pub fn assert_malformed_closes(mut child: Child, backend: &Backend, bytes: &[u8]) {
+    child.send(bytes);
+    let out = child.wait(std::time::Duration::from_secs(5));
+    assert_clean(&out);
+    assert!(out.stdout.is_empty(), "input {}: reply bytes {}", show(bytes), show(&out.stdout));
+    assert_eq!(backend.request_count(), 0, "input {}: backend was asked", show(bytes));
+}
