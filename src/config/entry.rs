@@ -134,7 +134,6 @@ pub(super) fn entry(
     });
     (d.errors.len() == errors_before).then(|| Entry {
         name: name.to_string(),
-        kind,
         targets,
         balance,
         method,

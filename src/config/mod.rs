@@ -223,7 +223,6 @@ pub enum OidcMethod {
 pub struct Entry {
     /// The name as written in the file.
     pub name: String,
-    pub kind: Kind,
     /// URL templates, tried in turn.
     pub targets: Vec<Template>,
     pub balance: Balance,
