@@ -2,7 +2,10 @@
 # End-to-end checks of pfxhttp behind a REAL Postfix (Debian's 3.7): a private instance on
 # loopback (postfix -c DIR, no systemd, nothing delivered anywhere), spawn(8) services running
 # the built pfxhttp as nobody, a small HTTP API on 127.0.0.1, and real Postfix clients: postmap,
-# smtpd (via swaks) with socketmap access checks and policy delegation, and tcp_table.
+# smtpd (via swaks) with socketmap access checks and policy delegation, cleanup's virtual aliases,
+# proxymap and tcp_table; then the same binary behind systemd-socket-activate(1) in --inetd and
+# fd-3 mode. pfxhttp's syslog lines go to a socket of the script's, to count requests per process.
+# The instance itself comes from scripts/postfix-instance.sh.
 # Run as root. Exit 0 when every check passed, 1 otherwise, 2 on a setup problem.
 # Usage: tests/e2e/postfix.sh [path/to/pfxhttp]   (default: target/debug/pfxhttp)
 set -uo pipefail
@@ -19,35 +22,42 @@ expect() { local d=$1; shift; if "$@"; then ok "$d"; else bad "$d"; fi; }
 
 [ "$(id -u)" = 0 ] || die "run as root (postfix start and spawn(8) need it)"
 [ -x "$BIN" ] || die "no pfxhttp binary at $BIN (cargo build first)"
-need=()
-command -v postfix >/dev/null 2>&1 || need+=(postfix)
-command -v swaks >/dev/null 2>&1 || need+=(swaks)
-if [ ${#need[@]} -gt 0 ]; then
-    export DEBIAN_FRONTEND=noninteractive
-    echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
-    apt-get update -qq >/dev/null 2>&1
-    apt-get install -y -qq -o DPkg::Lock::Timeout=300 "${need[@]}" >/dev/null 2>&1 || die "apt-get install ${need[*]} failed"
-fi
+. scripts/postfix-instance.sh
+pfx_install_packages postfix swaks systemd-socket-activate:systemd setpriv:util-linux \
+    || die "apt-get install postfix swaks systemd failed"
 
 T=$(mktemp -d /tmp/pfxhttp-e2e.XXXXXX) || die mktemp
 chmod 755 "$T"
-CONF=$T/etc; Q=$T/spool; MAILLOG=$T/maillog
-mkdir -p "$CONF" "$Q" "$T/data" "$T/state"
-chown postfix "$T/data"; chown nobody "$T/state"; chmod 700 "$T/state"
+CONF=$T/etc; Q=$T/spool; MAILLOG=$T/maillog; SYSLOG=$T/syslog
+mkdir -p "$T/state"
+chown nobody "$T/state"; chmod 700 "$T/state"
 install -m 0755 "$BIN" "$T/pfxhttp"
-STARTED=0; API=
+STARTED=0; BG=()
 cleanup() {
     set +e
-    [ "$STARTED" = 1 ] && postfix -c "$CONF" stop >/dev/null 2>&1
-    [ -n "$API" ] && kill "$API" 2>/dev/null
+    [ "$STARTED" = 1 ] && pfx_instance_stop "$T"
+    [ ${#BG[@]} -gt 0 ] && kill "${BG[@]}" 2>/dev/null
     for _ in $(seq 20); do pgrep -f "$T/pfxhttp" >/dev/null || break; sleep 0.3; done
     pkill -f "$T/pfxhttp"
     [ "${KEEP:-0}" = 1 ] && echo "kept $T" || rm -rf "$T"
 }
 trap cleanup EXIT
 
+# ---------------------------------------------------------------- syslog
+# pfxhttp logs one line per request to syslog; a datagram socket of our own collects them, so
+# the checks can count requests and the processes that served them.
+python3 - "$T/log.sock" "$SYSLOG" <<'PY2' & BG+=($!)
+import os, socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s.bind(sys.argv[1]); os.chmod(sys.argv[1], 0o666)
+with open(sys.argv[2], "ab", buffering=0) as out:
+    while True:
+        out.write(s.recv(65536).rstrip(b"\n") + b"\n")
+PY2
+for _ in $(seq 50); do [ -S "$T/log.sock" ] && break; sleep 0.1; done
+
 # ---------------------------------------------------------------- the API
-API_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+API_PORT=$(pfx_free_port)
 cat > "$T/api.py" <<'PY'
 import http.server, json, sys
 ACCESS = {"blocked@pfx-e2e.test": "REJECT blocked by the HTTP API"}
@@ -73,14 +83,14 @@ class H(http.server.BaseHTTPRequestHandler):
     def log_message(self, *a): pass
 http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
 PY
-python3 "$T/api.py" "$API_PORT" & API=$!
-for _ in $(seq 50); do python3 -c "import socket; socket.create_connection(('127.0.0.1',$API_PORT),0.1)" 2>/dev/null && break; sleep 0.1; done
+python3 "$T/api.py" "$API_PORT" & BG+=($!)
+pfx_wait_port "$API_PORT" || die "the test API did not start"
 
 A=http://127.0.0.1:$API_PORT
 cat > "$T/pfxhttp.yml" <<EOF
 server:
   state_db: $T/state/pfxhttp.db
-  logging: { syslog_socket: $T/no-syslog }
+  logging: { syslog_socket: $T/log.sock }
   http_client: { timeout: 2s, deadline: 5s }
 socket_maps:
   mymap:   { target: $A/lookup,  payload: '{"key":"{{ key }}"}', value_field: result }
@@ -95,29 +105,8 @@ chmod 644 "$T/pfxhttp.yml"
 "$T/pfxhttp" --config "$T/pfxhttp.yml" check >/dev/null 2>&1 || die "pfxhttp check failed"
 
 # ---------------------------------------------------------------- Postfix
-cat > "$CONF/main.cf" <<EOF
-compatibility_level = 3.6
-queue_directory = $Q
-data_directory = $T/data
-mail_owner = postfix
-setgid_group = postdrop
-myhostname = pfx-e2e.test
-mydomain = pfx-e2e.test
-myorigin = \$myhostname
-mydestination = \$myhostname
-inet_interfaces = loopback-only
-inet_protocols = ipv4
-mynetworks = 127.0.0.0/8
-relayhost =
-default_transport = error:outbound delivery disabled in e2e test
-relay_transport = error:outbound delivery disabled in e2e test
-local_transport = discard:e2e test
-local_recipient_maps =
-alias_maps =
-alias_database =
-biff = no
-maillog_file = $MAILLOG
-maillog_file_prefixes = $T
+pfx_instance_create "$T" pfx-e2e.test
+cat >> "$CONF/main.cf" <<EOF
 smtpd_recipient_restrictions = reject_unauth_destination,
     check_recipient_access socketmap:unix:private/pfxhttp-map:access,
     check_policy_service { unix:private/pfxhttp-policy, policy_context=e2e }
@@ -128,28 +117,10 @@ virtual_alias_maps = socketmap:unix:private/pfxhttp-map:virtual
 proxy_read_maps = proxy:socketmap:unix:private/pfxhttp-map:mymap
 EOF
 P="$T/pfxhttp --config $T/pfxhttp.yml"
-cat > "$CONF/master.cf" <<EOF
+cat >> "$CONF/master.cf" <<EOF
 127.0.0.1:$SMTP_PORT inet n - n - - smtpd
 127.0.0.1:$((SMTP_PORT + 1)) inet n - n - - smtpd
   -o smtpd_recipient_restrictions=\$e2e_down_checks
-pickup    unix  n       -       n       60      1       pickup
-cleanup   unix  n       -       n       -       0       cleanup
-qmgr      unix  n       -       n       300     1       qmgr
-rewrite   unix  -       -       n       -       -       trivial-rewrite
-bounce    unix  -       -       n       -       0       bounce
-defer     unix  -       -       n       -       0       bounce
-trace     unix  -       -       n       -       0       bounce
-verify    unix  -       -       n       -       1       verify
-flush     unix  n       -       n       1000?   0       flush
-proxymap  unix  -       -       n       -       -       proxymap
-proxywrite unix -       -       n       -       1       proxymap
-showq     unix  n       -       n       -       -       showq
-error     unix  -       -       n       -       -       error
-retry     unix  -       -       n       -       -       error
-discard   unix  -       -       n       -       -       discard
-anvil     unix  -       -       n       -       1       anvil
-scache    unix  -       -       n       -       1       scache
-postlog   unix-dgram n  -       n       -       1       postlogd
 pfxhttp-map    unix -   n       n       -       0       spawn
   user=nobody argv=$P socketmap
 pfxhttp-policy unix -   n       n       -       0       spawn
@@ -157,10 +128,8 @@ pfxhttp-policy unix -   n       n       -       0       spawn
 127.0.0.1:$TCP_PORT inet n n n - 0 spawn
   user=nobody argv=$P tcp mymap
 EOF
-postfix -c "$CONF" check >/dev/null 2>&1 || { cat "$MAILLOG" 2>/dev/null; die "postfix check failed"; }
-postfix -c "$CONF" start >/dev/null 2>&1 || { cat "$MAILLOG" 2>/dev/null; die "postfix start failed"; }
 STARTED=1
-sleep 0.5
+pfx_instance_start "$T" || die "postfix start failed"
 pq() { postmap -c "$CONF" -q "$@"; }
 SM=socketmap:unix:$Q/private/pfxhttp-map
 
@@ -172,9 +141,16 @@ expect "not found -> exit 1, no output (rc=$rc, '$out')" eval '[ $rc = 1 ] && [ 
 out=$(pq any "$SM:down" 2>&1); rc=$?
 expect "backend down -> query error (temporary), never not found (rc=$rc)" \
     eval '[ $rc != 0 ] && printf "%s" "$out" | grep -q "socketmap server temporary error"'
-printf 'key%s\n' $(seq 1 30) | pq - "$SM:mymap" > "$T/many" 2>&1
+printf 'many%s\n' $(seq 1 30) | pq - "$SM:mymap" > "$T/many" 2>&1
 n=$(grep -c . "$T/many")
-expect "postmap -q - : 30 keys answered over one connection ($n)" [ "$n" = 30 ]
+expect "postmap -q - : 30 keys answered ($n)" [ "$n" = 30 ]
+expect "postmap -q - : every answer is its key's (many7 -> 7ynam)" grep -qx "many7[[:space:]]*7ynam" "$T/many"
+wait_log() { for _ in $(seq 50); do [ "$(grep -c "$1" "$SYSLOG" 2>/dev/null)" -ge "$2" ] && return; sleep 0.1; done; }
+wait_log "map=mymap key=many" 30
+pids=$(grep "map=mymap key=many" "$SYSLOG" | sed -n 's/.*pfxhttp\[\([0-9]*\)\].*/\1/p' | sort -u | wc -l)
+lines=$(grep -c "map=mymap key=many" "$SYSLOG")
+expect "postmap -q - : one pfxhttp process served all 30 lookups ($pids processes, $lines log lines)" \
+    eval '[ "$pids" = 1 ] && [ "$lines" = 30 ]'
 out=$(pq hello proxy:socketmap:unix:private/pfxhttp-map:mymap 2>&1)
 expect "proxy:socketmap through proxymap -> olleh ('$out')" [ "$out" = olleh ]
 out=$(pq hello tcp:127.0.0.1:$TCP_PORT 2>&1)
@@ -195,6 +171,41 @@ echo "== cleanup: virtual_alias_maps"
 swaks --server 127.0.0.1 --port $SMTP_PORT --from sender@example.net --to alias@pfx-e2e.test >/dev/null 2>&1
 for _ in $(seq 50); do grep -q "to=<target@pfx-e2e.test>" "$MAILLOG" 2>/dev/null && break; sleep 0.2; done
 expect "virtual_alias_maps rewrote alias@ to target@ (mail log)" grep -q "to=<target@pfx-e2e.test>, orig_to=<alias@pfx-e2e.test>" "$MAILLOG"
+
+echo "== systemd socket activation (Accept=yes), as systemd-socket-activate(1) does it"
+# The same binary behind a listening socket that is not Postfix's: a process per connection,
+# run as nobody (setpriv execs, so LISTEN_PID stays the pfxhttp process's pid).
+AS_NOBODY=(setpriv --reuid=nobody --regid=nogroup --clear-groups)
+activate() { # activate PORT [--inetd] -- COMMAND...
+    local port=$1; shift
+    systemd-socket-activate -l "127.0.0.1:$port" -a "$@" >>"$T/activate.log" 2>&1 & BG+=($!)
+    pfx_wait_port "$port"
+}
+INETD_PORT=$(pfx_free_port); FD3_PORT=$(pfx_free_port); FD3_TCP_PORT=$(pfx_free_port)
+activate "$INETD_PORT" --inetd "${AS_NOBODY[@]}" $P socketmap
+activate "$FD3_PORT" "${AS_NOBODY[@]}" $P socketmap
+activate "$FD3_TCP_PORT" "${AS_NOBODY[@]}" $P tcp mymap
+out=$(pq hello socketmap:inet:127.0.0.1:$INETD_PORT:mymap 2>&1)
+expect "--inetd (connection on stdin/stdout): postmap -q socketmap:inet -> olleh ('$out')" [ "$out" = olleh ]
+printf 'inetd%s\n' $(seq 1 20) | pq - socketmap:inet:127.0.0.1:$INETD_PORT:mymap > "$T/inetd" 2>&1
+n=$(grep -c . "$T/inetd")
+expect "--inetd: postmap -q - with 20 keys, 20 answers ($n)" eval '[ "$n" = 20 ] && grep -qx "inetd12[[:space:]]*21dteni" "$T/inetd"'
+out=$(pq hello socketmap:inet:127.0.0.1:$FD3_PORT:mymap 2>&1)
+expect "fd 3 (LISTEN_FDS=1): postmap -q socketmap:inet -> olleh ('$out')" [ "$out" = olleh ]
+out=$(pq any socketmap:inet:127.0.0.1:$FD3_PORT:down 2>&1); rc=$?
+expect "fd 3: backend down -> socketmap temporary error (rc=$rc)" \
+    eval '[ $rc != 0 ] && printf "%s" "$out" | grep -q "socketmap server temporary error"'
+out=$(pq hello tcp:127.0.0.1:$FD3_TCP_PORT 2>&1)
+expect "fd 3: tcp_table lookup -> olleh ('$out')" [ "$out" = olleh ]
+# In fd-3 mode the children's stderr is systemd-socket-activate's: its log must hold only its
+# own lines, and every child must have exited 0.
+for _ in $(seq 50); do
+    [ "$(grep -c "^Spawned" "$T/activate.log")" = "$(grep -c "died with code" "$T/activate.log")" ] && break; sleep 0.1
+done
+other=$(grep -Ev "^(Listening on|Communication attempt|Connection from|Spawned|Execing|Child [0-9]+ died with code 0$)" "$T/activate.log")
+deaths=$(grep -c "died with code 0" "$T/activate.log")
+expect "activated pfxhttp processes: $deaths exited 0, nothing else on stderr ('$(printf "%s" "$other" | head -c 200)')" \
+    eval '[ -z "$other" ] && [ "$deaths" = 8 ]'
 
 echo "== the mail log"
 expect "no unexpected disconnect, input format error or unknown error" \
