@@ -3,7 +3,8 @@
 # loopback (postfix -c DIR, no systemd, nothing delivered anywhere), spawn(8) services running
 # the built pfxhttp as nobody, a small HTTP API on 127.0.0.1, and real Postfix clients: postmap,
 # smtpd (via swaks) with socketmap access checks and policy delegation, cleanup's virtual aliases,
-# proxymap and tcp_table; then the same binary behind systemd-socket-activate(1) in --inetd and
+# proxymap and tcp_table, failover with host health shared through the state database, a
+# jwt_auth token shared by concurrently spawned processes; then the same binary behind systemd-socket-activate(1) in --inetd and
 # fd-3 mode. pfxhttp's syslog lines go to a socket of the script's, to count requests per process.
 # The instance itself comes from scripts/postfix-instance.sh.
 # Run as root. Exit 0 when every check passed, 1 otherwise, 2 on a setup problem.
@@ -62,10 +63,26 @@ cat > "$T/api.py" <<'PY'
 import http.server, json, sys
 ACCESS = {"blocked@pfx-e2e.test": "REJECT blocked by the HTTP API"}
 ALIASES = {"alias@pfx-e2e.test": "target@pfx-e2e.test"}
+TOKENS = []
 class H(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    def do_GET(self):
+        self.send(200, {"token_requests": len(TOKENS)})
+    def send(self, status, out):
+        data = json.dumps(out).encode()
+        self.send_response(status); self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data))); self.end_headers(); self.wfile.write(data)
     def do_POST(self):
-        body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}")
+        raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        if self.path == "/token":
+            TOKENS.append(raw)
+            ok = b"username=postfix" in raw and b"password=e2e-secret" in raw
+            return self.send(200, {"token": "tok-%d" % len(TOKENS), "expires_in": 3600}) if ok else self.send(401, {})
+        if self.path == "/secure":
+            if not (self.headers.get("Authorization") or "").startswith("Bearer tok-"):
+                return self.send(401, {})
+            self.path = "/lookup"
+        body = json.loads(raw or b"{}")
         if self.path == "/access":
             out = {"result": ACCESS[body["key"]]} if body.get("key") in ACCESS else {}
         elif self.path == "/aliases":
@@ -97,6 +114,18 @@ socket_maps:
   access:  { target: $A/access,  payload: '{"key":"{{ key }}"}', value_field: result }
   virtual: { target: $A/aliases, payload: '{"key":"{{ key }}"}', value_field: result }
   down:    { target: http://127.0.0.1:1/x, value_field: result }
+  failover:
+    target: [ "http://127.0.0.1:1/lookup", "$A/lookup" ]
+    payload: '{"key":"{{ key }}"}'
+    value_field: result
+  secure:
+    target: $A/secure
+    payload: '{"key":"{{ key }}"}'
+    value_field: result
+    jwt_auth:
+      token_endpoint: $A/token
+      credentials: { username: postfix, password: e2e-secret }
+      content_type: application/x-www-form-urlencoded
 policy_services:
   e2e:     { target: $A/policy, value_field: action }
   downpol: { target: http://127.0.0.1:1/x, value_field: action, default_action: "DEFER_IF_PERMIT 4.7.1 policy backend down" }
@@ -151,6 +180,29 @@ pids=$(grep "map=mymap key=many" "$SYSLOG" | sed -n 's/.*pfxhttp\[\([0-9]*\)\].*
 lines=$(grep -c "map=mymap key=many" "$SYSLOG")
 expect "postmap -q - : one pfxhttp process served all 30 lookups ($pids processes, $lines log lines)" \
     eval '[ "$pids" = 1 ] && [ "$lines" = 30 ]'
+echo "== failover and the shared state database"
+out=$(pq first "$SM:failover" 2>&1)
+expect "first host refused, second answers -> tsrif ('$out')" [ "$out" = tsrif ]
+out=$(pq second "$SM:failover" 2>&1)
+expect "next process: answered ('$out')" [ "$out" = dnoces ]
+wait_log "key=second" 1
+first=$(grep "map=failover key=first" "$SYSLOG" | grep -o "attempts=[0-9]*")
+second=$(grep "map=failover key=second" "$SYSLOG" | grep -o "attempts=[0-9]*")
+expect "the next process skipped the host marked down ($first, then $second)" \
+    eval '[ "$first" != attempts=1 ] && [ "$second" = attempts=1 ]'
+down=$(setpriv --reuid=nobody --regid=nogroup --clear-groups $P state check 2>&1)
+expect "pfxhttp state check lists 127.0.0.1:1 as down" eval 'printf "%s" "$down" | grep -q "127.0.0.1:1"'
+
+echo "== jwt_auth: one token shared by every spawned process"
+jobs=()
+for i in $(seq 1 8); do pq "tok$i" "$SM:secure" > "$T/secure.$i" 2>&1 & jobs+=($!); done
+wait "${jobs[@]}"
+answered=$(cat "$T"/secure.* | grep -c "^[0-9]kot$")
+tokens=$(python3 -c "import json,urllib.request; print(json.load(urllib.request.urlopen('$A/stats'))['token_requests'])")
+expect "8 postmap processes at once: 8 answers, 1 token request ($answered answers, $tokens token requests)" \
+    eval '[ "$answered" = 8 ] && [ "$tokens" = 1 ]'
+expect "the password and the token never reach a log line" eval '! grep -Eq "e2e-secret|tok-[0-9]" "$SYSLOG" "$MAILLOG"'
+
 out=$(pq hello proxy:socketmap:unix:private/pfxhttp-map:mymap 2>&1)
 expect "proxy:socketmap through proxymap -> olleh ('$out')" [ "$out" = olleh ]
 out=$(pq hello tcp:127.0.0.1:$TCP_PORT 2>&1)
