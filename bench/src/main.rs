@@ -1,0 +1,277 @@
+//! The benchmark driver: measures pfxhttp against the floors, interleaved, and reports ratios.
+//!
+//! Started by `bench/run`, which builds the release binaries and runs nginx (HTTP and HTTPS) on
+//! 127.0.0.1. Every pfxhttp run is started the way Postfix's spawn(8) starts it: exec with the
+//! connection on stdin/stdout (here a pipe pair), a socketmap request, the reply, EOF, exit.
+//!
+//! Variants, interleaved sample by sample in every round so that machine noise hits all alike:
+//! floor A (`floor-a`, an empty `fn main`), cold HTTP and cold HTTPS (start, one lookup, first
+//! reply), idle (start and EOF), then per round floor B (`floor-b`, keep-alive requests with
+//! reqwest alone) and warm (lookups on one kept pfxhttp connection).
+
+use std::fmt::Write as _;
+use std::io::{Read, Write};
+use std::os::unix::net::UnixDatagram;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+mod report;
+use report::{Stats, Targets};
+
+/// Command-line settings (see `usage`).
+struct Args {
+    pfxhttp: PathBuf,
+    floor_a: PathBuf,
+    floor_b: PathBuf,
+    http_url: String,
+    https_url: String,
+    ca_bundle: PathBuf,
+    rounds: usize,
+    cold: usize,
+    warm: usize,
+    report: Option<PathBuf>,
+    notes: Vec<String>,
+}
+
+fn usage() -> ! {
+    eprintln!(
+        "usage: bench-driver --pfxhttp BIN --floor-a BIN --floor-b BIN --http-url URL --https-url URL \
+         --ca-bundle FILE [--rounds N] [--cold N] [--warm N] [--report FILE] [--note TEXT]..."
+    );
+    std::process::exit(2)
+}
+
+fn parse_args() -> Args {
+    let mut it = std::env::args().skip(1);
+    let mut a = Args {
+        pfxhttp: PathBuf::new(),
+        floor_a: PathBuf::new(),
+        floor_b: PathBuf::new(),
+        http_url: String::new(),
+        https_url: String::new(),
+        ca_bundle: PathBuf::new(),
+        rounds: 5,
+        cold: 40,
+        warm: 2000,
+        report: None,
+        notes: Vec::new(),
+    };
+    while let Some(flag) = it.next() {
+        let value = it.next().unwrap_or_else(|| usage());
+        let number = || value.parse::<usize>().unwrap_or_else(|_| usage());
+        match flag.as_str() {
+            "--pfxhttp" => a.pfxhttp = value.into(),
+            "--floor-a" => a.floor_a = value.into(),
+            "--floor-b" => a.floor_b = value.into(),
+            "--http-url" => a.http_url = value,
+            "--https-url" => a.https_url = value,
+            "--ca-bundle" => a.ca_bundle = value.into(),
+            "--rounds" => a.rounds = number(),
+            "--cold" => a.cold = number(),
+            "--warm" => a.warm = number(),
+            "--report" => a.report = Some(value.into()),
+            "--note" => a.notes.push(value),
+            _ => usage(),
+        }
+    }
+    if a.http_url.is_empty() || a.https_url.is_empty() || a.rounds == 0 || a.cold == 0 || a.warm == 0 {
+        usage()
+    }
+    a
+}
+
+/// One started process: time to its first reply (or exit), to its exit, and its peak RSS.
+struct Run {
+    first: Duration,
+    exit: Duration,
+    max_rss_kib: u64,
+}
+
+/// Starts `program args` with pipes, sends `request` (if any), reads one netstring reply, closes
+/// stdin, and reaps it with wait4(2) for its peak RSS.
+#[allow(clippy::zombie_processes)] // reaped by `wait4`, which std's `wait` cannot replace here
+fn run_once(program: &Path, args: &[&str], env: &[(&str, &Path)], request: Option<&[u8]>) -> Run {
+    let start = Instant::now();
+    let mut child = Command::new(program)
+        .args(args)
+        .envs(env.iter().copied())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {}: {e}", program.display()));
+    let mut stdin = child.stdin.take().expect("stdin");
+    let mut stdout = child.stdout.take().expect("stdout");
+    let first = match request {
+        Some(request) => {
+            stdin.write_all(request).expect("write request");
+            let reply = read_netstring(&mut stdout);
+            let first = start.elapsed();
+            check_reply(&reply);
+            first
+        }
+        None => Duration::ZERO,
+    };
+    drop(stdin);
+    let mut rest = Vec::new();
+    stdout.read_to_end(&mut rest).expect("read to EOF");
+    assert!(rest.is_empty(), "unexpected output after the reply: {:?}", String::from_utf8_lossy(&rest));
+    let (status, max_rss_kib) = wait4(child.id());
+    let exit = start.elapsed();
+    assert_eq!(status, 0, "{} exited with wait status {status}", program.display());
+    Run { first: if request.is_some() { first } else { exit }, exit, max_rss_kib }
+}
+
+/// Reaps `pid`; returns its wait status and peak RSS (KiB).
+fn wait4(pid: u32) -> (i32, u64) {
+    let mut status = 0;
+    // SAFETY: rusage is plain data that wait4 fills in; pid is our own unreaped child.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let got = unsafe { libc::wait4(pid as libc::pid_t, &mut status, 0, &mut usage) };
+    assert_eq!(got, pid as libc::pid_t, "wait4 failed: {}", std::io::Error::last_os_error());
+    (status, usage.ru_maxrss as u64)
+}
+
+/// Reads exactly one netstring from `r`.
+fn read_netstring(r: &mut impl Read) -> Vec<u8> {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        if let Some(colon) = buf.iter().position(|&b| b == b':') {
+            let len: usize = std::str::from_utf8(&buf[..colon]).expect("length").parse().expect("length");
+            if buf.len() >= colon + len + 2 {
+                assert_eq!(buf.len(), colon + len + 2, "more than one reply");
+                assert_eq!(buf[colon + len + 1], b',', "reply not terminated");
+                return buf[colon + 1..colon + 1 + len].to_vec();
+            }
+        }
+        let n = r.read(&mut chunk).expect("read reply");
+        assert!(n > 0, "EOF before the reply; got {:?}", String::from_utf8_lossy(&buf));
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+/// Every measured lookup must be a real answer from the backend, not a fast error.
+fn check_reply(reply: &[u8]) {
+    assert!(reply.starts_with(b"OK "), "lookup failed: {:?}", String::from_utf8_lossy(reply));
+}
+
+fn netstring(payload: &str) -> Vec<u8> {
+    format!("{}:{payload},", payload.len()).into_bytes()
+}
+
+/// Lookups on one kept pfxhttp connection: one warm-up, then `n` timed ones.
+#[allow(clippy::zombie_processes)] // reaped by `wait4`
+fn warm(args: &Args, config: &Path, env: &[(&str, &Path)]) -> Vec<Duration> {
+    let mut child = Command::new(&args.pfxhttp)
+        .args(["--config", config.to_str().expect("utf-8 path"), "socketmap"])
+        .envs(env.iter().copied())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start pfxhttp");
+    let mut stdin = child.stdin.take().expect("stdin");
+    let mut stdout = child.stdout.take().expect("stdout");
+    let mut times = Vec::with_capacity(args.warm);
+    for i in 0..=args.warm {
+        let request = netstring(&format!("http user{i}@example.org"));
+        let start = Instant::now();
+        stdin.write_all(&request).expect("write");
+        let reply = read_netstring(&mut stdout);
+        let took = start.elapsed();
+        check_reply(&reply);
+        if i > 0 {
+            times.push(took);
+        }
+    }
+    drop(stdin);
+    let (status, _) = wait4(child.id());
+    assert_eq!(status, 0, "pfxhttp exited with wait status {status}");
+    times
+}
+
+/// floor-b's own timings of `n` keep-alive requests.
+fn floor_b(args: &Args) -> Vec<Duration> {
+    let out = Command::new(&args.floor_b)
+        .args([args.http_url.as_str(), &args.warm.to_string()])
+        .stderr(Stdio::inherit())
+        .output()
+        .expect("start floor-b");
+    assert!(out.status.success(), "floor-b failed");
+    String::from_utf8(out.stdout)
+        .expect("utf-8")
+        .lines()
+        .map(|l| Duration::from_nanos(l.parse().expect("nanoseconds")))
+        .collect()
+}
+
+/// A syslog socket that drops what it gets, so pfxhttp logs as it would in production.
+fn syslog_sink(path: &Path) -> std::thread::JoinHandle<()> {
+    let sock = UnixDatagram::bind(path).expect("bind the syslog sink");
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 8192];
+        while sock.recv(&mut buf).is_ok() {}
+    })
+}
+
+fn main() {
+    let args = parse_args();
+    let dir = std::env::temp_dir().join(format!("pfxhttp-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let log = dir.join("log.sock");
+    let _sink = syslog_sink(&log);
+    let config = dir.join("pfxhttp.yml");
+    let mut yaml = String::new();
+    writeln!(yaml, "server:\n  logging: {{ syslog_socket: {} }}\nsocket_maps:", log.display()).unwrap();
+    for (name, url) in [("http", &args.http_url), ("https", &args.https_url)] {
+        writeln!(yaml, "  {name}: {{ target: '{url}', payload: '{{\"key\":\"{{{{ key }}}}\"}}', value_field: result }}")
+            .unwrap();
+    }
+    std::fs::write(&config, yaml).expect("write config");
+    let conf = config.to_str().expect("utf-8 path");
+    // The default trust settings: the system bundle, here with the harness's CA added to it.
+    let env: &[(&str, &Path)] = &[("SSL_CERT_FILE", args.ca_bundle.as_path())];
+
+    let http_req = netstring("http user@example.org");
+    let https_req = netstring("https user@example.org");
+    let socketmap = ["--config", conf, "socketmap"];
+    let mut s = report::Samples::default();
+    for round in 0..args.rounds {
+        eprint!("round {}/{}: cold", round + 1, args.rounds);
+        for _ in 0..args.cold {
+            s.floor_a.push(round, run_once(&args.floor_a, &[], &[], None).exit);
+            s.cold_http.push(round, run_once(&args.pfxhttp, &socketmap, env, Some(&http_req)).first);
+            let https = run_once(&args.pfxhttp, &socketmap, env, Some(&https_req));
+            s.cold_https.push(round, https.first);
+            s.rss_kib.push(https.max_rss_kib);
+            s.idle.push(round, run_once(&args.pfxhttp, &socketmap, env, None).exit);
+        }
+        eprint!(", warm");
+        for t in floor_b(&args) {
+            s.floor_b.push(round, t);
+        }
+        for t in warm(&args, &config, env) {
+            s.warm.push(round, t);
+        }
+        eprintln!();
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+
+    let binary_size = std::fs::metadata(&args.pfxhttp).expect("binary").len();
+    let stats = Stats::from(&s, binary_size);
+    let text = report::render(&stats, &Targets::default(), &args.notes, &args_summary(&args));
+    println!("{text}");
+    if let Some(path) = &args.report {
+        report::write_results(path, &text).expect("write the results file");
+        eprintln!("results written to {}", path.display());
+    }
+}
+
+fn args_summary(a: &Args) -> String {
+    format!(
+        "{} rounds; per round {} starts of each cold variant (interleaved), {} warm lookups and {} floor-B requests",
+        a.rounds, a.cold, a.warm, a.warm
+    )
+}

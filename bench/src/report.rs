@@ -1,0 +1,226 @@
+//! Statistics over the samples, the ratios against the targets, and the dated results table.
+
+use std::fmt::Write as _;
+use std::path::Path;
+use std::time::Duration;
+
+/// Samples of one variant, kept per round so the spread between rounds can be shown.
+#[derive(Default)]
+pub struct Series(Vec<Vec<Duration>>);
+
+impl Series {
+    pub fn push(&mut self, round: usize, d: Duration) {
+        if self.0.len() <= round {
+            self.0.resize_with(round + 1, Vec::new);
+        }
+        self.0[round].push(d);
+    }
+
+    fn all(&self) -> Vec<Duration> {
+        let mut v: Vec<Duration> = self.0.iter().flatten().copied().collect();
+        v.sort();
+        v
+    }
+}
+
+#[derive(Default)]
+pub struct Samples {
+    pub floor_a: Series,
+    pub cold_http: Series,
+    pub cold_https: Series,
+    pub idle: Series,
+    pub floor_b: Series,
+    pub warm: Series,
+    pub rss_kib: Vec<u64>,
+}
+
+/// Median, p10, p90 and the lowest and highest of the rounds' medians, in microseconds.
+pub struct Summary {
+    pub n: usize,
+    pub median: f64,
+    pub p10: f64,
+    pub p90: f64,
+    pub round_min: f64,
+    pub round_max: f64,
+}
+
+fn pick(sorted: &[Duration], q: f64) -> f64 {
+    let i = ((sorted.len() - 1) as f64 * q).round() as usize;
+    sorted[i].as_secs_f64() * 1e6
+}
+
+impl Summary {
+    fn of(series: &Series) -> Summary {
+        let all = series.all();
+        let rounds: Vec<f64> = series
+            .0
+            .iter()
+            .filter(|r| !r.is_empty())
+            .map(|r| {
+                let mut r = r.clone();
+                r.sort();
+                pick(&r, 0.5)
+            })
+            .collect();
+        Summary {
+            n: all.len(),
+            median: pick(&all, 0.5),
+            p10: pick(&all, 0.1),
+            p90: pick(&all, 0.9),
+            round_min: rounds.iter().copied().fold(f64::INFINITY, f64::min),
+            round_max: rounds.iter().copied().fold(0.0, f64::max),
+        }
+    }
+}
+
+pub struct Stats {
+    pub floor_a: Summary,
+    pub cold_http: Summary,
+    pub cold_https: Summary,
+    pub idle: Summary,
+    pub floor_b: Summary,
+    pub warm: Summary,
+    pub rss_median_kib: u64,
+    pub rss_max_kib: u64,
+    pub binary_bytes: u64,
+}
+
+impl Stats {
+    pub fn from(s: &Samples, binary_bytes: u64) -> Stats {
+        let mut rss = s.rss_kib.clone();
+        rss.sort();
+        Stats {
+            floor_a: Summary::of(&s.floor_a),
+            cold_http: Summary::of(&s.cold_http),
+            cold_https: Summary::of(&s.cold_https),
+            idle: Summary::of(&s.idle),
+            floor_b: Summary::of(&s.floor_b),
+            warm: Summary::of(&s.warm),
+            rss_median_kib: rss[rss.len() / 2],
+            rss_max_kib: *rss.last().expect("RSS samples"),
+            binary_bytes,
+        }
+    }
+}
+
+/// The targets of the benchmark issue.
+pub struct Targets {
+    pub cold_http: f64,
+    pub cold_https: f64,
+    pub warm: f64,
+    pub rss_mib: f64,
+    pub binary_mb: f64,
+}
+
+impl Default for Targets {
+    fn default() -> Targets {
+        Targets { cold_http: 3.0, cold_https: 5.0, warm: 1.3, rss_mib: 6.0, binary_mb: 5.0 }
+    }
+}
+
+fn verdict(value: f64, limit: f64) -> &'static str {
+    if value <= limit { "met" } else { "**missed**" }
+}
+
+/// The dated section for `bench/RESULTS.md` (also printed).
+pub fn render(s: &Stats, t: &Targets, notes: &[String], how: &str) -> String {
+    let mut o = String::new();
+    let date = std::process::Command::new("date")
+        .arg("+%Y-%m-%d %H:%M %Z")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default();
+    writeln!(o, "## {date}\n").unwrap();
+    writeln!(o, "Machine: {}.  ", machine()).unwrap();
+    for note in notes {
+        writeln!(o, "{note}.  ").unwrap();
+    }
+    writeln!(o, "Run: {how}.\n").unwrap();
+    writeln!(o, "| variant | n | median µs | p10 µs | p90 µs | rounds' medians µs |").unwrap();
+    writeln!(o, "|---|---|---|---|---|---|").unwrap();
+    let rows = [
+        ("floor A: exec `fn main(){}`, exit", &s.floor_a),
+        ("cold HTTP: start, 1 lookup, first reply", &s.cold_http),
+        ("cold HTTPS: start, 1 lookup, first reply", &s.cold_https),
+        ("idle: start, EOF, exit", &s.idle),
+        ("floor B: 1 keep-alive request, reqwest alone", &s.floor_b),
+        ("warm: 1 lookup on a kept pfxhttp connection", &s.warm),
+    ];
+    for (name, x) in rows {
+        writeln!(
+            o,
+            "| {name} | {} | {:.1} | {:.1} | {:.1} | {:.1}–{:.1} |",
+            x.n, x.median, x.p10, x.p90, x.round_min, x.round_max
+        )
+        .unwrap();
+    }
+    let mib = |kib: u64| kib as f64 / 1024.0;
+    let r_http = s.cold_http.median / s.floor_a.median;
+    let r_https = s.cold_https.median / s.floor_a.median;
+    let r_warm = s.warm.median / s.floor_b.median;
+    let rss = mib(s.rss_max_kib);
+    let size = s.binary_bytes as f64 / 1e6;
+    writeln!(o, "\n| measure | value | target | |").unwrap();
+    writeln!(o, "|---|---|---|---|").unwrap();
+    writeln!(o, "| cold HTTP first reply / floor A | {r_http:.2} | ≤ {:.1} | {} |", t.cold_http, verdict(r_http, t.cold_http))
+        .unwrap();
+    writeln!(
+        o,
+        "| cold HTTPS first reply / floor A | {r_https:.2} | ≤ {:.1} | {} |",
+        t.cold_https,
+        verdict(r_https, t.cold_https)
+    )
+    .unwrap();
+    writeln!(o, "| warm lookup / floor B | {r_warm:.2} | ≤ {:.1} | {} |", t.warm, verdict(r_warm, t.warm)).unwrap();
+    writeln!(
+        o,
+        "| peak RSS, cold HTTPS (max of {}; median {:.2}) | {rss:.2} MiB | ≤ {:.0} MiB | {} |",
+        s.cold_https.n,
+        mib(s.rss_median_kib),
+        t.rss_mib,
+        verdict(rss, t.rss_mib)
+    )
+    .unwrap();
+    writeln!(o, "| release binary | {size:.2} MB | ≤ {:.0} MB | {} |", t.binary_mb, verdict(size, t.binary_mb)).unwrap();
+    o
+}
+
+/// CPU model, cores, memory, kernel and OS, read from /proc and /etc.
+fn machine() -> String {
+    let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
+    let cpuinfo = read("/proc/cpuinfo");
+    let cpu = cpuinfo
+        .lines()
+        .find(|l| l.starts_with("model name"))
+        .and_then(|l| l.split(':').nth(1))
+        .map(str::trim)
+        .unwrap_or("unknown CPU")
+        .to_string();
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
+    let mem = read("/proc/meminfo")
+        .lines()
+        .find(|l| l.starts_with("MemTotal:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|k| k.parse::<f64>().ok())
+        .map(|k| format!("{:.0} GiB", k / 1024.0 / 1024.0))
+        .unwrap_or_default();
+    let kernel = read("/proc/sys/kernel/osrelease").trim().to_string();
+    let os = read("/etc/os-release")
+        .lines()
+        .find_map(|l| l.strip_prefix("PRETTY_NAME="))
+        .map(|v| v.trim_matches('"').to_string())
+        .unwrap_or_default();
+    format!("{cpu}, {cores} cores, {mem}, Linux {kernel}, {os}")
+}
+
+/// Puts `section` at the top of the results (after the file's introduction, before older runs).
+pub fn write_results(path: &Path, section: &str) -> std::io::Result<()> {
+    let old = std::fs::read_to_string(path).unwrap_or_default();
+    let (intro, runs) = match old.find("\n## ") {
+        Some(i) => old.split_at(i + 1),
+        None if old.is_empty() => ("# Benchmark results\n\nWritten by `bench/run`; newest first.\n\n", ""),
+        None => (old.as_str(), ""),
+    };
+    let intro = if intro.ends_with("\n\n") { intro.to_string() } else { format!("{intro}\n") };
+    std::fs::write(path, format!("{intro}{section}\n{runs}"))
+}
