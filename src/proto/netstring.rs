@@ -18,14 +18,16 @@ pub fn decode(buf: &[u8], max_len: usize) -> Decoded<std::ops::Range<usize>> {
                 if i >= max_digits {
                     return Decoded::Invalid(format!("netstring length has more than {max_digits} digits"));
                 }
-                len = len * 10 + usize::from(b - b'0');
-                if len > max_len {
-                    return Decoded::Invalid(format!("netstring length over the limit of {max_len} bytes"));
-                }
+                // Checked: with a limit near usize::MAX the twentieth digit could overflow.
+                len = match len.checked_mul(10).and_then(|l| l.checked_add(usize::from(b - b'0'))) {
+                    Some(l) if l <= max_len => l,
+                    _ => return Decoded::Invalid(format!("netstring length over the limit of {max_len} bytes")),
+                };
             }
             b':' if i > 0 => {
                 let start = i + 1;
-                let end = start + len;
+                // A payload that would end past usize::MAX is never all there.
+                let Some(end) = start.checked_add(len) else { return Decoded::Incomplete };
                 return match buf.get(end) {
                     None => Decoded::Incomplete,
                     Some(b',') => Decoded::Frame(start..end, end + 1),
@@ -116,6 +118,16 @@ mod tests {
         assert!(matches!(frame(b"100001:"), Decoded::Invalid(_)));
         assert!(matches!(frame(b"1000000"), Decoded::Invalid(_)), "too many digits even without ':'");
         assert_eq!(frame(b"100000:"), Decoded::Incomplete);
+    }
+
+    #[test]
+    fn no_overflow_with_the_largest_limit() {
+        // Found by fuzz/fuzz_targets/netstring.rs: the twentieth digit overflowed `len * 10`.
+        assert!(matches!(decode(b"50000055161509551615", usize::MAX), Decoded::Invalid(_)));
+        assert!(matches!(decode(b"99999999999999999999:", usize::MAX), Decoded::Invalid(_)));
+        let max = usize::MAX.to_string();
+        assert_eq!(decode(format!("{max}:").as_bytes(), usize::MAX), Decoded::Incomplete);
+        assert_eq!(decode(format!("{}:x", usize::MAX - 2).as_bytes(), usize::MAX), Decoded::Incomplete);
     }
 
     #[test]

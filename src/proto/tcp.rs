@@ -54,9 +54,9 @@ pub fn hex_unquote(quoted: &[u8]) -> Option<Vec<u8>> {
     let mut i = 0;
     while i < quoted.len() {
         if quoted[i] == b'%' {
-            let hex = quoted.get(i + 1..i + 3)?;
-            let s = std::str::from_utf8(hex).ok()?;
-            out.push(u8::from_str_radix(s, 16).ok()?);
+            // Exactly two hex digits: `from_str_radix` alone would also take a sign (`%+F`).
+            let hex = quoted.get(i + 1..i + 3).filter(|h| h.iter().all(u8::is_ascii_hexdigit))?;
+            out.push(u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()?);
             i += 3;
         } else {
             out.push(quoted[i]);
@@ -88,6 +88,15 @@ mod tests {
         assert!(matches!(decode(b"get a%2\n", 100), Decoded::Invalid(_)));
         assert!(matches!(decode(b"get a%zz\n", 100), Decoded::Invalid(_)));
         assert!(matches!(decode(&[b'g'; 101], 100), Decoded::Invalid(_)));
+    }
+
+    #[test]
+    fn escape_takes_two_hex_digits_and_no_sign() {
+        // Found by fuzz/fuzz_targets/tcp.rs: `%+0` decoded as byte 0 (from_str_radix takes '+').
+        assert_eq!(hex_unquote(b"%+0"), None);
+        assert_eq!(hex_unquote(b"%+F%-1"), None);
+        assert!(matches!(decode(b"get %+00\n", 100), Decoded::Invalid(_)));
+        assert_eq!(hex_unquote(b"%0a%Ff"), Some(vec![0x0a, 0xff]));
     }
 
     #[test]
