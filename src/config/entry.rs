@@ -239,6 +239,11 @@ fn headers(
             continue;
         }
         if let Some(tpl) = compile(&p, value, Context::Header, sample, d) {
+            // The escaping removes control characters from values, not from the template's text.
+            if tpl.render(sample).is_ok_and(|v| reqwest::header::HeaderValue::from_str(&v).is_err()) {
+                d.error(&p, "not a valid header value (control characters?)");
+                continue;
+            }
             out.retain(|(n, _)| *n != name);
             out.push((name, tpl));
         }

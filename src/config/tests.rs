@@ -266,3 +266,12 @@ fn basic_auth_given_twice_is_an_error() {
     assert!(errs[0].contains("not both"), "{errs:?}");
     assert!(!errs.join(" ").contains("a:b"));
 }
+
+#[test]
+fn header_with_a_control_character_is_an_error() {
+    // Found by fuzz/fuzz_targets/config.rs: the loader accepted a header that could never be sent.
+    let errs = errors(
+        "socket_maps:\n  m:\n    target: http://h/x\n    response: text\n    custom_headers: [\"X-A: a\\x01b {{ key }}\"]\n",
+    );
+    assert!(errors_joined(&errs).contains("custom_headers[0]: not a valid header value"), "{errs:?}");
+}
