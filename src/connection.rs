@@ -52,7 +52,10 @@ impl std::fmt::Display for End {
 pub struct Connection {
     input: File,
     output: File,
+    /// Read buffer, zero-filled once and reused; the bytes not yet decoded are `buf[start..end]`.
     buf: Vec<u8>,
+    start: usize,
+    end: usize,
     started: Instant,
     idle_timeout: Duration,
     max_lifetime: Duration,
@@ -64,6 +67,8 @@ impl Connection {
             input,
             output,
             buf: Vec::new(),
+            start: 0,
+            end: 0,
             started: Instant::now(),
             idle_timeout: limits.idle_timeout,
             max_lifetime: limits.max_lifetime,
@@ -80,17 +85,20 @@ impl Connection {
     /// Reads the next request with `decode`, which sees every byte buffered so far.
     pub fn next<T>(&mut self, decode: impl Fn(&[u8]) -> Decoded<T>) -> Result<T, End> {
         loop {
-            if !self.buf.is_empty() {
-                match decode(&self.buf) {
+            if self.start < self.end {
+                match decode(&self.buf[self.start..self.end]) {
                     Decoded::Frame(frame, used) => {
-                        self.buf.drain(..used);
+                        self.start += used;
+                        if self.start == self.end {
+                            (self.start, self.end) = (0, 0);
+                        }
                         return Ok(frame);
                     }
                     Decoded::Invalid(why) => return Err(End::Malformed(why)),
                     Decoded::Incomplete => {}
                 }
             }
-            let between_requests = self.buf.is_empty();
+            let between_requests = self.start == self.end;
             let wait = if between_requests {
                 let left = self.max_lifetime.saturating_sub(self.started.elapsed());
                 if left.is_zero() {
@@ -107,22 +115,34 @@ impl Connection {
                     (false, _) => End::Stalled,
                 });
             }
-            let old = self.buf.len();
-            self.buf.resize(old + READ_CHUNK, 0);
+            self.make_room();
             let n = loop {
-                match self.input.read(&mut self.buf[old..]) {
+                match self.input.read(&mut self.buf[self.end..]) {
                     Ok(n) => break n,
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(e) => {
-                        self.buf.truncate(old);
-                        return Err(End::Io(e));
-                    }
+                    Err(e) => return Err(End::Io(e)),
                 }
             };
-            self.buf.truncate(old + n);
+            self.end += n;
             if n == 0 {
                 return Err(if between_requests { End::Eof } else { End::Truncated });
             }
+        }
+    }
+
+    /// Leaves at least [`READ_CHUNK`] free bytes after `end`: the undecoded bytes move to the
+    /// front, and the buffer grows (zero-filled) only when that is not enough. The decoders'
+    /// size limits bound how far it can grow.
+    fn make_room(&mut self) {
+        if self.buf.len() - self.end >= READ_CHUNK {
+            return;
+        }
+        if self.start > 0 {
+            self.buf.copy_within(self.start..self.end, 0);
+            (self.start, self.end) = (0, self.end - self.start);
+        }
+        if self.buf.len() - self.end < READ_CHUNK {
+            self.buf.resize(self.end + READ_CHUNK, 0);
         }
     }
 

@@ -31,12 +31,19 @@ pub struct Hosts<'s> {
 impl<'s> Hosts<'s> {
     /// Reads the hosts' health (only with two or more: one host is always tried) and orders them.
     pub fn new(entry: &Entry, urls: Vec<reqwest::Url>, store: &'s Store) -> Hosts<'s> {
-        let origins: Vec<String> = urls.iter().map(http::origin_of).collect();
+        // One host has no health to read or record (see `record`).
+        let origins: Vec<String> = if urls.len() > 1 { urls.iter().map(http::origin_of).collect() } else { Vec::new() };
         let marks = if urls.len() > 1 { store.marks(&origins) } else { Vec::new() };
         let now = state::now_ms();
         let mark_of = |o: &String| marks.iter().find(|(h, _)| h == o).map(|(_, m)| m);
-        let down: Vec<bool> = origins.iter().map(|o| mark_of(o).is_some_and(|m| m.is_down(now))).collect();
-        let marked = origins.iter().map(|o| Cell::new(mark_of(o).is_some())).collect();
+        let (down, marked): (Vec<bool>, Vec<Cell<bool>>) = if origins.is_empty() {
+            (vec![false; urls.len()], vec![Cell::new(false); urls.len()])
+        } else {
+            origins
+                .iter()
+                .map(|o| (mark_of(o).is_some_and(|m| m.is_down(now)), Cell::new(mark_of(o).is_some())))
+                .unzip()
+        };
         let order = order(entry, &down);
         Hosts { order, urls, origins, marked, down: down.into_iter().map(Cell::new).collect(), store }
     }

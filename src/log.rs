@@ -6,33 +6,43 @@
 //! ident `pfxhttp[pid]`.
 
 use crate::config::{Level, LogSettings};
+use std::fmt::Write as _;
+use std::io::Write as _;
 use std::sync::Mutex;
-use syslog::{Formatter3164, Logger, LoggerBackend};
+use std::time::{SystemTime, UNIX_EPOCH};
+use syslog::{Facility, LoggerBackend};
 
 struct Sink {
     level: Level,
     json: bool,
-    logger: Option<Logger<LoggerBackend, Formatter3164>>,
+    facility: Facility,
+    pid: u32,
+    socket: Option<LoggerBackend>,
+    /// The line being sent, kept so that logging a lookup allocates nothing once warm.
+    line: String,
 }
 
 static SINK: Mutex<Option<Sink>> = Mutex::new(None);
 
 /// Opens (or re-opens) the syslog socket with `settings`.
 pub fn init(settings: &LogSettings) {
-    let sink = Sink { level: settings.level, json: settings.json, logger: connect(settings) };
+    let sink = Sink {
+        level: settings.level,
+        json: settings.json,
+        facility: settings.facility,
+        pid: std::process::id(),
+        socket: connect(settings),
+        line: String::new(),
+    };
     *SINK.lock().unwrap_or_else(|e| e.into_inner()) = Some(sink);
 }
 
 /// A non-blocking syslog connection, or `None` when the socket is not there.
-fn connect(settings: &LogSettings) -> Option<Logger<LoggerBackend, Formatter3164>> {
-    let formatter = Formatter3164 {
-        facility: settings.facility,
-        hostname: None,
-        process: "pfxhttp".into(),
-        pid: std::process::id(),
-    };
-    let mut logger = syslog::unix_custom(formatter, &settings.syslog_socket).ok()?;
-    match &mut logger.backend {
+fn connect(settings: &LogSettings) -> Option<LoggerBackend> {
+    // The syslog crate finds out whether the socket takes datagrams or a stream; the lines are
+    // formatted here (its formatter parses a time format description for every line).
+    let mut backend = syslog::unix_custom((), &settings.syslog_socket).ok()?.backend;
+    match &mut backend {
         LoggerBackend::Unix(sock) => {
             let _ = sock.set_nonblocking(true);
         }
@@ -41,7 +51,7 @@ fn connect(settings: &LogSettings) -> Option<Logger<LoggerBackend, Formatter3164
         }
         _ => {}
     }
-    Some(logger)
+    Some(backend)
 }
 
 /// Logs through syslog only, from a panic too: the default hook would print to stderr.
@@ -54,43 +64,88 @@ pub fn install_panic_hook() {
             .map(|s| s.to_string())
             .or_else(|| info.payload().downcast_ref::<String>().cloned())
             .unwrap_or_else(|| "unknown cause".into());
-        let line = format!("panic{location}: {message}");
+        let text = format!("panic{location}: {message}");
         // The panicking thread may hold the sink's lock: never wait for it here.
-        let sent =
-            SINK.try_lock().ok().and_then(|mut guard| guard.as_mut()?.logger.as_mut().map(|l| l.err(&line).is_ok()));
-        if sent != Some(true)
-            && let Some(mut fallback) = connect(&LogSettings::default())
-        {
-            let _ = fallback.err(&line);
+        let sent = SINK.try_lock().ok().and_then(|mut guard| {
+            let sink = guard.as_mut()?;
+            sink.socket.is_some().then(|| sink.send(Level::Error, |line, _| line.push_str(&text)))
+        });
+        if sent != Some(true) {
+            let settings = LogSettings::default();
+            let mut fallback = Sink {
+                level: Level::Error,
+                json: false,
+                facility: settings.facility,
+                pid: std::process::id(),
+                socket: connect(&settings),
+                line: String::new(),
+            };
+            fallback.send(Level::Error, |line, _| line.push_str(&text));
         }
     }));
 }
 
-/// Sends one line at `level`; `text` builds it (given whether JSON is wanted) only when it is
+impl Sink {
+    /// Sends one line: the RFC 3164 header, then what `text` appends. `false` when it was lost.
+    fn send(&mut self, level: Level, text: impl FnOnce(&mut String, bool)) -> bool {
+        let Some(socket) = self.socket.as_mut() else { return false };
+        let severity = match level {
+            Level::Debug => 7,
+            Level::Info => 6,
+            Level::Warn => 4,
+            Level::Error | Level::None => 3,
+        };
+        self.line.clear();
+        let _ = write!(self.line, "<{}>", self.facility as u8 | severity);
+        push_timestamp(&mut self.line, SystemTime::now());
+        let _ = write!(self.line, " pfxhttp[{}]: ", self.pid);
+        text(&mut self.line, self.json);
+        socket.write(self.line.as_bytes()).is_ok()
+    }
+}
+
+/// Appends `Mmm dd hh:mm:ss` in UTC (what the syslog crate sent; syslog daemons on /dev/log
+/// stamp lines with their own time anyway).
+fn push_timestamp(out: &mut String, at: SystemTime) {
+    const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+    let secs = at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let (days, of_day) = (secs / 86_400, secs % 86_400);
+    // Days since 1970-01-01 to a civil date (H. Hinnant's days_from_civil, inverted).
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let _ = write!(
+        out,
+        "{} {day:02} {:02}:{:02}:{:02}",
+        MONTHS[month as usize - 1],
+        of_day / 3600,
+        of_day / 60 % 60,
+        of_day % 60
+    );
+}
+
+/// Sends one line at `level`; `text` appends it (given whether JSON is wanted) only when it is
 /// going to be sent.
-fn emit(level: Level, text: impl FnOnce(bool) -> String) {
+fn emit(level: Level, text: impl FnOnce(&mut String, bool)) {
     let mut guard = SINK.lock().unwrap_or_else(|e| e.into_inner());
     let Some(sink) = guard.as_mut() else { return };
     if level < sink.level {
         return;
     }
-    let json = sink.json;
-    let Some(logger) = sink.logger.as_mut() else { return };
-    let line = text(json);
-    let _ = match level {
-        Level::Debug => logger.debug(line),
-        Level::Info => logger.info(line),
-        Level::Warn => logger.warning(line),
-        Level::Error | Level::None => logger.err(line),
-    };
+    sink.send(level, text);
 }
 
 fn write(level: Level, message: &str) {
-    emit(level, |json| {
+    emit(level, |line, json| {
         if json {
-            serde_json::json!({ "level": level_name(level), "msg": message }).to_string()
+            line.push_str(&serde_json::json!({ "level": level_name(level), "msg": message }).to_string());
         } else {
-            message.to_string()
+            line.push_str(message);
         }
     });
 }
@@ -120,19 +175,47 @@ pub fn debug(message: &str) {
     write(Level::Debug, message);
 }
 
+/// One value of a request's log line.
+#[derive(Debug, Clone, Copy)]
+pub enum Field<'a> {
+    Text(&'a str),
+    Number(u64),
+}
+
+/// Whether a line at `level` would be sent (so that callers can skip building it).
+pub fn enabled(level: Level) -> bool {
+    SINK.lock().unwrap_or_else(|e| e.into_inner()).as_ref().is_some_and(|s| level >= s.level && s.socket.is_some())
+}
+
 /// The one line logged per request: `fields` as `name=value` pairs, or one JSON object.
 /// Values are cut at 512 bytes so that a long key cannot make a huge log line.
-pub fn request(fields: &[(&str, String)]) {
-    emit(Level::Info, |json| {
+pub fn request(fields: &[(&str, Field)]) {
+    emit(Level::Info, |line, json| {
         if json {
             let mut obj = serde_json::Map::new();
             obj.insert("level".into(), "info".into());
             for (k, v) in fields {
-                obj.insert(k.to_string(), cut(v).into());
+                let value = match *v {
+                    Field::Text(t) => cut(t).into(),
+                    Field::Number(n) => n.into(),
+                };
+                obj.insert(k.to_string(), value);
             }
-            serde_json::Value::Object(obj).to_string()
-        } else {
-            fields.iter().map(|(k, v)| format!("{k}={}", quote(cut(v)))).collect::<Vec<_>>().join(" ")
+            line.push_str(&serde_json::Value::Object(obj).to_string());
+            return;
+        }
+        for (i, (k, v)) in fields.iter().enumerate() {
+            if i > 0 {
+                line.push(' ');
+            }
+            line.push_str(k);
+            line.push('=');
+            match *v {
+                Field::Text(t) => line.push_str(&quote(cut(t))),
+                Field::Number(n) => {
+                    let _ = write!(line, "{n}");
+                }
+            }
         }
     });
 }
@@ -150,11 +233,11 @@ fn cut(v: &str) -> &str {
 }
 
 /// Quotes a value for a `name=value` line when it has spaces, quotes or control characters.
-fn quote(v: &str) -> String {
+fn quote(v: &str) -> std::borrow::Cow<'_, str> {
     if !v.is_empty() && !v.chars().any(|c| c.is_whitespace() || c.is_control() || c == '"' || c == '\\') {
-        return v.to_string();
+        return v.into();
     }
-    serde_json::to_string(v).unwrap_or_default()
+    serde_json::to_string(v).unwrap_or_default().into()
 }
 
 #[cfg(test)]
@@ -168,5 +251,19 @@ mod tests {
         assert_eq!(quote("a\nb"), "\"a\\nb\"");
         assert_eq!(quote(""), "\"\"");
         assert_eq!(cut(&"é".repeat(300)).len(), 512);
+    }
+
+    #[test]
+    fn timestamps_in_utc() {
+        let at = |secs: u64| {
+            let mut s = String::new();
+            push_timestamp(&mut s, UNIX_EPOCH + std::time::Duration::from_secs(secs));
+            s
+        };
+        assert_eq!(at(0), "Jan 01 00:00:00");
+        // 2024-02-29 23:59:59 and the second after it; 2026-12-02 09:17:05.
+        assert_eq!(at(1_709_251_199), "Feb 29 23:59:59");
+        assert_eq!(at(1_709_251_200), "Mar 01 00:00:00");
+        assert_eq!(at(1_796_203_025), "Dec 02 09:17:05");
     }
 }

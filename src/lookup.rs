@@ -7,7 +7,7 @@ use crate::auth::{
     fetch::{AuthError, Fetch},
     token::Token,
 };
-use crate::config::{Auth, Entry};
+use crate::config::{Auth, Entry, Level};
 use crate::failover;
 use crate::failover::Hosts;
 use crate::http::{self, Attempt, HttpError, Request, Transport};
@@ -176,20 +176,20 @@ fn attempts(
         report.attempts += 1;
         report.host = Some(host.clone());
         let result = transport.send(&request, limits);
-        let said = match &result {
-            Ok(response) => {
-                if verbose {
-                    describe_response(response, &mut report.transcript);
-                }
-                format!("HTTP {}", response.status)
+        if verbose {
+            match &result {
+                Ok(response) => describe_response(response, &mut report.transcript),
+                Err(e) => report.transcript.push(format!("! {host}: {e}")),
             }
-            Err(e) => e.to_string(),
-        };
-        report.status = result.as_ref().ok().map(|r| r.status);
-        if verbose && result.is_err() {
-            report.transcript.push(format!("! {host}: {said}"));
         }
-        log::debug(&format!("{} attempt {} to {host}: {said}", entry.name, attempt + 1));
+        report.status = result.as_ref().ok().map(|r| r.status);
+        if log::enabled(Level::Debug) {
+            let said = match &result {
+                Ok(response) => format!("HTTP {}", response.status),
+                Err(e) => e.to_string(),
+            };
+            log::debug(&format!("{} attempt {} to {host}: {said}", entry.name, attempt + 1));
+        }
         hosts.record(entry, index, &result, limits.timeout < entry.timeout);
         let again = failover::retryable(entry, &result);
         last = Some((host, result));
@@ -274,8 +274,11 @@ fn gzip(data: &[u8]) -> Vec<u8> {
 /// Renders target `index`. A key that would form a `.` or `..` path segment is refused: URL
 /// normalisation would turn it into path traversal on the backend.
 fn target_url(entry: &Entry, index: usize, vars: &upon::Value) -> Result<reqwest::Url, Outcome> {
-    let rendered =
-        entry.targets[index].render(vars).map_err(|e| Outcome::temporary(format!("target template: {e}")))?;
+    let target = &entry.targets[index];
+    if let Some(url) = &target.fixed {
+        return Ok(url.clone());
+    }
+    let rendered = target.template.render(vars).map_err(|e| Outcome::temporary(format!("target template: {e}")))?;
     if has_dot_segment(&rendered) {
         return Err(Outcome::permanent("key not usable in a URL path"));
     }

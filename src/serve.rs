@@ -8,10 +8,11 @@ use crate::answer::Outcome;
 use crate::config::{Config, DEFAULT_POLICY_ACTION, Entry};
 use crate::connection::{Connection, End};
 use crate::http::Transport;
+use crate::log::{self, Field};
 use crate::lookup::{self, Report};
 use crate::proto::{netstring, policy, socketmap, tcp};
 use crate::state::Store;
-use crate::{log, reply, template};
+use crate::{reply, template};
 use std::collections::BTreeMap;
 use std::time::Instant;
 
@@ -38,8 +39,10 @@ impl Server<'_> {
             let (outcome, report) = self.map_lookup(&req.name, &req.key);
             let max_reply = self.config.as_ref().map_or(100_000, |c| c.socketmap_max_reply_size);
             let text = reply::socketmap(&outcome, max_reply);
+            // The reply goes first: the client is waiting for it, the log line can wait.
+            let sent = conn.reply(&netstring::encode(text.as_bytes()));
             self.log_lookup("socketmap", &req.name, &req.key, report.as_ref(), &text, started);
-            if let Err(e) = conn.reply(&netstring::encode(text.as_bytes())) {
+            if let Err(e) = sent {
                 return End::Io(e);
             }
         }
@@ -56,8 +59,9 @@ impl Server<'_> {
             let (outcome, report) = self.map_lookup(name, &key);
             let line = reply::tcp(&outcome);
             let shown = String::from_utf8_lossy(&line[..line.len() - 1]).into_owned();
+            let sent = conn.reply(&line);
             self.log_lookup("tcp", name, &key, report.as_ref(), &shown, started);
-            if let Err(e) = conn.reply(&line) {
+            if let Err(e) = sent {
                 return End::Io(e);
             }
         }
@@ -73,8 +77,9 @@ impl Server<'_> {
             };
             let started = Instant::now();
             let (action, report, name) = self.policy_check(service, &attrs);
+            let sent = conn.reply(&policy::encode(&action));
             self.log_policy(&name, &attrs, report.as_ref(), &action, started);
-            if let Err(e) = conn.reply(&policy::encode(&action)) {
+            if let Err(e) = sent {
                 return End::Io(e);
             }
         }
@@ -127,12 +132,12 @@ impl Server<'_> {
     }
 
     fn log_lookup(&self, proto: &str, name: &str, key: &[u8], report: Option<&Report>, reply: &str, started: Instant) {
-        let mut fields = vec![("proto", proto.to_string()), ("map", name.to_string())];
+        let mut fields = vec![("proto", Field::Text(proto)), ("map", Field::Text(name))];
+        let key = String::from_utf8_lossy(key);
         if self.config.as_ref().map_or(true, |c| c.logging.log_keys) {
-            fields.push(("key", String::from_utf8_lossy(key).into_owned()));
+            fields.push(("key", Field::Text(&key)));
         }
-        finish_fields(&mut fields, report, reply_fields(reply), started);
-        log::request(&fields);
+        log::request(&finish_fields(fields, report, &reply_fields(reply), started));
     }
 
     fn log_policy(
@@ -143,54 +148,55 @@ impl Server<'_> {
         action: &str,
         started: Instant,
     ) {
-        let mut fields = vec![("proto", "policy".to_string()), ("service", name.to_string())];
+        let mut fields = vec![("proto", Field::Text("policy")), ("service", Field::Text(name))];
         if self.config.as_ref().map_or(true, |c| c.logging.log_keys) {
             for attr in ["client_address", "sender", "recipient"] {
                 if let Some(v) = attrs.get(attr) {
-                    fields.push((attr, v.clone()));
+                    fields.push((attr, Field::Text(v)));
                 }
             }
         }
-        let mut reply = vec![("action", action.to_string())];
+        let mut reply = vec![("action", Field::Text(action))];
         if let Some(Outcome::Failure(f)) = report.map(|r| &r.outcome) {
-            reply.push(("reason", f.reason.clone()));
+            reply.push(("reason", Field::Text(&f.reason)));
         }
-        finish_fields(&mut fields, report, reply, started);
-        log::request(&fields);
+        log::request(&finish_fields(fields, report, &reply, started));
     }
 }
 
+/// The request's fields, then the report's, the reply's, the time taken and the request id.
 fn finish_fields<'a>(
-    fields: &mut Vec<(&'a str, String)>,
-    report: Option<&Report>,
-    reply: Vec<(&'a str, String)>,
+    mut fields: Vec<(&'a str, Field<'a>)>,
+    report: Option<&'a Report>,
+    reply: &[(&'a str, Field<'a>)],
     started: Instant,
-) {
+) -> Vec<(&'a str, Field<'a>)> {
     if let Some(r) = report {
         if let Some(host) = &r.host {
-            fields.push(("host", host.clone()));
+            fields.push(("host", Field::Text(host)));
         }
-        fields.push(("attempts", r.attempts.to_string()));
+        fields.push(("attempts", Field::Number(r.attempts.into())));
         if let Some(status) = r.status {
-            fields.push(("status", status.to_string()));
+            fields.push(("status", Field::Number(status.into())));
         }
     }
-    fields.extend(reply);
-    fields.push(("ms", started.elapsed().as_millis().to_string()));
+    fields.extend_from_slice(reply);
+    fields.push(("ms", Field::Number(started.elapsed().as_millis().try_into().unwrap_or(u64::MAX))));
     if let Some(id) = report.and_then(|r| r.request_id.as_ref()) {
-        fields.push(("id", id.clone()));
+        fields.push(("id", Field::Text(id)));
     }
+    fields
 }
 
 /// The reply kind of a socketmap or tcp reply, and a failure's reason; never the value (it may
 /// be as private as the key).
-fn reply_fields(reply: &str) -> Vec<(&'static str, String)> {
+fn reply_fields(reply: &str) -> Vec<(&'static str, Field<'_>)> {
     match reply.split_once(' ') {
         Some((word, reason)) if !matches!(word, "OK" | "200" | "NOTFOUND" | "500") && !reason.is_empty() => {
-            vec![("reply", word.to_string()), ("reason", reason.to_string())]
+            vec![("reply", Field::Text(word)), ("reason", Field::Text(reason))]
         }
-        Some((word, _)) => vec![("reply", word.to_string())],
-        None => vec![("reply", reply.to_string())],
+        Some((word, _)) => vec![("reply", Field::Text(word))],
+        None => vec![("reply", Field::Text(reply))],
     }
 }
 

@@ -124,6 +124,12 @@ impl Template {
     pub fn source(&self) -> &str {
         self.compiled.source()
     }
+
+    /// Whether the text has no tag, comment or block, and so renders to itself.
+    pub fn is_literal(&self) -> bool {
+        let s = self.source();
+        !(s.contains("{{") || s.contains("{%") || s.contains("{#"))
+    }
 }
 
 /// upon's message without the source excerpt: the template text may hold a URL's user info or

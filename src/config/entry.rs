@@ -200,11 +200,14 @@ fn compile(path: &str, source: &str, ctx: Context, sample: &upon::Value, d: &mut
     Some(tpl)
 }
 
-fn target(path: &str, url: &str, sample: &upon::Value, d: &mut Diagnostics) -> Option<Template> {
+fn target(path: &str, url: &str, sample: &upon::Value, d: &mut Diagnostics) -> Option<Target> {
     let tpl = compile(path, url, Context::Url, sample, d)?;
     let rendered = tpl.render(sample).ok()?;
     match reqwest::Url::parse(&rendered) {
-        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => Some(tpl),
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {
+            let fixed = tpl.is_literal().then_some(u);
+            Some(Target { template: tpl, fixed })
+        }
         Ok(u) => {
             d.error(path, format!("scheme {:?} is not http or https", u.scheme()));
             None

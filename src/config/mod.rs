@@ -218,13 +218,22 @@ pub enum OidcMethod {
     None,
 }
 
+/// One `target` URL.
+#[derive(Debug)]
+pub struct Target {
+    pub template: Template,
+    /// The URL, parsed once, when the template has no variables (the common case): a lookup
+    /// then neither renders nor parses it.
+    pub fixed: Option<reqwest::Url>,
+}
+
 /// One `socket_maps` or `policy_services` entry.
 #[derive(Debug)]
 pub struct Entry {
     /// The name as written in the file.
     pub name: String,
     /// URL templates, tried in turn.
-    pub targets: Vec<Template>,
+    pub targets: Vec<Target>,
     pub balance: Balance,
     pub method: reqwest::Method,
     /// Header templates; a repeated name was reduced to its last value.
