@@ -20,6 +20,8 @@ struct Sink {
     socket: Option<LoggerBackend>,
     /// The line being sent, kept so that logging a lookup allocates nothing once warm.
     line: String,
+    /// The last timestamp written, and the second it is for.
+    stamp: (u64, String),
 }
 
 static SINK: Mutex<Option<Sink>> = Mutex::new(None);
@@ -33,6 +35,7 @@ pub fn init(settings: &LogSettings) {
         pid: std::process::id(),
         socket: connect(settings),
         line: String::new(),
+        stamp: (u64::MAX, String::new()),
     };
     *SINK.lock().unwrap_or_else(|e| e.into_inner()) = Some(sink);
 }
@@ -79,6 +82,7 @@ pub fn install_panic_hook() {
                 pid: std::process::id(),
                 socket: connect(&settings),
                 line: String::new(),
+                stamp: (u64::MAX, String::new()),
             };
             fallback.send(Level::Error, |line, _| line.push_str(&text));
         }
@@ -97,7 +101,14 @@ impl Sink {
         };
         self.line.clear();
         let _ = write!(self.line, "<{}>", self.facility as u8 | severity);
-        push_timestamp(&mut self.line, SystemTime::now());
+        let now = SystemTime::now();
+        let second = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        if self.stamp.0 != second {
+            self.stamp.1.clear();
+            push_timestamp(&mut self.stamp.1, now);
+            self.stamp.0 = second;
+        }
+        self.line.push_str(&self.stamp.1);
         let _ = write!(self.line, " pfxhttp[{}]: ", self.pid);
         text(&mut self.line, self.json);
         socket.write(self.line.as_bytes()).is_ok()

@@ -56,17 +56,19 @@ impl Transport for Clients {
                 .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"gzip"));
         let limit = attempt.max_response_bytes;
         let body = if gzipped {
-            read_limited(flate2::read::GzDecoder::new(response), limit)?
+            read_limited(flate2::read::GzDecoder::new(response), limit, 0)?
         } else {
-            read_limited(response, limit)?
+            let expected = response.content_length().map_or(0, |n| n.min(limit as u64) as usize);
+            read_limited(response, limit, expected)?
         };
         Ok(Response { status, headers, body })
     }
 }
 
 /// Reads at most `limit` bytes; one more is an error, so a huge body never fills memory.
-fn read_limited(reader: impl Read, limit: usize) -> Result<Vec<u8>, HttpError> {
-    let mut body = Vec::new();
+/// `expected` (the announced length, within the limit) sizes the buffer up front.
+fn read_limited(reader: impl Read, limit: usize, expected: usize) -> Result<Vec<u8>, HttpError> {
+    let mut body = Vec::with_capacity(expected + 1);
     reader.take(limit as u64 + 1).read_to_end(&mut body).map_err(|e| {
         let timed_out = e.kind() == std::io::ErrorKind::TimedOut
             || e.get_ref().and_then(|inner| inner.downcast_ref::<reqwest::Error>()).is_some_and(|r| r.is_timeout());
