@@ -394,3 +394,19 @@ if read -r x; then echo "stdin not empty" >&2; else echo "stdin eof" >&2; fi"#;
     // The child's end is closed once it exits.
     assert_eq!(conn.read_to_eof(T), b"");
 }
+
+#[test]
+fn peak_rss_is_that_of_the_measured_program() {
+    use crate::support::peak::{Measured, python};
+    // Two python3 starts: a generous bound, for a busy machine.
+    const RUN: Duration = Duration::from_secs(30);
+    // 64 MiB written (not just reserved), then exit 3: both must come through.
+    let m = Measured::spawn_program(python(), &["-c", "import os; b = b'x' * (64 << 20); os._exit(3)"]);
+    let (out, kib) = m.wait(RUN);
+    assert_eq!(out.code(), Some(3), "{out:?}");
+    assert!(kib > 64 * 1024, "peak RSS {kib} KiB after writing 64 MiB");
+    let m = Measured::spawn_program(Path::new("/bin/true"), &[]);
+    let (out, kib) = m.wait(RUN);
+    assert_eq!(out.code(), Some(0), "{out:?}");
+    assert!(kib < 32 * 1024, "peak RSS {kib} KiB for /bin/true: the measuring parent weighs too much");
+}

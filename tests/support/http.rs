@@ -816,3 +816,104 @@ pub fn read_response<S: Read>(io: &mut S, buf: &mut Vec<u8>) -> io::Result<RawRe
     };
     Ok(RawResponse { status, headers, body })
 }
+
+// ---------------------------------------------------------------- reset mid-body
+
+/// A raw TCP server on 127.0.0.1 for the one fault [`Backend`] cannot script: a connection
+/// *reset* (RST, not an orderly FIN) in the middle of a response body.
+///
+/// For every connection it waits until the whole request is in the kernel's receive queue
+/// (peeking, never reading it), sends a response head announcing `declared` body bytes and the
+/// first bytes of the body, waits `pause` so that the client has read them, and closes the
+/// socket. Linux answers a close with unread received data by a RST, which is how a crashing
+/// proxy or a killed backend looks to the client. Dropping it stops the accept loop.
+pub struct ResetServer {
+    addr: SocketAddr,
+    stop: Arc<Mutex<bool>>,
+    connections: Arc<AtomicUsize>,
+    accept: Option<JoinHandle<()>>,
+}
+
+impl ResetServer {
+    /// Answers `status` with `Content-Length: declared`, sends `partial` (shorter), then resets.
+    pub fn start(status: u16, partial: &[u8], declared: usize, pause: Duration) -> ResetServer {
+        assert!(partial.len() < declared, "the partial body must be shorter than the declared length");
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+        let addr = listener.local_addr().expect("local_addr");
+        let mut head = format!("HTTP/1.1 {status} {}\r\nContent-Type: application/json\r\n", reason(status));
+        head.push_str(&format!("Content-Length: {declared}\r\n\r\n"));
+        let mut out = head.into_bytes();
+        out.extend_from_slice(partial);
+        let stop = Arc::new(Mutex::new(false));
+        let connections = Arc::new(AtomicUsize::new(0));
+        let (st, n) = (stop.clone(), connections.clone());
+        let accept = thread::Builder::new()
+            .name(format!("reset-accept-{}", addr.port()))
+            .spawn(move || {
+                for stream in listener.incoming() {
+                    if *lock(&st) {
+                        break;
+                    }
+                    let Ok(stream) = stream else { continue };
+                    n.fetch_add(1, Ordering::SeqCst);
+                    let out = out.clone();
+                    let _ = thread::Builder::new().name("reset-conn".into()).spawn(move || {
+                        reset_after(stream, &out, pause);
+                    });
+                }
+            })
+            .expect("spawn accept thread");
+        ResetServer { addr, stop, connections, accept: Some(accept) }
+    }
+
+    /// `http://127.0.0.1:PORT` + `path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// TCP connections accepted so far.
+    pub fn connections(&self) -> usize {
+        self.connections.load(Ordering::SeqCst)
+    }
+}
+
+/// Waits (bounded) until a whole request is queued, answers `out` without reading the request,
+/// waits `pause`, and drops the socket: the unread request makes the kernel send a RST.
+fn reset_after(stream: TcpStream, out: &[u8], pause: Duration) {
+    let _ = stream.set_nodelay(true);
+    let deadline = Instant::now() + IDLE_TIMEOUT;
+    let mut peeked = vec![0u8; MAX_HEAD];
+    while Instant::now() < deadline {
+        let n = stream.peek(&mut peeked).unwrap_or(0);
+        if request_is_complete(&peeked[..n]) {
+            break;
+        }
+        thread::sleep(Duration::from_millis(5));
+    }
+    let mut s = &stream;
+    let _ = s.write_all(out).and_then(|_| s.flush());
+    thread::sleep(pause);
+}
+
+/// Whether `b` holds a request head and its `Content-Length` body.
+fn request_is_complete(b: &[u8]) -> bool {
+    let Some(end) = find(b, b"\r\n\r\n") else { return false };
+    let head = String::from_utf8_lossy(&b[..end]).to_ascii_lowercase();
+    let len = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .unwrap_or(0);
+    b.len() >= end + 4 + len
+}
+
+impl Drop for ResetServer {
+    fn drop(&mut self) {
+        *lock(&self.stop) = true;
+        // Wake the blocking accept().
+        let _ = TcpStream::connect_timeout(&self.addr, Duration::from_secs(1));
+        if let Some(h) = self.accept.take() {
+            let _ = h.join();
+        }
+    }
+}

@@ -4,16 +4,18 @@
 //! * [`tls`]: a throw-away test CA, server leaf and client certificate.
 //! * [`syslog`]: a Unix datagram sink standing in for `/dev/log`.
 //! * [`run`]: running the built binary the way Postfix spawn(8) or systemd does.
+//! * [`peak`]: a pfxhttp run whose peak memory is measured.
 #![allow(dead_code, unused_imports)]
 
 pub mod http;
+pub mod peak;
 pub mod run;
 pub mod syslog;
 pub mod tls;
 
 use std::path::{Path, PathBuf};
 
-pub use http::{Backend, Recorded, Reply};
+pub use http::{Backend, Recorded, Reply, ResetServer};
 pub use run::{
     Child, Child3, Conn, Output, ReadError, Reader, bin, run, run_env, run_program, spawn_fd3, spawn_fd3_env,
     spawn_fd3_program,
