@@ -27,7 +27,7 @@ pub enum End {
     Lifetime,
     /// The client closed the connection in the middle of a request.
     Truncated,
-    /// The client stopped sending in the middle of a request for `idle_timeout`.
+    /// A request begun but not complete `idle_timeout` after its first byte.
     Stalled,
     /// The bytes can never form a valid request.
     Malformed(String),
@@ -56,6 +56,8 @@ pub struct Connection {
     buf: Vec<u8>,
     start: usize,
     end: usize,
+    /// When the first byte of the request being read arrived.
+    request_began: Instant,
     started: Instant,
     idle_timeout: Duration,
     max_lifetime: Duration,
@@ -69,6 +71,7 @@ impl Connection {
             buf: Vec::new(),
             start: 0,
             end: 0,
+            request_began: Instant::now(),
             started: Instant::now(),
             idle_timeout: limits.idle_timeout,
             max_lifetime: limits.max_lifetime,
@@ -91,6 +94,8 @@ impl Connection {
                         self.start += used;
                         if self.start == self.end {
                             (self.start, self.end) = (0, 0);
+                        } else {
+                            self.request_began = Instant::now();
                         }
                         return Ok(frame);
                     }
@@ -106,7 +111,9 @@ impl Connection {
                 }
                 left.min(self.idle_timeout)
             } else {
-                self.idle_timeout
+                // A request has `idle_timeout` to arrive whole, however it trickles in: Postfix
+                // writes each request at once, and a byte now and then must not hold a process.
+                self.idle_timeout.saturating_sub(self.request_began.elapsed())
             };
             if !self.wait_readable(wait)? {
                 return Err(match (between_requests, self.started.elapsed() >= self.max_lifetime) {
@@ -123,6 +130,9 @@ impl Connection {
                     Err(e) => return Err(End::Io(e)),
                 }
             };
+            if between_requests {
+                self.request_began = Instant::now();
+            }
             self.end += n;
             if n == 0 {
                 return Err(if between_requests { End::Eof } else { End::Truncated });

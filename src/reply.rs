@@ -75,9 +75,12 @@ pub fn clean(s: &str) -> String {
     s.chars().filter(|c| !c.is_control()).collect()
 }
 
+/// A failure's reason, one line: a control character (which may come from the client's own
+/// bytes, as in `unknown map de\0mo`) shows as `?` rather than vanishing, so that the text
+/// never names something the client did not send.
 fn reason(r: &str) -> String {
-    let cleaned = clean(r);
-    truncate(cleaned.trim(), MAX_REASON).to_string()
+    let shown: String = r.chars().map(|c| if c.is_control() { '?' } else { c }).collect();
+    truncate(shown.trim(), MAX_REASON).to_string()
 }
 
 fn truncate(s: &str, max: usize) -> &str {

@@ -137,7 +137,7 @@ fn socketmap_bad_input() {
                     "reply=PERM reason=\"key is not valid UTF-8\"",
                 ]]),
             Case::new("NUL in the map name", b"7:de\0mo k,", true)
-                .reply(&netstring(b"PERM unknown map demo"))
+                .reply(&netstring(b"PERM unknown map de?mo"))
                 .logs(&[&["proto=socketmap map=\"de\\u0000mo\" key=k ", "reply=PERM"]]),
             Case::new("invalid UTF-8 in the map name", b"7:de\xffmo k,", true)
                 .reply(&netstring("PERM unknown map de\u{fffd}mo".as_bytes()))
@@ -357,6 +357,40 @@ fn socketmap_flood_of_largest_requests_stays_small() {
     assert!(kib < MAX_RSS_KIB, "peak RSS {kib} KiB, more than {MAX_RSS_KIB} KiB");
     assert_eq!(b.request_count(), 0);
     assert_eq!(setup.logs(), Vec::<String>::new(), "nothing to warn about");
+}
+
+/// A request trickling in a byte at a time, each byte well within the idle timeout: the request
+/// as a whole gets `idle_timeout` from its first byte, so the process hangs up about then
+/// rather than waiting for the bytes to run out (which could take days).
+#[test]
+fn a_trickling_request_is_cut_off_at_the_idle_timeout() {
+    let _machine = crate::shared();
+    let b = echo_backend();
+    let setup = Setup::new(&b.url("/lookup")).server(&format!("limits: {{ idle_timeout: {}s }}", IDLE.as_secs()));
+    let mut child = setup.child(Proto::Socketmap);
+    let request = netstring(format!("demo {}", "k".repeat(200)).as_bytes());
+    let started = Instant::now();
+    let mut sent = 0;
+    // One byte every IDLE / 8: the whole request would take 25 idle timeouts.
+    for byte in &request {
+        if child.try_send(std::slice::from_ref(byte)).is_err() {
+            break;
+        }
+        sent += 1;
+        if started.elapsed() > IDLE + STALL_MARGIN {
+            break;
+        }
+        thread::sleep(IDLE / 8);
+    }
+    let out = child.wait(T);
+    let took = started.elapsed();
+    assert_clean(&out);
+    assert_eq!(out.stdout, b"", "no reply to a request that never arrived");
+    assert!(sent < request.len(), "the whole request got through in {took:?}");
+    assert!(took >= IDLE, "cut off after {took:?}, before the idle timeout");
+    assert!(took < IDLE + STALL_MARGIN, "cut off only after {took:?}");
+    assert_eq!(b.request_count(), 0);
+    assert_logs("trickle", &setup.logs(), &[&["connection closed: client stopped sending in the middle of a request"]]);
 }
 
 // ------------------------------------------------------------------ the client hangs up early
