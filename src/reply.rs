@@ -75,11 +75,18 @@ pub fn clean(s: &str) -> String {
     s.chars().filter(|c| !c.is_control()).collect()
 }
 
-/// A failure's reason, one line: a control character (which may come from the client's own
-/// bytes, as in `unknown map de\0mo`) shows as `?` rather than vanishing, so that the text
-/// never names something the client did not send.
+/// A failure's reason, one line: a line break shows as a space, any other control character
+/// (which may come from the client's own bytes, as in `unknown map de\0mo`) as `?` rather than
+/// vanishing, so that the text never names something the client did not send.
 fn reason(r: &str) -> String {
-    let shown: String = r.chars().map(|c| if c.is_control() { '?' } else { c }).collect();
+    let shown: String = r
+        .chars()
+        .map(|c| match c {
+            '\t' | '\n' | '\r' => ' ',
+            c if c.is_control() => '?',
+            c => c,
+        })
+        .collect();
     truncate(shown.trim(), MAX_REASON).to_string()
 }
 
@@ -106,7 +113,8 @@ mod tests {
         assert_eq!(socketmap(&Outcome::Found("\r\n".into()), 100), "NOTFOUND ");
         assert_eq!(socketmap(&Outcome::Found("x".repeat(98)), 100), "PERM value too long (98 bytes)");
         assert_eq!(socketmap(&Outcome::Found("x".repeat(97)), 100).len(), 100);
-        assert_eq!(socketmap(&Outcome::temporary("down\nnow"), 100), "TEMP downnow");
+        assert_eq!(socketmap(&Outcome::temporary("down\nnow"), 100), "TEMP down now");
+        assert_eq!(socketmap(&Outcome::permanent("unknown map de\0mo"), 100), "PERM unknown map de?mo");
         assert_eq!(socketmap(&Outcome::timeout("slow"), 100), "TIMEOUT slow");
         assert_eq!(socketmap(&Outcome::permanent("bad"), 100), "PERM bad");
     }
