@@ -1,34 +1,56 @@
-//! [`Transport`] over reqwest's blocking client.
+//! [`Transport`] over reqwest, driven on the calling thread.
+//!
+//! reqwest's blocking client runs its own runtime on a second thread and hands every request
+//! and every body chunk across: two thread wake-ups each way per lookup, which on an idle
+//! machine cost more than the request itself. Here reqwest's client is driven by a
+//! current-thread runtime inside `send`, so a lookup wakes no other thread; the code around it
+//! stays synchronous. Between lookups nothing runs, so each lookup first lets the connections
+//! catch up (see `send`).
 
 use super::{Attempt, HttpError, Request, Response, Transport, tls};
 use crate::config::ClientSpec;
-use std::io::Read;
+use std::io::Write;
 use std::sync::OnceLock;
+use tokio::runtime::Runtime;
 
 /// One lazily built reqwest client per [`ClientSpec`], kept for the life of the process so that
-/// keep-alive connections are reused across requests.
+/// keep-alive connections are reused across requests, and the runtime that drives them.
 pub struct Clients {
     specs: Vec<ClientSpec>,
-    built: Vec<OnceLock<Result<reqwest::blocking::Client, String>>>,
+    built: Vec<OnceLock<Result<reqwest::Client, String>>>,
+    runtime: OnceLock<Result<Runtime, String>>,
 }
 
 impl Clients {
     pub fn new(specs: &[ClientSpec]) -> Clients {
-        Clients { specs: specs.to_vec(), built: specs.iter().map(|_| OnceLock::new()).collect() }
+        Clients {
+            specs: specs.to_vec(),
+            built: specs.iter().map(|_| OnceLock::new()).collect(),
+            runtime: OnceLock::new(),
+        }
     }
 
-    fn client(&self, index: usize) -> Result<&reqwest::blocking::Client, HttpError> {
+    fn client(&self, index: usize) -> Result<&reqwest::Client, HttpError> {
         let built = self.built[index].get_or_init(|| build(&self.specs[index]));
         built.as_ref().map_err(|e| HttpError::Other(e.clone()))
     }
+
+    fn runtime(&self) -> Result<&Runtime, HttpError> {
+        let runtime = self.runtime.get_or_init(|| {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| format!("cannot start the HTTP runtime: {e}"))
+        });
+        runtime.as_ref().map_err(|e| HttpError::Other(e.clone()))
+    }
 }
 
-fn build(spec: &ClientSpec) -> Result<reqwest::blocking::Client, String> {
-    let mut builder = reqwest::blocking::Client::builder()
+fn build(spec: &ClientSpec) -> Result<reqwest::Client, String> {
+    let mut builder = reqwest::Client::builder()
         .tls_backend_preconfigured(tls::client_config(&spec.tls)?)
         .redirect(reqwest::redirect::Policy::none())
         .connect_timeout(spec.connect_timeout)
-        .timeout(None)
         .pool_max_idle_per_host(2)
         .referer(false);
     if let Some(proxy) = &spec.proxy {
@@ -40,6 +62,8 @@ fn build(spec: &ClientSpec) -> Result<reqwest::blocking::Client, String> {
 impl Transport for Clients {
     fn send(&self, request: &Request, attempt: Attempt) -> Result<Response, HttpError> {
         let client = self.client(attempt.client)?;
+        let runtime = self.runtime()?;
+        // reqwest's timeout runs from connecting to the end of the body.
         let mut builder = client.request(request.method.clone(), request.url.clone()).timeout(attempt.timeout);
         for (name, value) in &request.headers {
             builder = builder.header(name, value);
@@ -47,37 +71,88 @@ impl Transport for Clients {
         if let Some(body) = &request.body {
             builder = builder.body(body.clone());
         }
-        let mut response = builder.send().map_err(|e| classify(&e))?;
-        let status = response.status().as_u16();
-        let headers = std::mem::take(response.headers_mut());
-        let gzipped = attempt.gunzip
-            && headers
-                .get(reqwest::header::CONTENT_ENCODING)
-                .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"gzip"));
-        let limit = attempt.max_response_bytes;
-        let body = if gzipped {
-            read_limited(flate2::read::GzDecoder::new(response), limit, 0)?
-        } else {
-            let expected = response.content_length().map_or(0, |n| n.min(limit as u64) as usize);
-            read_limited(response, limit, expected)?
-        };
-        Ok(Response { status, headers, body })
+        runtime.block_on(async {
+            // Nothing ran since the last lookup: let the connections' tasks see what arrived
+            // meanwhile (the first yield polls for I/O events, the second runs the tasks they
+            // woke), so that a keep-alive connection the server closed is not used.
+            tokio::task::yield_now().await;
+            tokio::task::yield_now().await;
+            let mut response = builder.send().await.map_err(|e| classify(&e))?;
+            let status = response.status().as_u16();
+            let headers = std::mem::take(response.headers_mut());
+            let gzipped = attempt.gunzip
+                && headers
+                    .get(reqwest::header::CONTENT_ENCODING)
+                    .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"gzip"));
+            let body = read_body(&mut response, attempt.max_response_bytes, gzipped).await?;
+            Ok(Response { status, headers, body })
+        })
     }
 }
 
-/// Reads at most `limit` bytes; one more is an error, so a huge body never fills memory.
-/// `expected` (the announced length, within the limit) sizes the buffer up front.
-fn read_limited(reader: impl Read, limit: usize, expected: usize) -> Result<Vec<u8>, HttpError> {
-    let mut body = Vec::with_capacity(expected + 1);
-    reader.take(limit as u64 + 1).read_to_end(&mut body).map_err(|e| {
-        let timed_out = e.kind() == std::io::ErrorKind::TimedOut
-            || e.get_ref().and_then(|inner| inner.downcast_ref::<reqwest::Error>()).is_some_and(|r| r.is_timeout());
-        if timed_out { HttpError::Timeout } else { HttpError::Body(innermost(&e)) }
-    })?;
-    if body.len() > limit {
-        return Err(HttpError::TooLarge(limit));
+/// Reads the body, gunzipped when `gzipped`, up to `limit` bytes; one more is an error, so a
+/// huge body (or a small gzip bomb) never fills memory.
+async fn read_body(response: &mut reqwest::Response, limit: usize, gzipped: bool) -> Result<Vec<u8>, HttpError> {
+    if gzipped {
+        let mut gunzip = flate2::write::GzDecoder::new(Limited::new(limit, 0));
+        while let Some(chunk) = response.chunk().await.map_err(|e| body_error(&e))? {
+            if let Err(e) = gunzip.write_all(&chunk) {
+                return Err(gunzip_error(&gunzip, e, limit));
+            }
+        }
+        if let Err(e) = gunzip.try_finish() {
+            return Err(gunzip_error(&gunzip, e, limit));
+        }
+        return Ok(gunzip.finish().map(|out| out.bytes).unwrap_or_default());
     }
-    Ok(body)
+    // The announced length, within the limit, sizes the buffer up front.
+    let expected = response.content_length().map_or(0, |n| n.min(limit as u64) as usize);
+    let mut out = Limited::new(limit, expected);
+    while let Some(chunk) = response.chunk().await.map_err(|e| body_error(&e))? {
+        out.write_all(&chunk).map_err(|_| HttpError::TooLarge(limit))?;
+    }
+    Ok(out.bytes)
+}
+
+/// A buffer that refuses to grow past `limit` bytes.
+struct Limited {
+    bytes: Vec<u8>,
+    limit: usize,
+    over: bool,
+}
+
+impl Limited {
+    fn new(limit: usize, expected: usize) -> Limited {
+        Limited { bytes: Vec::with_capacity(expected + 1), limit, over: false }
+    }
+}
+
+impl Write for Limited {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.bytes.len() + buf.len() > self.limit {
+            self.over = true;
+            return Err(std::io::Error::other("response body over the limit"));
+        }
+        self.bytes.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A failed gunzip: too much output, or bytes that are not gzip.
+fn gunzip_error(gunzip: &flate2::write::GzDecoder<Limited>, e: std::io::Error, limit: usize) -> HttpError {
+    if gunzip.get_ref().over { HttpError::TooLarge(limit) } else { HttpError::Body(innermost(&e)) }
+}
+
+/// A failed body read: the timeout, or what broke.
+fn body_error(e: &reqwest::Error) -> HttpError {
+    match classify(e) {
+        HttpError::Timeout => HttpError::Timeout,
+        _ => HttpError::Body(innermost(e)),
+    }
 }
 
 /// Sorts a reqwest error into what the lookup needs to know. The text is the innermost cause:

@@ -122,3 +122,68 @@ fn json_config_file_serves() {
     assert!(out.stderr.is_empty());
     assert_eq!(out.stdout, b"14:OK json-config,");
 }
+
+/// A keep-alive connection that the server closed while the process waited for the next
+/// request is not used for it: the next lookup goes out on a new connection and is answered,
+/// in one attempt (a POST sent into a closed connection could not be retried safely).
+#[test]
+fn a_connection_the_server_closed_between_lookups_is_not_reused() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    // Each connection: one request, a keep-alive answer, then the server closes it 100 ms later.
+    let server = std::thread::spawn(move || {
+        let mut connections = 0;
+        for stream in listener.incoming().take(2) {
+            let stream = stream.unwrap();
+            connections += 1;
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut length = 0;
+            loop {
+                let mut line = String::new();
+                reader.read_line(&mut line).unwrap();
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap();
+                }
+                if line == "\r\n" {
+                    break;
+                }
+            }
+            reader.read_exact(&mut vec![0; length]).unwrap();
+            let body = br#"{"result":"fresh"}"#;
+            let mut out = &stream;
+            write!(out, "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", body.len()).unwrap();
+            out.write_all(body).unwrap();
+            std::thread::sleep(Duration::from_millis(100));
+            drop(stream);
+        }
+        connections
+    });
+    let dir = temp_dir();
+    let log = SyslogSink::new();
+    let cfg = write_config(
+        dir.path(),
+        &format!(
+            "server:\n  logging: {{ syslog_socket: '{}' }}\nsocket_maps:\n  demo:\n    target: http://127.0.0.1:{port}/x\n    \
+             value_field: result\n",
+            log.path().display()
+        ),
+    );
+    let mut child = Child::spawn(&["--config", cfg.to_str().unwrap(), "socketmap"]);
+    for key in ["first", "second"] {
+        child.send(&netstring(format!("demo {key}").as_bytes()));
+        assert_eq!(child.read_netstring(T), b"8:OK fresh,", "lookup of {key}");
+        std::thread::sleep(Duration::from_millis(400));
+    }
+    child.close_stdin();
+    let out = child.wait(T);
+    assert_eq!(out.code(), Some(0));
+    assert_eq!(server.join().unwrap(), 2, "two connections");
+    let lines = log.wait_count(2, T);
+    for key in ["first", "second"] {
+        assert!(
+            lines.iter().any(|l| l.contains(&format!("key={key} ")) && l.contains("attempts=1 status=200 reply=OK")),
+            "{lines:?}"
+        );
+    }
+}
