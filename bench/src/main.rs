@@ -7,7 +7,8 @@
 //! Variants, interleaved sample by sample in every round so that machine noise hits all alike:
 //! floor A (`floor-a`, an empty `fn main`), cold HTTP and cold HTTPS (start, one lookup, first
 //! reply), idle (start and EOF), then per round floor B (`floor-b`, keep-alive requests with
-//! reqwest alone) and warm (lookups on one kept pfxhttp connection).
+//! reqwest's blocking client alone), floor B' (the same with reqwest driven on the calling
+//! thread, as pfxhttp does) and warm (lookups on one kept pfxhttp connection).
 
 use std::fmt::Write as _;
 use std::io::{Read, Write};
@@ -192,13 +193,14 @@ fn warm(args: &Args, config: &Path, env: &[(&str, &Path)]) -> Vec<Duration> {
     times
 }
 
-/// floor-b's own timings of `n` keep-alive requests.
-fn floor_b(args: &Args) -> Vec<Duration> {
-    let out = Command::new(&args.floor_b)
-        .args([args.http_url.as_str(), &args.warm.to_string()])
-        .stderr(Stdio::inherit())
-        .output()
-        .expect("start floor-b");
+/// floor-b's own timings of `n` keep-alive requests (`mode`: "" or "current-thread").
+fn floor_b(args: &Args, mode: &str) -> Vec<Duration> {
+    let n = args.warm.to_string();
+    let mut argv = vec![args.http_url.as_str(), n.as_str()];
+    if !mode.is_empty() {
+        argv.push(mode);
+    }
+    let out = Command::new(&args.floor_b).args(argv).stderr(Stdio::inherit()).output().expect("start floor-b");
     assert!(out.status.success(), "floor-b failed");
     String::from_utf8(out.stdout)
         .expect("utf-8")
@@ -226,8 +228,11 @@ fn main() {
     let mut yaml = String::new();
     writeln!(yaml, "server:\n  logging: {{ syslog_socket: {} }}\nsocket_maps:", log.display()).unwrap();
     for (name, url) in [("http", &args.http_url), ("https", &args.https_url)] {
-        writeln!(yaml, "  {name}: {{ target: '{url}', payload: '{{\"key\":\"{{{{ key }}}}\"}}', value_field: result }}")
-            .unwrap();
+        writeln!(
+            yaml,
+            "  {name}: {{ target: '{url}', payload: '{{\"key\":\"{{{{ key }}}}\"}}', value_field: result }}"
+        )
+        .unwrap();
     }
     std::fs::write(&config, yaml).expect("write config");
     let conf = config.to_str().expect("utf-8 path");
@@ -249,8 +254,11 @@ fn main() {
             s.idle.push(round, run_once(&args.pfxhttp, &socketmap, env, None).exit);
         }
         eprint!(", warm");
-        for t in floor_b(&args) {
+        for t in floor_b(&args, "") {
             s.floor_b.push(round, t);
+        }
+        for t in floor_b(&args, "current-thread") {
+            s.floor_b_current.push(round, t);
         }
         for t in warm(&args, &config, env) {
             s.warm.push(round, t);
@@ -271,7 +279,7 @@ fn main() {
 
 fn args_summary(a: &Args) -> String {
     format!(
-        "{} rounds; per round {} starts of each cold variant (interleaved), {} warm lookups and {} floor-B requests",
+        "{} rounds; per round {} starts of each cold variant (interleaved), {} warm lookups and {} requests of each floor B",
         a.rounds, a.cold, a.warm, a.warm
     )
 }
