@@ -1,7 +1,7 @@
 //! The HTTP exchange: one request out, one bounded response in.
 //!
 //! [`Transport`] is the seam between the lookup logic and the network: [`Clients`] implements it
-//! with reqwest (one blocking client per distinct TLS/proxy setting, built on first need and kept
+//! with reqwest (one client per distinct TLS/proxy setting, built on first need and kept
 //! for keep-alive), and unit tests implement it in memory.
 
 mod client;
