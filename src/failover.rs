@@ -33,17 +33,11 @@ impl<'s> Hosts<'s> {
     pub fn new(entry: &Entry, urls: Vec<reqwest::Url>, store: &'s Store) -> Hosts<'s> {
         // One host has no health to read or record (see `record`).
         let origins: Vec<String> = if urls.len() > 1 { urls.iter().map(http::origin_of).collect() } else { Vec::new() };
-        let marks = if urls.len() > 1 { store.marks(&origins) } else { Vec::new() };
+        let marks = if origins.is_empty() { Vec::new() } else { store.marks(&origins) };
         let now = state::now_ms();
-        let mark_of = |o: &String| marks.iter().find(|(h, _)| h == o).map(|(_, m)| m);
-        let (down, marked): (Vec<bool>, Vec<Cell<bool>>) = if origins.is_empty() {
-            (vec![false; urls.len()], vec![Cell::new(false); urls.len()])
-        } else {
-            origins
-                .iter()
-                .map(|o| (mark_of(o).is_some_and(|m| m.is_down(now)), Cell::new(mark_of(o).is_some())))
-                .unzip()
-        };
+        let mark_of = |i: usize| origins.get(i).and_then(|o| marks.iter().find(|(h, _)| h == o)).map(|(_, m)| m);
+        let down: Vec<bool> = (0..urls.len()).map(|i| mark_of(i).is_some_and(|m| m.is_down(now))).collect();
+        let marked = (0..urls.len()).map(|i| Cell::new(mark_of(i).is_some())).collect();
         let order = order(entry, &down);
         Hosts { order, urls, origins, marked, down: down.into_iter().map(Cell::new).collect(), store }
     }

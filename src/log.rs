@@ -28,16 +28,7 @@ static SINK: Mutex<Option<Sink>> = Mutex::new(None);
 
 /// Opens (or re-opens) the syslog socket with `settings`.
 pub fn init(settings: &LogSettings) {
-    let sink = Sink {
-        level: settings.level,
-        json: settings.json,
-        facility: settings.facility,
-        pid: std::process::id(),
-        socket: connect(settings),
-        line: String::new(),
-        stamp: (u64::MAX, String::new()),
-    };
-    *SINK.lock().unwrap_or_else(|e| e.into_inner()) = Some(sink);
+    *SINK.lock().unwrap_or_else(|e| e.into_inner()) = Some(Sink::open(settings));
 }
 
 /// A non-blocking syslog connection, or `None` when the socket is not there.
@@ -74,22 +65,24 @@ pub fn install_panic_hook() {
             sink.socket.is_some().then(|| sink.send(Level::Error, |line, _| line.push_str(&text)))
         });
         if sent != Some(true) {
-            let settings = LogSettings::default();
-            let mut fallback = Sink {
-                level: Level::Error,
-                json: false,
-                facility: settings.facility,
-                pid: std::process::id(),
-                socket: connect(&settings),
-                line: String::new(),
-                stamp: (u64::MAX, String::new()),
-            };
-            fallback.send(Level::Error, |line, _| line.push_str(&text));
+            Sink::open(&LogSettings::default()).send(Level::Error, |line, _| line.push_str(&text));
         }
     }));
 }
 
 impl Sink {
+    fn open(settings: &LogSettings) -> Sink {
+        Sink {
+            level: settings.level,
+            json: settings.json,
+            facility: settings.facility,
+            pid: std::process::id(),
+            socket: connect(settings),
+            line: String::new(),
+            stamp: (u64::MAX, String::new()),
+        }
+    }
+
     /// Sends one line: the RFC 3164 header, then what `text` appends. `false` when it was lost.
     fn send(&mut self, level: Level, text: impl FnOnce(&mut String, bool)) -> bool {
         let Some(socket) = self.socket.as_mut() else { return false };
