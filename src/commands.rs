@@ -8,6 +8,7 @@ use crate::http::Clients;
 use crate::proto::policy;
 use crate::serve::Server;
 use crate::state::{self, Store};
+use crate::text::printable;
 use crate::{exit, log, reply};
 use clap::Parser;
 use std::collections::BTreeMap;
@@ -226,7 +227,7 @@ fn query(path: Result<std::path::PathBuf, String>, format: Format, map: &str, ke
     let (outcome, report) = server.map_lookup(map, key.as_bytes());
     if let Some(r) = &report {
         for line in &r.transcript {
-            eprintln!("{line}");
+            eprintln!("{}", printable(line));
         }
     }
     let text = reply::socketmap(&outcome, config.socketmap_max_reply_size);
@@ -271,7 +272,7 @@ fn policy_query(
     let (action, report, _) = server.policy_check(Some(service), &attrs);
     if let Some(r) = &report {
         for line in &r.transcript {
-            eprintln!("{line}");
+            eprintln!("{}", printable(line));
         }
     }
     println!("action={action}");
@@ -316,27 +317,28 @@ fn state(path: Result<std::path::PathBuf, String>, format: Format, action: State
                     exit::OK
                 }
                 Err(e) => {
-                    eprintln!("pfxhttp: {e}");
+                    eprintln!("pfxhttp: {}", printable(&e.to_string()));
                     exit::TEMPFAIL
                 }
             }
         }
         StateAction::Check => {
             let report = state::check(db);
-            report.facts.iter().for_each(|line| println!("{line}"));
+            report.facts.iter().for_each(|line| println!("{}", printable(line)));
             let now = state::now_ms();
             if report.down.is_empty() && report.problems.is_empty() {
                 println!("no host is marked down");
             }
             for (host, mark) in &report.down {
                 println!(
-                    "down: {host} for {} s more ({} failure(s) in a row, last: {})",
+                    "down: {} for {} s more ({} failure(s) in a row, last: {})",
+                    printable(host),
                     (mark.down_until - now + 999) / 1000,
                     mark.failures,
-                    mark.last_error
+                    printable(&mark.last_error)
                 );
             }
-            report.problems.iter().for_each(|p| eprintln!("problem: {p}"));
+            report.problems.iter().for_each(|p| eprintln!("problem: {}", printable(p)));
             if report.problems.is_empty() { exit::OK } else { exit::NOT_FOUND }
         }
     }
@@ -390,7 +392,7 @@ fn token(path: Result<std::path::PathBuf, String>, format: Format, name: &str, r
         let deadline = std::time::Instant::now() + entry.deadline;
         let fetch = crate::auth::fetch::Fetch::for_entry(entry, &clients, deadline);
         if let Err(e) = crate::auth::refresh(auth, &store, &fetch) {
-            eprintln!("pfxhttp: {e}");
+            eprintln!("pfxhttp: {}", printable(&e.to_string()));
             return exit::TEMPFAIL;
         }
         if setting == StateDb::Memory {

@@ -49,6 +49,7 @@ pub mod reply;
 pub mod serve;
 pub mod state;
 pub mod template;
+pub mod text;
 pub mod value;
 
 /// Exit statuses, from sysexits(3).

@@ -38,3 +38,6 @@ mod auth;
 
 #[path = "it/deploy.rs"]
 mod deploy;
+
+#[path = "it/state_attack.rs"]
+mod state_attack;

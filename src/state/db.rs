@@ -1,7 +1,7 @@
 //! Opening the SQLite file, its schema, and the `state init` / `state check` commands' work.
 
 use rusqlite::{Connection, ErrorCode, OpenFlags};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -55,12 +55,17 @@ pub struct DbError {
 }
 
 impl DbError {
-    fn new(path: &Path, error: impl Into<String>, fix: impl Into<String>) -> DbError {
+    pub(super) fn new(path: &Path, error: impl Into<String>, fix: impl Into<String>) -> DbError {
         DbError { path: path.to_path_buf(), error: error.into(), fix: fix.into() }
     }
 
     /// Names the fix for an SQLite error.
     pub fn from_sqlite(path: &Path, e: &rusqlite::Error) -> DbError {
+        if let rusqlite::Error::SqliteFailure(f, _) = e
+            && f.extended_code == rusqlite::ffi::SQLITE_CANTOPEN_SYMLINK
+        {
+            return DbError::new(path, "its path runs through a symbolic link", NO_SYMLINK_FIX);
+        }
         let fix = match e.sqlite_error_code() {
             Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => {
                 "another process holds a lock on it for too long; look for a stuck process using it".to_string()
@@ -75,6 +80,15 @@ impl DbError {
         };
         DbError::new(path, e.to_string(), fix)
     }
+}
+
+const NO_SYMLINK_FIX: &str =
+    "pfxhttp never follows a symbolic link for its state database; set server.state_db to the real path";
+
+/// Flags for every SQLite open: `NOFOLLOW` refuses a path with a symbolic link anywhere in it
+/// (SQLite itself opens the `-wal`/`-shm`/`-journal` files with `O_NOFOLLOW`).
+fn flags(access: OpenFlags) -> OpenFlags {
+    access | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_NOFOLLOW
 }
 
 fn writable_fix(path: &Path) -> String {
@@ -96,6 +110,9 @@ pub fn open(path: &Path) -> Result<Connection, DbError> {
             "create it with `pfxhttp state init --user USER` (USER: the spawn service's user)",
         ));
     }
+    if path.symlink_metadata().is_ok_and(|m| m.file_type().is_symlink()) {
+        return Err(DbError::new(path, "it is a symbolic link", NO_SYMLINK_FIX));
+    }
     if !path.exists() {
         // Created here rather than by SQLite so that it is private from the start; its -wal and
         // -shm files take the same mode.
@@ -106,8 +123,8 @@ pub fn open(path: &Path) -> Result<Connection, DbError> {
             return Err(DbError::new(path, format!("cannot create it: {e}"), writable_fix(path)));
         }
     }
-    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-    let conn = Connection::open_with_flags(path, flags).map_err(|e| DbError::from_sqlite(path, &e))?;
+    let conn = Connection::open_with_flags(path, flags(OpenFlags::SQLITE_OPEN_READ_WRITE))
+        .map_err(|e| DbError::from_sqlite(path, &e))?;
     // Many processes may open a new file at once: contention there is waited out a few times.
     let mut tries = 0;
     while let Err(e) = prepare(&conn).and_then(|()| schema(&conn)) {
@@ -159,43 +176,6 @@ fn create_schema(conn: &Connection) -> rusqlite::Result<()> {
     })
 }
 
-/// `pfxhttp state init`: creates the directory (0700) and the database (0600), owned by `owner`
-/// (uid, gid) when given. Returns what it did, one line each.
-pub fn init(path: &Path, owner: Option<(u32, u32)>) -> Result<Vec<String>, DbError> {
-    let mut done = Vec::new();
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    if !dir.is_dir() {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| DbError::new(path, format!("cannot create {}: {e}", dir.display()), "check the path"))?;
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(|e| {
-            DbError::new(path, format!("cannot set the mode of {}: {e}", dir.display()), "check the path")
-        })?;
-        done.push(format!("created {} (mode 0700)", dir.display()));
-    }
-    let existed = path.exists();
-    drop(open(path)?);
-    done.push(if existed {
-        format!("{} exists and is usable", path.display())
-    } else {
-        format!("created {} (mode 0600, schema version {SCHEMA_VERSION})", path.display())
-    });
-    if let Some((uid, gid)) = owner {
-        let chown = |p: &Path| -> Result<(), DbError> {
-            if p.exists() {
-                std::os::unix::fs::chown(p, Some(uid), Some(gid))
-                    .map_err(|e| DbError::new(path, format!("cannot chown {}: {e}", p.display()), "run as root"))?;
-            }
-            Ok(())
-        };
-        chown(dir)?;
-        for suffix in ["", "-wal", "-shm"] {
-            chown(&PathBuf::from(format!("{}{suffix}", path.display())))?;
-        }
-        done.push(format!("owner set to uid {uid}, gid {gid}"));
-    }
-    Ok(done)
-}
-
 /// What `pfxhttp state check` found.
 pub struct CheckReport {
     /// Facts, one line each.
@@ -235,14 +215,13 @@ pub fn check(path: &Path) -> CheckReport {
             return report;
         }
     }
-    let conn =
-        match Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX) {
-            Ok(c) => c,
-            Err(e) => {
-                report.problems.push(DbError::from_sqlite(path, &e).to_string());
-                return report;
-            }
-        };
+    let conn = match Connection::open_with_flags(path, flags(OpenFlags::SQLITE_OPEN_READ_ONLY)) {
+        Ok(c) => c,
+        Err(e) => {
+            report.problems.push(DbError::from_sqlite(path, &e).to_string());
+            return report;
+        }
+    };
     let _ = conn.busy_timeout(BUSY_TIMEOUT);
     let facts = (|| -> rusqlite::Result<(i64, String, String)> {
         let version = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
@@ -295,6 +274,7 @@ fn version_zero(e: &rusqlite::Error) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::state::init;
 
     fn temp(name: &str) -> PathBuf {
         let dir = std::env::temp_dir().join(format!("pfxhttp-db-{}-{name}", std::process::id()));
@@ -307,7 +287,7 @@ mod tests {
         let path = temp("init");
         assert!(open(&path).unwrap_err().to_string().contains("does not exist"));
         let done = init(&path, None).unwrap();
-        assert!(done[0].contains("mode 0700"), "{done:?}");
+        assert!(done[0].ends_with("-init (mode 0755)") && done[1].ends_with("/state (mode 0700)"), "{done:?}");
         let dir_mode = std::fs::metadata(path.parent().unwrap()).unwrap().mode() & 0o777;
         let file_mode = std::fs::metadata(&path).unwrap().mode() & 0o777;
         assert_eq!((dir_mode, file_mode), (0o700, 0o600));

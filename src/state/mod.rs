@@ -9,10 +9,12 @@
 
 mod db;
 mod health;
+mod init;
 mod tokens;
 
-pub use db::{DbError, SCHEMA_VERSION, check, init, open as try_open};
+pub use db::{DbError, SCHEMA_VERSION, check, open as try_open};
 pub use health::{Mark, backoff, now_ms};
+pub use init::{Owner, init};
 pub use tokens::TokenRow;
 
 use crate::config::StateDb;

@@ -401,6 +401,23 @@ fn query_backend_down_is_temp() {
     assert_eq!(out.stdout_str().lines().count(), 1, "{out:?}");
 }
 
+/// `query -v` prints what the backend sent with its control characters escaped: a response
+/// header and body holding terminal control sequences reach the terminal as text.
+#[test]
+fn query_verbose_escapes_what_the_backend_sent() {
+    let b = Backend::fixed(
+        Reply::json(200, "{\"result\":\"v\",\"x\":\"\\u001b[2J\"}\r\n\u{1b}]0;owned\u{7}")
+            .with_header("x-evil", "a\u{9b}31mred"),
+    );
+    let cfg = demo_cfg(&b.url("/lookup"), "");
+    let out = pfx(&cfg, &["query", "-v", "demo", "found@x"], b"");
+    let err = out.stderr_str();
+    assert!(!err.chars().any(|c| "\u{1b}\u{7}\r\u{9b}".contains(c)), "raw control characters:\n{err:?}");
+    // HTTP allows no C0 control in a header value, but a C1 one (CSI, U+009B) arrives in UTF-8.
+    assert!(err.contains("a\\u{9b}31mred"), "the header, escaped:\n{err}");
+    assert!(err.contains("\\r\\n\\u{1b}]0;owned\\u{7}"), "the body, escaped:\n{err}");
+}
+
 /// `query -v` shows the HTTP request and response on stderr with `Authorization` masked: the
 /// password and its base64 form appear nowhere.
 #[test]

@@ -372,6 +372,30 @@ fn check_lists_a_host_marked_down() {
     assert!(!text.contains("no host is marked down"), "{check:?}");
 }
 
+/// Text in the database reaches the terminal with its control characters escaped: a planted
+/// host row whose error holds a screen-clearing sequence, a carriage return and a forged
+/// `down:` line shows as one line with the escapes spelled out.
+#[test]
+fn check_escapes_control_characters_from_the_database() {
+    let s = setup(|dir| dir.join("state.db"));
+    assert_clean(&s.serve_two());
+    let script = "import sqlite3, sys\n\
+                  c = sqlite3.connect(sys.argv[1])\n\
+                  c.execute('INSERT INTO host_health VALUES (?, 1, 9999999999999, ?)', \
+                  ('http://evil\\x1b]0;owned\\x07', 'x\\x1b[2J\\r\\ndown: http://forged for 1 s more'))\n\
+                  c.commit()\n";
+    let py = Command::new("python3").arg("-c").arg(script).arg(s.conf.db_path()).output().expect("python3");
+    assert!(py.status.success(), "{py:?}");
+    let check = state(&s.conf, &["check"]);
+    assert_eq!(check.code(), Some(0), "{check:?}");
+    let text = check.stdout_str();
+    assert!(!text.bytes().any(|b| b == 0x1b || b == b'\r' || b == 0x07), "raw control bytes: {text:?}");
+    assert!(!text.lines().any(|l| l.starts_with("down: http://forged")), "a forged line: {text}");
+    let evil = text.lines().find(|l| l.starts_with("down: http://evil")).unwrap_or_else(|| panic!("{text}"));
+    assert!(evil.starts_with("down: http://evil\\u{1b}]0;owned\\u{7} for "), "{evil}");
+    assert!(evil.ends_with("last: x\\u{1b}[2J\\r\\ndown: http://forged for 1 s more)"), "{evil}");
+}
+
 // ------------------------------------------------------------------ serving processes
 
 /// A serving process creates the database (mode 0600) in an existing directory; `jwt_db_path`
