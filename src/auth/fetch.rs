@@ -335,4 +335,22 @@ mod tests {
         assert!(discover("https://idp.test/.well-known/openid-configuration", &fetch(&fake)).is_err());
         assert_eq!(fake.sent.borrow()[0].method, reqwest::Method::GET);
     }
+
+    #[test]
+    fn a_discovered_endpoint_stays_on_the_documents_host_and_scheme() {
+        let doc = "https://idp.test/.well-known/openid-configuration";
+        assert!(trusted_discovery(doc, "https://idp.test/oauth2/token").is_ok());
+        assert!(trusted_discovery("http://idp.test/d", "https://idp.test/t").is_ok(), "an upgrade");
+        assert!(trusted_discovery("http://idp.test:8080/d", "http://idp.test:8080/t").is_ok());
+        for refused in [
+            "http://idp.test/oauth2/token",
+            "https://evil.test/oauth2/token",
+            "https://idp.test:8443/oauth2/token",
+            "ftp://idp.test/t",
+            "not a url",
+        ] {
+            let e = trusted_discovery(doc, refused).unwrap_err();
+            assert!(e.text.starts_with("token endpoint idp.test: token_endpoint in discovery "), "{refused}: {e}");
+        }
+    }
 }

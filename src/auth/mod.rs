@@ -248,4 +248,47 @@ mod tests {
         assert_eq!(paths, ["/.well-known/openid-configuration", "/token", "/token"]);
         let _ = std::fs::remove_dir_all(&dir);
     }
+
+    fn jwt_with(owner: &str, user: &str, password: &str) -> Auth {
+        Auth::Jwt(crate::config::JwtAuth {
+            owner: owner.into(),
+            client: 0,
+            token_endpoint: "https://idp.test/token".into(),
+            refresh_endpoint: None,
+            credentials: vec![("username".into(), Secret(user.into())), ("password".into(), Secret(password.into()))],
+            credentials_file: None,
+            json: false,
+        })
+    }
+
+    #[test]
+    fn the_cache_key_takes_no_secret() {
+        let key_of = |owner: &str, user: &str, password: &str| key(&jwt_with(owner, user, password));
+        assert_eq!(
+            key_of("/etc/a.yml|socket_maps/m", "admin", "one"),
+            key_of("/etc/a.yml|socket_maps/m", "admin", "two")
+        );
+        assert_ne!(
+            key_of("/etc/a.yml|socket_maps/m", "admin", "one"),
+            key_of("/etc/a.yml|socket_maps/m", "other", "one")
+        );
+        assert_ne!(
+            key_of("/etc/a.yml|socket_maps/m", "admin", "one"),
+            key_of("/etc/b.yml|socket_maps/m", "admin", "one")
+        );
+        let oidc = |secret: &str| {
+            key(&Auth::Oidc(OidcAuth {
+                owner: "o".into(),
+                client: 0,
+                configuration_uri: None,
+                token_endpoint: Some("https://idp.test/token".into()),
+                client_id: "c".into(),
+                client_secret: Some(Secret(secret.into())),
+                client_secret_file: None,
+                scopes: vec![],
+                method: OidcMethod::ClientSecretBasic,
+            }))
+        };
+        assert_eq!(oidc("one"), oidc("two"));
+    }
 }

@@ -205,3 +205,19 @@ impl Store {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lease_counts_for_no_longer_than_the_longest_pfxhttp_takes() {
+        let longest = Duration::from_secs(3);
+        let other = std::process::id().wrapping_add(1);
+        assert!(!lease_free(other, 1_000 + 3_000, 1_000, longest), "a lease that long is kept");
+        assert!(lease_free(other, 1_000, 1_000, longest), "ran out");
+        assert!(lease_free(other, 1_000 + 3_001, 1_000, longest), "claims longer than any lease");
+        assert!(lease_free(other, i64::MAX / 2, 1_000, longest));
+        assert!(lease_free(std::process::id(), i64::MAX / 2, 1_000, longest), "our own");
+    }
+}
