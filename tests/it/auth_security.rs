@@ -22,7 +22,7 @@ fn tls_tokens(tls: &TlsFiles) -> Backend {
 fn an_entrys_tls_settings_never_reach_the_token_endpoint() {
     let tls = make_tls_files();
     let ca = q(&tls.ca_pem.display().to_string());
-    let refused = [format!("{{ skip_verify: true }}"), format!("{{ root_ca: {ca} }}")];
+    let refused = ["{ skip_verify: true }".to_string(), format!("{{ root_ca: {ca} }}")];
     for entry_tls in &refused {
         let (ts, t) = (tls_tokens(&tls), target());
         let cfg = Cfg::map(&t.url("/lookup")).set("tls", entry_tls).set("jwt_auth", &jwt(&ts.url("/token"), ""));
