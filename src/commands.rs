@@ -403,7 +403,7 @@ fn token(path: Result<std::path::PathBuf, String>, format: Format, name: &str, r
     }
     let now = state::now_ms();
     let secs = |ms: i64| (ms + 999) / 1000;
-    match store.token(&crate::auth::key(auth, store.key_salt())) {
+    match store.token(&crate::auth::key(auth)) {
         Some(row) => {
             match &row.token {
                 Some(t) if t.expires_at > now => println!(

@@ -88,7 +88,7 @@ pub fn run(
     set_bearer(&mut headers, &token);
     let mut last = attempts(entry, &hosts, &headers, &body, deadline, transport, &mut report, verbose);
     if matches!(&last, Some((_, Ok(r))) if r.status == 401) {
-        store.drop_token(&auth::key(auth, store.key_salt()), &token);
+        store.drop_token(&auth::key(auth), &token);
         token = match bearer(entry, auth, store, transport, deadline) {
             Ok(t) => t,
             Err(e) => {

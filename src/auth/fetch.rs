@@ -40,10 +40,11 @@ pub struct Fetch<'a> {
 }
 
 impl<'a> Fetch<'a> {
-    /// Token requests for `entry`: its client, timeout and user agent.
+    /// Token requests for `entry`: its auth block's client (never the entry's own, see
+    /// [`crate::config::Auth::client`]), its timeout and user agent.
     pub fn for_entry(entry: &'a crate::config::Entry, transport: &'a dyn Transport, deadline: Instant) -> Fetch<'a> {
-        let attempt =
-            Attempt { client: entry.client, timeout: entry.timeout, max_response_bytes: 1 << 16, gunzip: false };
+        let client = entry.auth.as_ref().map_or(entry.client, crate::config::Auth::client);
+        let attempt = Attempt { client, timeout: entry.timeout, max_response_bytes: 1 << 16, gunzip: false };
         Fetch { transport, attempt, deadline, user_agent: &entry.user_agent }
     }
 
@@ -160,10 +161,35 @@ pub fn discover(configuration_uri: &str, fetch: &Fetch) -> Result<String, AuthEr
     let doc: serde_json::Value = serde_json::from_slice(&body).map_err(|_| fail("discovery document is not JSON"))?;
     let endpoint =
         doc.get("token_endpoint").and_then(|v| v.as_str()).ok_or_else(|| fail("no token_endpoint in discovery"))?;
-    match reqwest::Url::parse(endpoint) {
-        Ok(u) if matches!(u.scheme(), "http" | "https") => Ok(endpoint.to_string()),
-        _ => Err(fail("token_endpoint in discovery is not an http(s) URL")),
+    trusted_discovery(configuration_uri, endpoint)?;
+    Ok(endpoint.to_string())
+}
+
+/// Checks a token endpoint that a discovery document at `configuration_uri` named (fetched now,
+/// or read back from the state database): it gets the client secret, so it must be an http(s)
+/// URL on the discovery document's host and port, and not plain http when the document came
+/// over https. Anything else is refused: a token endpoint elsewhere is named in the config
+/// (`token_endpoint`), which then makes discovery unnecessary.
+pub fn trusted_discovery(configuration_uri: &str, endpoint: &str) -> Result<(), AuthError> {
+    let fail = |what: &str| AuthError::at(&host(configuration_uri), what);
+    let (Ok(doc), Ok(named)) = (reqwest::Url::parse(configuration_uri), reqwest::Url::parse(endpoint)) else {
+        return Err(fail("token_endpoint in discovery is not an http(s) URL"));
+    };
+    if !matches!(named.scheme(), "http" | "https") {
+        return Err(fail("token_endpoint in discovery is not an http(s) URL"));
     }
+    if doc.scheme() == "https" && named.scheme() == "http" {
+        return Err(fail("token_endpoint in discovery is plain http; name it in token_endpoint to use it"));
+    }
+    let upgrade = doc.scheme() == "http" && named.scheme() == "https";
+    if named.host_str() != doc.host_str() || (!upgrade && named.port_or_known_default() != doc.port_or_known_default())
+    {
+        return Err(fail(&format!(
+            "token_endpoint in discovery is on another host ({}); name it in token_endpoint to use it",
+            http::host_of(&named)
+        )));
+    }
+    Ok(())
 }
 
 /// backend_oidc_auth: the client-credentials grant at `endpoint`.
@@ -217,6 +243,8 @@ mod tests {
 
     fn jwt_auth(json: bool) -> JwtAuth {
         JwtAuth {
+            owner: "t".into(),
+            client: 0,
             token_endpoint: "http://idp.test/token".into(),
             refresh_endpoint: None,
             credentials: vec![],
@@ -265,6 +293,8 @@ mod tests {
 
     fn oidc(method: OidcMethod) -> OidcAuth {
         OidcAuth {
+            owner: "t".into(),
+            client: 0,
             configuration_uri: None,
             token_endpoint: Some("http://idp.test/token".into()),
             client_id: "cid".into(),
@@ -304,5 +334,23 @@ mod tests {
         );
         assert!(discover("https://idp.test/.well-known/openid-configuration", &fetch(&fake)).is_err());
         assert_eq!(fake.sent.borrow()[0].method, reqwest::Method::GET);
+    }
+
+    #[test]
+    fn a_discovered_endpoint_stays_on_the_documents_host_and_scheme() {
+        let doc = "https://idp.test/.well-known/openid-configuration";
+        assert!(trusted_discovery(doc, "https://idp.test/oauth2/token").is_ok());
+        assert!(trusted_discovery("http://idp.test/d", "https://idp.test/t").is_ok(), "an upgrade");
+        assert!(trusted_discovery("http://idp.test:8080/d", "http://idp.test:8080/t").is_ok());
+        for refused in [
+            "http://idp.test/oauth2/token",
+            "https://evil.test/oauth2/token",
+            "https://idp.test:8443/oauth2/token",
+            "ftp://idp.test/t",
+            "not a url",
+        ] {
+            let e = trusted_discovery(doc, refused).unwrap_err();
+            assert!(e.text.starts_with("token endpoint idp.test: token_endpoint in discovery "), "{refused}: {e}");
+        }
     }
 }

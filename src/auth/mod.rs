@@ -13,14 +13,29 @@ use token::Token;
 /// How often a process without a token looks whether another process has stored one.
 const POLL: Duration = Duration::from_millis(25);
 
-/// The cache key of an auth setting: an HMAC-SHA-256, keyed with the database's salt, over
-/// everything that makes a token; the database holds no secret, nor a plain hash of one.
-pub fn key(auth: &Auth, salt: &[u8]) -> String {
+/// The cache key of an auth setting: a SHA-256 over what names the token, none of it secret:
+/// the config file and entry ([`Auth::owner`]), the endpoints, the client id or user name, the
+/// scopes. No password or client secret goes into it, so the database holds nothing from which
+/// one could be guessed offline. A changed secret is noticed by the backend or token endpoint
+/// refusing the old token (401), which drops it and fetches a new one with the new secret.
+pub fn key(auth: &Auth) -> String {
     let text = match auth {
         Auth::Jwt(j) => {
-            let creds: Vec<String> = j.credentials.iter().map(|(k, Secret(v))| format!("{k}={v}")).collect();
+            // The credentials' names, and the values of those that name the account only.
+            let creds: Vec<String> = j
+                .credentials
+                .iter()
+                .map(|(k, Secret(v))| {
+                    if ACCOUNT_NAMES.contains(&k.to_ascii_lowercase().as_str()) {
+                        format!("{k}={v}")
+                    } else {
+                        k.clone()
+                    }
+                })
+                .collect();
             format!(
-                "jwt|{}|{:?}|{}|{:?}|{}",
+                "jwt|{}|{}|{:?}|{}|{:?}|{}",
+                j.owner,
                 j.token_endpoint,
                 j.refresh_endpoint,
                 creds.join("&"),
@@ -29,19 +44,21 @@ pub fn key(auth: &Auth, salt: &[u8]) -> String {
             )
         }
         Auth::Oidc(o) => format!(
-            "oidc|{:?}|{:?}|{}|{:?}|{:?}|{}|{:?}",
+            "oidc|{}|{:?}|{:?}|{}|{}|{:?}",
+            o.owner,
             o.configuration_uri,
             o.token_endpoint,
             o.client_id,
-            o.client_secret.as_ref().map(|s| &s.0),
-            o.client_secret_file,
             o.scopes.join(" "),
             o.method
         ),
     };
-    let tag = ring::hmac::sign(&ring::hmac::Key::new(ring::hmac::HMAC_SHA256, salt), text.as_bytes());
-    tag.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+    let digest = ring::digest::digest(&ring::digest::SHA256, text.as_bytes());
+    digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
 }
+
+/// jwt_auth credentials that name the account rather than prove it (compared in lowercase).
+const ACCOUNT_NAMES: &[&str] = &["username", "user", "login", "email", "client_id"];
 
 /// How long a discovery document's token endpoint is used before it is fetched again.
 const DISCOVERY_MAX_AGE: Duration = Duration::from_secs(24 * 3600);
@@ -50,23 +67,30 @@ const DISCOVERY_MAX_AGE: Duration = Duration::from_secs(24 * 3600);
 /// so that the others go on with the valid token instead of each trying the token endpoint again.
 const RENEW_BACKOFF: Duration = Duration::from_secs(10);
 
+/// The longest lease a pfxhttp process with these settings takes: the fetch's own, or the hold
+/// after a failed renewal. Another process's lease is trusted for no longer than that, whatever
+/// its row says.
+fn longest_lease(fetch: &Fetch) -> Duration {
+    fetch.lease().max(RENEW_BACKOFF)
+}
+
 /// A valid token for `auth`: the shared one, or a new one fetched by this process if it wins the
 /// lease, or one another process fetches while this one waits (until `fetch.deadline`).
 pub fn obtain(auth: &Auth, store: &Store, fetch: &Fetch) -> Result<Token, AuthError> {
-    let key = key(auth, store.key_salt());
+    let key = key(auth);
     loop {
         let now = now_ms();
         let row = store.token(&key).unwrap_or_default();
         // Read first, lock only when the lease looks free: waiters must not take turns at the
         // write lock that the fetching process needs to store its token.
-        let lease_free = row.lease_until <= now || row.lease_pid == std::process::id();
+        let lease_free = row.lease_free(now, longest_lease(fetch));
         if let Some(token) = row.token.clone().filter(|t| t.expires_at > now + 1000) {
             if now >= row.refresh_from && lease_free {
                 return Ok(renew_ahead(auth, &key, store, fetch, token, row.fetched_at));
             }
             return Ok(token);
         }
-        if lease_free && store.try_lease(&key, fetch.lease(), row.fetched_at) {
+        if lease_free && store.try_lease(&key, fetch.lease(), longest_lease(fetch), row.fetched_at) {
             return renew(auth, &key, store, fetch, row.token.as_ref()).inspect_err(|e| {
                 store.release(&key);
                 crate::log::error(&format!("no token: {e}"));
@@ -86,7 +110,7 @@ pub fn obtain(auth: &Auth, store: &Store, fetch: &Fetch) -> Result<Token, AuthEr
 /// spare (one attempt's timeout is left for the request itself); the others keep using it.
 fn renew_ahead(auth: &Auth, key: &str, store: &Store, fetch: &Fetch, token: Token, seen: i64) -> Token {
     let spare = fetch.deadline.saturating_duration_since(Instant::now()).saturating_sub(fetch.attempt.timeout);
-    if spare < Duration::from_millis(100) || !store.try_lease(key, fetch.lease(), seen) {
+    if spare < Duration::from_millis(100) || !store.try_lease(key, fetch.lease(), longest_lease(fetch), seen) {
         return token;
     }
     match renew(auth, key, store, &fetch.until(Instant::now() + spare), Some(&token)) {
@@ -101,9 +125,9 @@ fn renew_ahead(auth: &Auth, key: &str, store: &Store, fetch: &Fetch, token: Toke
 
 /// Fetches a new token now (`pfxhttp token --refresh`), unless another process holds the lease.
 pub fn refresh(auth: &Auth, store: &Store, fetch: &Fetch) -> Result<Token, AuthError> {
-    let key = key(auth, store.key_salt());
+    let key = key(auth);
     let row = store.token(&key).unwrap_or_default();
-    if !store.try_lease(&key, fetch.lease(), row.fetched_at) {
+    if !store.try_lease(&key, fetch.lease(), longest_lease(fetch), row.fetched_at) {
         return Err(AuthError::new("another process is fetching a token right now"));
     }
     renew(auth, &key, store, fetch, row.token.as_ref()).inspect_err(|_| store.release(&key))
@@ -130,14 +154,7 @@ fn renew(auth: &Auth, key: &str, store: &Store, fetch: &Fetch, old: Option<&Toke
         Auth::Oidc(o) => {
             let endpoint = match (&o.token_endpoint, &o.configuration_uri) {
                 (Some(e), _) => e.clone(),
-                (None, Some(uri)) => match store.discovered(uri, DISCOVERY_MAX_AGE) {
-                    Some(endpoint) => endpoint,
-                    None => {
-                        let endpoint = fetch::discover(uri, fetch)?;
-                        store.put_discovered(uri, &endpoint);
-                        endpoint
-                    }
-                },
+                (None, Some(uri)) => discovered(uri, store, fetch)?,
                 (None, None) => return Err(AuthError::new("no token endpoint")),
             };
             fetch::client_credentials(o, &endpoint, client_secret(o)?.as_deref(), fetch)?
@@ -145,6 +162,21 @@ fn renew(auth: &Auth, key: &str, store: &Store, fetch: &Fetch, old: Option<&Toke
     };
     store.put_token(key, &token, token.refresh_from(fetched_at));
     Ok(token)
+}
+
+/// The token endpoint of the discovery document at `uri`: the one in the state database if it
+/// is recent and passes the same check as a fresh one (anyone who can write the database could
+/// have put it there), else fetched now.
+fn discovered(uri: &str, store: &Store, fetch: &Fetch) -> Result<String, AuthError> {
+    if let Some(endpoint) = store.discovered(uri, DISCOVERY_MAX_AGE) {
+        match fetch::trusted_discovery(uri, &endpoint) {
+            Ok(()) => return Ok(endpoint),
+            Err(e) => crate::log::warn(&format!("stored discovery result refused, fetching it again: {e}")),
+        }
+    }
+    let endpoint = fetch::discover(uri, fetch)?;
+    store.put_discovered(uri, &endpoint);
+    Ok(endpoint)
 }
 
 /// jwt_auth credentials: those in the config, then those of `credentials_file` (a YAML or JSON
@@ -190,6 +222,8 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let store = Store::new(&StateDb::File(dir.join("s.db")));
         let auth = Auth::Oidc(OidcAuth {
+            owner: "t".into(),
+            client: 0,
             configuration_uri: Some("http://idp.test/.well-known/openid-configuration".into()),
             token_endpoint: None,
             client_id: "c".into(),
@@ -208,10 +242,53 @@ mod tests {
         let fetch =
             Fetch { transport: &fake, attempt, deadline: Instant::now() + Duration::from_secs(5), user_agent: "t" };
         let first = obtain(&auth, &store, &fetch).unwrap();
-        store.drop_token(&key(&auth, store.key_salt()), &first);
+        store.drop_token(&key(&auth), &first);
         assert_eq!(obtain(&auth, &store, &fetch).unwrap().access, "t2");
         let paths: Vec<String> = fake.sent.borrow().iter().map(|r| r.url.path().to_string()).collect();
         assert_eq!(paths, ["/.well-known/openid-configuration", "/token", "/token"]);
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    fn jwt_with(owner: &str, user: &str, password: &str) -> Auth {
+        Auth::Jwt(crate::config::JwtAuth {
+            owner: owner.into(),
+            client: 0,
+            token_endpoint: "https://idp.test/token".into(),
+            refresh_endpoint: None,
+            credentials: vec![("username".into(), Secret(user.into())), ("password".into(), Secret(password.into()))],
+            credentials_file: None,
+            json: false,
+        })
+    }
+
+    #[test]
+    fn the_cache_key_takes_no_secret() {
+        let key_of = |owner: &str, user: &str, password: &str| key(&jwt_with(owner, user, password));
+        assert_eq!(
+            key_of("/etc/a.yml|socket_maps/m", "admin", "one"),
+            key_of("/etc/a.yml|socket_maps/m", "admin", "two")
+        );
+        assert_ne!(
+            key_of("/etc/a.yml|socket_maps/m", "admin", "one"),
+            key_of("/etc/a.yml|socket_maps/m", "other", "one")
+        );
+        assert_ne!(
+            key_of("/etc/a.yml|socket_maps/m", "admin", "one"),
+            key_of("/etc/b.yml|socket_maps/m", "admin", "one")
+        );
+        let oidc = |secret: &str| {
+            key(&Auth::Oidc(OidcAuth {
+                owner: "o".into(),
+                client: 0,
+                configuration_uri: None,
+                token_endpoint: Some("https://idp.test/token".into()),
+                client_id: "c".into(),
+                client_secret: Some(Secret(secret.into())),
+                client_secret_file: None,
+                scopes: vec![],
+                method: OidcMethod::ClientSecretBasic,
+            }))
+        };
+        assert_eq!(oidc("one"), oidc("two"));
     }
 }

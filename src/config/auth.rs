@@ -1,13 +1,25 @@
 //! Backend authentication blocks: `jwt_auth` (Go pfxhttp v1.1) and `backend_oidc_auth` (v2).
 //! They are parsed and validated here; fetching tokens is the job of the auth module.
 
+use super::build::{Inherited, client_index, tls};
 use super::tree::{self, Diagnostics, Table, join};
 use super::*;
 use serde_yaml::Value;
 
-pub(super) fn auth(path: &str, t: &mut Table<'_>, d: &mut Diagnostics) -> Option<Auth> {
-    let jwt = t.take("jwt_auth").and_then(|(p, v)| jwt_auth(&p, v, d));
-    let oidc = t.take_any(&["backend_oidc_auth", "oauth2"], d).and_then(|(p, v)| oidc_auth(&p, v, d));
+/// The entry's auth block, if any. `owner` names the config file and entry; `server` holds the
+/// server-level settings, which token requests use unless the block has a `tls` of its own.
+pub(super) fn auth(
+    path: &str,
+    owner: &str,
+    t: &mut Table<'_>,
+    server: &Inherited,
+    clients: &mut Vec<ClientSpec>,
+    d: &mut Diagnostics,
+) -> Option<Auth> {
+    let mut ctx = Ctx { owner, server, clients, d };
+    let jwt = t.take("jwt_auth").and_then(|(p, v)| jwt_auth(&p, v, &mut ctx));
+    let oidc = t.take_any(&["backend_oidc_auth", "oauth2"], ctx.d).and_then(|(p, v)| oidc_auth(&p, v, &mut ctx));
+    let d = ctx.d;
     match (jwt, oidc) {
         (Some(_), Some(_)) => {
             d.error(path, "jwt_auth and backend_oidc_auth cannot both be enabled");
@@ -19,11 +31,55 @@ pub(super) fn auth(path: &str, t: &mut Table<'_>, d: &mut Diagnostics) -> Option
     }
 }
 
+/// What an auth block is read with.
+struct Ctx<'a, 'd> {
+    owner: &'a str,
+    server: &'a Inherited,
+    clients: &'a mut Vec<ClientSpec>,
+    d: &'d mut Diagnostics,
+}
+
+impl Ctx<'_, '_> {
+    /// The client of token requests: the server-level connect timeout, proxy and TLS settings,
+    /// with the block's own `tls` (keys as in an entry's `tls`) over the server's.
+    fn client(&mut self, t: &mut Table<'_>) -> usize {
+        let mut spec = ClientSpec {
+            connect_timeout: self.server.connect_timeout,
+            proxy: self.server.proxy.clone(),
+            tls: self.server.tls.clone(),
+        };
+        if let Some((p, v)) = t.take("tls") {
+            spec.tls = tls(&p, v, &self.server.tls, self.d);
+        }
+        client_index(self.clients, spec)
+    }
+}
+
+/// Whether `url` is plain `http://` to a host other than the loopback (a templated host counts
+/// as another host): credentials sent there can be read on the way.
+pub(super) fn plain_http_beyond_loopback(url: &str) -> bool {
+    if !url.get(..7).is_some_and(|s| s.eq_ignore_ascii_case("http://")) {
+        return false;
+    }
+    let Some(parsed) = reqwest::Url::parse(url).ok() else { return true };
+    let host = parsed.host_str().unwrap_or("").trim_start_matches('[').trim_end_matches(']');
+    match host.parse::<std::net::IpAddr>() {
+        Ok(ip) => !ip.is_loopback(),
+        Err(_) => !host.eq_ignore_ascii_case("localhost"),
+    }
+}
+
+/// An endpoint URL; plain `http://` beyond the loopback is allowed but warned about.
 fn url_field(t: &mut Table<'_>, key: &str, d: &mut Diagnostics) -> Option<String> {
     let (p, v) = t.take(key)?;
     let s = tree::string(&p, v, d)?;
     match reqwest::Url::parse(&s) {
-        Ok(u) if matches!(u.scheme(), "http" | "https") => Some(s),
+        Ok(u) if matches!(u.scheme(), "http" | "https") => {
+            if plain_http_beyond_loopback(&s) {
+                d.warn(&p, "plain http:// beyond the loopback: credentials and tokens can be read on the way");
+            }
+            Some(s)
+        }
         _ => {
             d.error(&p, "not an http or https URL");
             None
@@ -40,8 +96,10 @@ fn existing_file(t: &mut Table<'_>, key: &str, d: &mut Diagnostics) -> Option<Pa
     Some(PathBuf::from(s))
 }
 
-fn jwt_auth(path: &str, v: &Value, d: &mut Diagnostics) -> Option<JwtAuth> {
-    let mut t = Table::open(v, path, d)?;
+fn jwt_auth(path: &str, v: &Value, ctx: &mut Ctx<'_, '_>) -> Option<JwtAuth> {
+    let mut t = Table::open(v, path, ctx.d)?;
+    let client = ctx.client(&mut t);
+    let d = &mut *ctx.d;
     let enabled = t.take("enabled").and_then(|(p, v)| tree::boolean(&p, v, d)).unwrap_or(true);
     let token_endpoint = url_field(&mut t, "token_endpoint", d);
     let refresh_endpoint = url_field(&mut t, "refresh_endpoint", d);
@@ -70,11 +128,22 @@ fn jwt_auth(path: &str, v: &Value, d: &mut Diagnostics) -> Option<JwtAuth> {
     if credentials.is_empty() && credentials_file.is_none() {
         d.error(path, "credentials or credentials_file is required");
     }
-    Some(JwtAuth { token_endpoint: token_endpoint?, refresh_endpoint, credentials, credentials_file, json })
+    let owner = ctx.owner.to_string();
+    Some(JwtAuth {
+        owner,
+        client,
+        token_endpoint: token_endpoint?,
+        refresh_endpoint,
+        credentials,
+        credentials_file,
+        json,
+    })
 }
 
-fn oidc_auth(path: &str, v: &Value, d: &mut Diagnostics) -> Option<OidcAuth> {
-    let mut t = Table::open(v, path, d)?;
+fn oidc_auth(path: &str, v: &Value, ctx: &mut Ctx<'_, '_>) -> Option<OidcAuth> {
+    let mut t = Table::open(v, path, ctx.d)?;
+    let client = ctx.client(&mut t);
+    let d = &mut *ctx.d;
     let enabled = t.take("enabled").and_then(|(p, v)| tree::boolean(&p, v, d)).unwrap_or(true);
     let configuration_uri = url_field(&mut t, "configuration_uri", d);
     let token_endpoint = url_field(&mut t, "token_endpoint", d);
@@ -119,5 +188,15 @@ fn oidc_auth(path: &str, v: &Value, d: &mut Diagnostics) -> Option<OidcAuth> {
     if method != OidcMethod::None && !has_secret {
         d.error(path, "client_secret or client_secret_file is required for this auth_method");
     }
-    Some(OidcAuth { configuration_uri, token_endpoint, client_id, client_secret, client_secret_file, scopes, method })
+    Some(OidcAuth {
+        owner: ctx.owner.to_string(),
+        client,
+        configuration_uri,
+        token_endpoint,
+        client_id,
+        client_secret,
+        client_secret_file,
+        scopes,
+        method,
+    })
 }

@@ -18,7 +18,7 @@ pub(super) struct Inherited {
 
 const NO_LISTENER: &str = "Postfix's master(8) or systemd owns the socket; pfxhttp serves the connection it is given";
 
-pub(super) fn config(root: &Value, mut d: Diagnostics) -> Loaded {
+pub(super) fn config(root: &Value, identity: &str, mut d: Diagnostics) -> Loaded {
     let d = &mut d;
     let mut logging = LogSettings::default();
     let mut limits = Limits::default();
@@ -88,7 +88,8 @@ pub(super) fn config(root: &Value, mut d: Diagnostics) -> Loaded {
     for (section, kind) in [("socket_maps", Kind::Map), ("policy_services", Kind::Policy)] {
         let Some((path, v)) = top.take(section) else { continue };
         let list = if kind == Kind::Map { &mut maps } else { &mut policies };
-        entries(&path, v, kind, &inherited, &mut clients, list, d);
+        let scope = Scope { identity, section: &path, inherited: &inherited };
+        entries(&scope, v, kind, &mut clients, list, d);
     }
     top.finish(d, &[("dovecot_sasl", "pfxhttp serves socketmap, policy and tcp_table; Dovecot SASL is not offered")]);
     if maps.is_empty() && policies.is_empty() && d.errors.is_empty() {
@@ -327,15 +328,31 @@ fn merge_defaults(defaults: &Mapping, entry: &Value) -> Value {
     Value::Mapping(merged)
 }
 
+/// Where a section's entries stand: the config file's identity, the section's name, and the
+/// server-level settings.
+pub(super) struct Scope<'a> {
+    pub(super) identity: &'a str,
+    pub(super) section: &'a str,
+    pub(super) inherited: &'a Inherited,
+}
+
+/// The index of `spec` in `clients`, added if new.
+pub(super) fn client_index(clients: &mut Vec<ClientSpec>, spec: ClientSpec) -> usize {
+    clients.iter().position(|c| *c == spec).unwrap_or_else(|| {
+        clients.push(spec);
+        clients.len() - 1
+    })
+}
+
 fn entries(
-    path: &str,
+    scope: &Scope<'_>,
     v: &Value,
     kind: Kind,
-    inherited: &Inherited,
     clients: &mut Vec<ClientSpec>,
     out: &mut Vec<Entry>,
     d: &mut Diagnostics,
 ) {
+    let path = scope.section;
     let Some(mut section) = Table::open(v, path, d) else { return };
     let defaults = match section.take("defaults") {
         Some((_, Value::Mapping(m))) => Some(m.clone()),
@@ -353,7 +370,7 @@ fn entries(
         }
         let merged = defaults.as_ref().map(|m| merge_defaults(m, value));
         if let Some(e) =
-            super::entry::entry(&entry_path, &name, merged.as_ref().unwrap_or(value), kind, inherited, clients, d)
+            super::entry::entry(&entry_path, &name, merged.as_ref().unwrap_or(value), kind, scope, clients, d)
         {
             out.push(e);
         }

@@ -1,6 +1,6 @@
 //! One `socket_maps` or `policy_services` entry: targets, request, answer and auth settings.
 
-use super::build::{Inherited, http_client, http_keys, tls};
+use super::build::{Scope, client_index, http_client, http_keys, tls};
 use super::tree::{self, Diagnostics, Table};
 use super::*;
 use crate::template::{self, Context, Template};
@@ -11,13 +11,13 @@ pub(super) fn entry(
     name: &str,
     v: &Value,
     kind: Kind,
-    inherited: &Inherited,
+    scope: &Scope<'_>,
     clients: &mut Vec<ClientSpec>,
     d: &mut Diagnostics,
 ) -> Option<Entry> {
     let errors_before = d.errors.len();
     let mut t = Table::open(v, path, d)?;
-    let mut http = inherited.clone();
+    let mut http = scope.inherited.clone();
     if let Some((p, v)) = t.take("http_client") {
         http_client(&p, v, &mut http, d);
     }
@@ -27,6 +27,7 @@ pub(super) fn entry(
     }
 
     let sample = sample_vars(kind, name);
+    let mut plain_targets = None;
     let targets = match t.take("target") {
         None => {
             d.error(path, "target is required (a URL or a list of URLs)");
@@ -36,6 +37,9 @@ pub(super) fn entry(
             let urls = tree::strings(&p, v, d).unwrap_or_default();
             if urls.is_empty() && matches!(v, Value::Sequence(_)) {
                 d.error(&p, "the list is empty");
+            }
+            if urls.iter().any(|u| super::auth::plain_http_beyond_loopback(u)) {
+                plain_targets = Some(p.clone());
             }
             urls.iter().enumerate().filter_map(|(i, url)| target(&format!("{p}[{i}]"), url, &sample, d)).collect()
         }
@@ -71,6 +75,9 @@ pub(super) fn entry(
     };
     let headers = t.take("custom_headers").map(|(p, v)| headers(&p, v, &sample, d)).unwrap_or_default();
     let basic_auth = basic_auth(&mut t, d);
+    if let (Some(_), Some(p)) = (&basic_auth, &plain_targets) {
+        d.warn(p, "http_auth_basic is sent over plain http:// beyond the loopback, where it can be read on the way");
+    }
     let status_codes = t
         .take("status_code")
         .and_then(|(p, v)| tree::uints(&p, v, 100, 599, d))
@@ -104,7 +111,8 @@ pub(super) fn entry(
         t.take("http_request_compression").and_then(|(p, v)| tree::boolean(&p, v, d)).unwrap_or(false);
     let response_compression =
         t.take("http_response_compression").and_then(|(p, v)| tree::boolean(&p, v, d)).unwrap_or(false);
-    let auth = super::auth::auth(path, &mut t, d);
+    let owner = format!("{}|{}/{name}", scope.identity, scope.section);
+    let auth = super::auth::auth(path, &owner, &mut t, scope.inherited, clients, d);
     if auth.is_some() && basic_auth.is_some() {
         d.error(path, "http_auth_basic cannot be combined with jwt_auth or backend_oidc_auth");
     }
@@ -128,10 +136,7 @@ pub(super) fn entry(
     t.finish(d, &[("oidc_auth", "it never had an effect in the Go pfxhttp either; backend_oidc_auth is meant")]);
 
     let spec = ClientSpec { connect_timeout: http.connect_timeout, proxy: http.proxy.clone(), tls: http.tls.clone() };
-    let client = clients.iter().position(|c| *c == spec).unwrap_or_else(|| {
-        clients.push(spec);
-        clients.len() - 1
-    });
+    let client = client_index(clients, spec);
     (d.errors.len() == errors_before).then(|| Entry {
         name: name.to_string(),
         targets,

@@ -190,8 +190,35 @@ pub enum Auth {
     Oidc(OidcAuth),
 }
 
+impl Auth {
+    /// The HTTP client of token and discovery requests. It is never the entry's: an entry's
+    /// `tls` and `proxy` are for its backend, and a `skip_verify` there must not send a password
+    /// or client secret to an endpoint whose certificate nobody checked. It is built from the
+    /// server-level settings, or from the auth block's own `tls`.
+    pub fn client(&self) -> usize {
+        match self {
+            Auth::Jwt(j) => j.client,
+            Auth::Oidc(o) => o.client,
+        }
+    }
+
+    /// The config file (its canonical path) and the entry (`socket_maps/NAME` or
+    /// `policy_services/NAME`) this block belongs to: part of the token cache key, so that two
+    /// configurations sharing a state database never share a token by accident.
+    pub fn owner(&self) -> &str {
+        match self {
+            Auth::Jwt(j) => &j.owner,
+            Auth::Oidc(o) => &o.owner,
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct JwtAuth {
+    /// Whose token this is: the config file and the entry (see [`Auth::owner`]).
+    pub owner: String,
+    /// Index into [`Config::clients`] for token requests (see [`Auth::client`]).
+    pub client: usize,
     pub token_endpoint: String,
     pub refresh_endpoint: Option<String>,
     pub credentials: Vec<(String, Secret)>,
@@ -202,6 +229,10 @@ pub struct JwtAuth {
 
 #[derive(Debug, Clone)]
 pub struct OidcAuth {
+    /// Whose token this is: the config file and the entry (see [`Auth::owner`]).
+    pub owner: String,
+    /// Index into [`Config::clients`] for token and discovery requests (see [`Auth::client`]).
+    pub client: usize,
     pub configuration_uri: Option<String>,
     pub token_endpoint: Option<String>,
     pub client_id: String,
@@ -290,7 +321,17 @@ pub fn find(explicit: Option<&Path>) -> Result<PathBuf, String> {
 /// Reads and validates the file at `path`.
 pub fn load(path: &Path, format: Format) -> Loaded {
     match std::fs::read_to_string(path) {
-        Ok(text) => load_str(&text, format, &path.display().to_string()),
+        Ok(text) => {
+            // The file's identity in token cache keys. Its canonical path rather than a random
+            // value kept in the state database: it needs no write (a read-only or unusable
+            // database, or `:memory:`, gives the same key), it is the same for every process
+            // and for `pfxhttp token` however the file is named (relative path, symlink), and a
+            // random value would add no secrecy (it would sit in the same file as the keys).
+            // A key built from public facts is enough: it only has to keep apart what must not
+            // share a token, and it takes no secret that a reader of the database could guess.
+            let identity = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+            load_text(&text, format, &path.display().to_string(), &identity.display().to_string())
+        }
         Err(e) => {
             let mut diagnostics = Diagnostics::default();
             diagnostics.error(&path.display().to_string(), format!("cannot read: {e}"));
@@ -299,8 +340,13 @@ pub fn load(path: &Path, format: Format) -> Loaded {
     }
 }
 
-/// Validates config text; `origin` names it in messages.
+/// Validates config text; `origin` names it in messages and in token cache keys.
 pub fn load_str(text: &str, format: Format, origin: &str) -> Loaded {
+    load_text(text, format, origin, origin)
+}
+
+/// Validates config text; `origin` names it in messages, `identity` in token cache keys.
+fn load_text(text: &str, format: Format, origin: &str, identity: &str) -> Loaded {
     let d = Diagnostics::default();
     let parsed: Result<serde_yaml::Value, String> = match format {
         Format::Yaml => serde_yaml::from_str(text).map_err(|e| e.to_string()),
@@ -309,7 +355,7 @@ pub fn load_str(text: &str, format: Format, origin: &str) -> Loaded {
             .and_then(|j| serde_yaml::to_value(j).map_err(|e| e.to_string())),
     };
     match parsed {
-        Ok(root) => build::config(&root, d),
+        Ok(root) => build::config(&root, identity, d),
         Err(e) => {
             let mut d = d;
             d.error(origin, format!("not valid {}: {e}", if format == Format::Json { "JSON" } else { "YAML" }));

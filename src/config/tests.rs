@@ -275,3 +275,42 @@ fn header_with_a_control_character_is_an_error() {
     );
     assert!(errors_joined(&errs).contains("custom_headers[0]: not a valid header value"), "{errs:?}");
 }
+
+/// Token requests use the server's TLS settings and proxy, or the auth block's own `tls`; never
+/// the entry's, whose settings are for its backend.
+#[test]
+fn auth_blocks_have_their_own_client() {
+    let yaml = r#"
+server: { http_client: { proxy: "http://proxy.test:3128" } }
+socket_maps:
+  lax:
+    target: https://backend.test/x
+    value_field: v
+    proxy: "http://other.test:3128"
+    tls: { skip_verify: true, min_version: "1.3" }
+    jwt_auth: { token_endpoint: https://idp.test/t, credentials: { u: p } }
+  own:
+    target: https://backend.test/x
+    value_field: v
+    tls: { skip_verify: true }
+    backend_oidc_auth: { token_endpoint: https://idp.test/t, client_id: c, tls: { min_version: "1.3" } }
+  missing:
+    target: https://backend.test/x
+    value_field: v
+    jwt_auth: { token_endpoint: https://idp.test/t, credentials: { u: p }, tls: { root_ca: /nonexistent/ca.pem } }
+"#;
+    assert_eq!(
+        errors(yaml),
+        [
+            "socket_maps.missing.jwt_auth.tls.root_ca: cannot use /nonexistent/ca.pem: No such file or directory (os error 2)"
+        ]
+    );
+    let config = load(&yaml.replace("root_ca: /nonexistent/ca.pem", "min_version: \"1.2\"")).config.expect("valid");
+    let spec = |name: &str| &config.clients[config.map(name).unwrap().auth.as_ref().unwrap().client()];
+    assert!(config.clients[config.map("lax").unwrap().client].tls.skip_verify);
+    let lax = spec("lax");
+    assert!(!lax.tls.skip_verify && !lax.tls.tls13_only);
+    assert_eq!(lax.proxy.as_deref(), Some("http://proxy.test:3128"), "the server's proxy, not the entry's");
+    assert!(!spec("own").tls.skip_verify && spec("own").tls.tls13_only);
+    assert_eq!(config.map("lax").unwrap().auth.as_ref().unwrap().owner(), "test.yml|socket_maps/lax");
+}

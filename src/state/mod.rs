@@ -31,8 +31,6 @@ pub struct Store {
     memory_health: RefCell<HashMap<String, Mark>>,
     /// Tokens, whenever the database is not used.
     memory_tokens: RefCell<HashMap<String, TokenRow>>,
-    /// The salt of token cache keys (see [`Store::key_salt`]).
-    salt: OnceCell<Vec<u8>>,
 }
 
 impl Store {
@@ -42,7 +40,6 @@ impl Store {
             db: OnceCell::new(),
             memory_health: RefCell::new(HashMap::new()),
             memory_tokens: RefCell::new(HashMap::new()),
-            salt: OnceCell::new(),
         }
     }
 

@@ -3,7 +3,10 @@
 //!
 //! The lease is taken in a `BEGIN IMMEDIATE` transaction with no busy wait (a try-lock that
 //! lasts microseconds); the HTTP fetch happens outside any lock. A holder that dies delays the
-//! others only until its lease expires.
+//! others only until its lease expires. A lease is never trusted for longer than the longest
+//! one pfxhttp takes (from the token request's timeout): a row claiming more (planted, written
+//! by a process with other settings, or before the clock went back) counts as free, so no row
+//! can make lookups wait for a token that nobody is fetching.
 
 use super::Store;
 use super::health::now_ms;
@@ -24,29 +27,20 @@ pub struct TokenRow {
     pub lease_until: i64,
 }
 
-impl Store {
-    /// A random salt kept in the database (made by the first process that needs it), so that a
-    /// token's cache key, which is derived from the credentials, cannot be used to guess them.
-    pub fn key_salt(&self) -> &[u8] {
-        self.salt.get_or_init(|| {
-            let mut fresh = [0u8; 32];
-            let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut fresh);
-            let shared = self.with_db(|db| {
-                let read = |db: &rusqlite::Connection| {
-                    db.query_row("SELECT value FROM meta WHERE name = 'key_salt'", [], |r| r.get::<_, Vec<u8>>(0))
-                        .optional()
-                };
-                if let Some(salt) = read(db)? {
-                    return Ok(salt);
-                }
-                // The first process: whichever insert wins, everyone reads the same salt.
-                db.execute("INSERT OR IGNORE INTO meta (name, value) VALUES ('key_salt', ?1)", [&fresh[..]])?;
-                Ok(read(db)?.unwrap_or_else(|| fresh.to_vec()))
-            });
-            shared.unwrap_or_else(|| fresh.to_vec())
-        })
+impl TokenRow {
+    /// Whether this process may take the lease, trusting a lease for at most `longest`.
+    pub fn lease_free(&self, now: i64, longest: Duration) -> bool {
+        lease_free(self.lease_pid, self.lease_until, now, longest)
     }
+}
 
+/// A lease is free when it has run out, is this process's own, or claims to last longer than
+/// `longest` from now, which no pfxhttp lease does.
+fn lease_free(holder: u32, until: i64, now: i64, longest: Duration) -> bool {
+    until <= now || holder == std::process::id() || until > now + longest.as_millis() as i64
+}
+
+impl Store {
     /// The row for `key`, if any.
     pub fn token(&self, key: &str) -> Option<TokenRow> {
         let from_db = self.with_db(|db| {
@@ -79,9 +73,10 @@ impl Store {
     }
 
     /// Tries to become the one process that fetches a token for `key`, for `lease`. Never waits.
-    /// `seen` is the `fetched_at` the caller read: if another process stored a token since, the
-    /// lease is not taken (the caller reads again and finds it).
-    pub fn try_lease(&self, key: &str, lease: Duration, seen: i64) -> bool {
+    /// Another's lease counts for at most `longest` (see [`TokenRow::lease_free`]). `seen` is the
+    /// `fetched_at` the caller read: if another process stored a token since, the lease is not
+    /// taken (the caller reads again and finds it).
+    pub fn try_lease(&self, key: &str, lease: Duration, longest: Duration, seen: i64) -> bool {
         let pid = std::process::id();
         let now = now_ms();
         let until = now + lease.as_millis() as i64;
@@ -94,8 +89,8 @@ impl Store {
                         Ok((r.get(0)?, r.get(1)?, r.get(2)?))
                     })
                     .optional()?;
-                let free =
-                    held.is_none_or(|(holder, until, fetched)| (until <= now || holder == pid) && fetched == seen);
+                let free = held
+                    .is_none_or(|(holder, until, fetched)| lease_free(holder, until, now, longest) && fetched == seen);
                 if free {
                     db.execute(
                         "INSERT INTO tokens (key, lease_pid, lease_until) VALUES (?1, ?2, ?3)
@@ -208,5 +203,21 @@ impl Store {
                 memory.remove(key);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lease_counts_for_no_longer_than_the_longest_pfxhttp_takes() {
+        let longest = Duration::from_secs(3);
+        let other = std::process::id().wrapping_add(1);
+        assert!(!lease_free(other, 1_000 + 3_000, 1_000, longest), "a lease that long is kept");
+        assert!(lease_free(other, 1_000, 1_000, longest), "ran out");
+        assert!(lease_free(other, 1_000 + 3_001, 1_000, longest), "claims longer than any lease");
+        assert!(lease_free(other, i64::MAX / 2, 1_000, longest));
+        assert!(lease_free(std::process::id(), i64::MAX / 2, 1_000, longest), "our own");
     }
 }

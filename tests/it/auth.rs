@@ -20,6 +20,10 @@ use serde_json::json;
 
 use crate::support::*;
 
+/// Attacks on the auth code: TLS settings, discovery, the cache key, planted leases.
+#[path = "auth_security.rs"]
+mod security;
+
 /// Upper bound for one pfxhttp run (start, all lookups, exit).
 const RUN: Duration = Duration::from_secs(20);
 /// Upper bound for one reply read from an interactive child.
@@ -56,6 +60,8 @@ struct Cfg {
     entry: Vec<(String, String)>,
     logging: String,
     state_db: String,
+    /// More `server` keys, one YAML line each (`tls: { root_ca: ... }`).
+    server: Vec<String>,
 }
 
 impl Cfg {
@@ -64,7 +70,7 @@ impl Cfg {
         // A socket that does not exist: the serving process logs nothing (and never to stderr).
         let logging = format!("{{ syslog_socket: {} }}", q(&dir.path().join("no-syslog").display().to_string()));
         let state_db = dir.path().join("state.db").display().to_string();
-        Cfg { dir, section, name, entry, logging, state_db }
+        Cfg { dir, section, name, entry, logging, state_db, server: Vec::new() }
     }
 
     /// `socket_maps.demo` asking `target`.
@@ -107,12 +113,21 @@ impl Cfg {
         self
     }
 
+    /// Adds `line` (`key: yaml`) to the `server` section.
+    fn server(mut self, line: &str) -> Cfg {
+        self.server.push(line.to_string());
+        self
+    }
+
     fn db_path(&self) -> PathBuf {
         PathBuf::from(&self.state_db)
     }
 
     fn yaml(&self) -> String {
         let mut y = format!("server:\n  logging: {}\n  state_db: {}\n", self.logging, q(&self.state_db));
+        for line in &self.server {
+            y.push_str(&format!("  {line}\n"));
+        }
         y.push_str(&format!("{}:\n  {}:\n", self.section, self.name));
         for (k, v) in &self.entry {
             y.push_str(&format!("    {k}: {v}\n"));
