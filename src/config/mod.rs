@@ -9,6 +9,7 @@ mod auth;
 mod build;
 pub mod duration;
 mod entry;
+mod source;
 mod tree;
 
 use crate::template::Template;
@@ -289,34 +290,44 @@ pub fn find(explicit: Option<&Path>) -> Result<PathBuf, String> {
 
 /// Reads and validates the file at `path`.
 pub fn load(path: &Path, format: Format) -> Loaded {
-    match std::fs::read_to_string(path) {
-        Ok(text) => load_str(&text, format, &path.display().to_string()),
-        Err(e) => {
-            let mut diagnostics = Diagnostics::default();
-            diagnostics.error(&path.display().to_string(), format!("cannot read: {e}"));
-            Loaded { config: None, logging: LogSettings::default(), limits: Limits::default(), diagnostics }
+    let origin = path.display().to_string();
+    match source::read(path) {
+        Ok((text, mode)) => {
+            let mut loaded = load_str(&text, format, &origin);
+            source::warn_readable_secrets(&origin, mode, &mut loaded.diagnostics);
+            loaded
         }
+        Err(e) => refused(&origin, e),
     }
 }
 
 /// Validates config text; `origin` names it in messages.
 pub fn load_str(text: &str, format: Format, origin: &str) -> Loaded {
-    let d = Diagnostics::default();
+    if text.len() > source::MAX_FILE_BYTES {
+        return refused(origin, source::too_large(text.len() as u64));
+    }
     let parsed: Result<serde_yaml::Value, String> = match format {
-        Format::Yaml => serde_yaml::from_str(text).map_err(|e| e.to_string()),
+        Format::Yaml => source::parse_yaml(text),
         Format::Json => serde_json::from_str::<serde_json::Value>(text)
             .map_err(|e| e.to_string())
-            .and_then(|j| serde_yaml::to_value(j).map_err(|e| e.to_string())),
+            .and_then(|j| serde_yaml::to_value(j).map_err(|e| e.to_string()))
+            .map_err(|e| format!("not valid JSON: {e}")),
     };
     match parsed {
-        Ok(root) => build::config(&root, d),
-        Err(e) => {
-            let mut d = d;
-            d.error(origin, format!("not valid {}: {e}", if format == Format::Json { "JSON" } else { "YAML" }));
-            Loaded { config: None, logging: LogSettings::default(), limits: Limits::default(), diagnostics: d }
-        }
+        Ok(root) => build::config(&root, Diagnostics::default()),
+        Err(e) => refused(origin, e),
     }
+}
+
+/// The result for text that cannot be read at all.
+fn refused(origin: &str, why: String) -> Loaded {
+    let mut diagnostics = Diagnostics::default();
+    diagnostics.error(origin, why);
+    Loaded { config: None, logging: LogSettings::default(), limits: Limits::default(), diagnostics }
 }
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod safety_tests;
