@@ -41,3 +41,6 @@ mod deploy;
 
 #[path = "it/state_attack.rs"]
 mod state_attack;
+
+#[path = "it/check.rs"]
+mod check;

@@ -26,7 +26,7 @@ pub fn key(auth: &Auth) -> String {
                 .credentials
                 .iter()
                 .map(|(k, Secret(v))| {
-                    if ACCOUNT_NAMES.contains(&k.to_ascii_lowercase().as_str()) {
+                    if crate::config::ACCOUNT_FIELDS.contains(&k.to_ascii_lowercase().as_str()) {
                         format!("{k}={v}")
                     } else {
                         k.clone()
@@ -56,9 +56,6 @@ pub fn key(auth: &Auth) -> String {
     let digest = ring::digest::digest(&ring::digest::SHA256, text.as_bytes());
     digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
 }
-
-/// jwt_auth credentials that name the account rather than prove it (compared in lowercase).
-const ACCOUNT_NAMES: &[&str] = &["username", "user", "login", "email", "client_id"];
 
 /// How long a discovery document's token endpoint is used before it is fetched again.
 const DISCOVERY_MAX_AGE: Duration = Duration::from_secs(24 * 3600);

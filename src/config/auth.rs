@@ -96,6 +96,11 @@ fn existing_file(t: &mut Table<'_>, key: &str, d: &mut Diagnostics) -> Option<Pa
     Some(PathBuf::from(s))
 }
 
+/// `jwt_auth.credentials` fields (compared in lowercase) that name the account rather than prove
+/// it: `check` takes every other field for a secret, and token cache keys hold only these values.
+pub const ACCOUNT_FIELDS: &[&str] =
+    &["user", "username", "user_name", "login", "email", "client_id", "grant_type", "scope", "audience"];
+
 fn jwt_auth(path: &str, v: &Value, ctx: &mut Ctx<'_, '_>) -> Option<JwtAuth> {
     let mut t = Table::open(v, path, ctx.d)?;
     let client = ctx.client(&mut t);
@@ -108,7 +113,11 @@ fn jwt_auth(path: &str, v: &Value, ctx: &mut Ctx<'_, '_>) -> Option<JwtAuth> {
         && let Some(mut c) = Table::open(v, &p, d)
     {
         for (k, v) in c.take_rest() {
-            if let Some(s) = tree::string(&join(&p, &k), v, d) {
+            let path = join(&p, &k);
+            if let Some(s) = tree::string(&path, v, d) {
+                if !s.is_empty() && !ACCOUNT_FIELDS.contains(&k.to_ascii_lowercase().as_str()) {
+                    d.secret(&path);
+                }
                 credentials.push((k, Secret(s)));
             }
         }
@@ -148,8 +157,11 @@ fn oidc_auth(path: &str, v: &Value, ctx: &mut Ctx<'_, '_>) -> Option<OidcAuth> {
     let configuration_uri = url_field(&mut t, "configuration_uri", d);
     let token_endpoint = url_field(&mut t, "token_endpoint", d);
     let client_id = t.take("client_id").and_then(|(p, v)| tree::string(&p, v, d)).unwrap_or_default();
-    let client_secret =
-        t.take("client_secret").and_then(|(p, v)| tree::string(&p, v, d)).filter(|s| !s.is_empty()).map(Secret);
+    let client_secret = t.take("client_secret").and_then(|(p, v)| {
+        let s = tree::string(&p, v, d).filter(|s| !s.is_empty())?;
+        d.secret(&p);
+        Some(Secret(s))
+    });
     let client_secret_file = existing_file(&mut t, "client_secret_file", d);
     let scopes = match t.take("scopes") {
         Some((_, Value::String(s))) => s.split_whitespace().map(str::to_string).collect(),

@@ -166,6 +166,30 @@ fn limit_settings(path: &str, v: &Value, out: &mut Limits, d: &mut Diagnostics) 
     t.finish(d, &[]);
 }
 
+/// A proxy URL reqwest will use. reqwest (built without its `socks` feature) sends requests
+/// through http and https proxies only: it drops a proxy of any other scheme without a word, so
+/// requests would bypass it, and would speak HTTP to a SOCKS port. Those are refused.
+fn proxy(path: &str, s: String, d: &mut Diagnostics) -> Option<String> {
+    if s.is_empty() {
+        return None;
+    }
+    match reqwest::Url::parse(&s) {
+        Err(_) => d.error(path, "not a valid proxy URL"),
+        Ok(u) if !matches!(u.scheme(), "http" | "https") => d.error(
+            path,
+            format!("proxy scheme {:?} is not supported (http or https); requests would not use the proxy", u.scheme()),
+        ),
+        Ok(u) if u.host_str().is_none_or(str::is_empty) => d.error(path, "the proxy URL has no host"),
+        Ok(u) => {
+            if u.password().is_some() {
+                d.secret(path);
+            }
+            return Some(s);
+        }
+    }
+    None
+}
+
 pub(super) fn positive(path: &str, v: &Value, d: &mut Diagnostics) -> Option<Duration> {
     let dur = tree::duration(path, v, d)?;
     if dur.is_zero() {
@@ -181,6 +205,9 @@ pub(super) fn http_client(path: &str, v: &Value, out: &mut Inherited, d: &mut Di
     http_keys(&mut t, out, d);
     if let Some((p, v)) = t.take_any(&["skip_verify", "http_client_skip_verify"], d) {
         out.tls.skip_verify = tree::boolean(&p, v, d).unwrap_or(false);
+        if out.tls.skip_verify {
+            warn_skip_verify(path, d);
+        }
     }
     let pool = "one process serves one Postfix connection and keeps one backend connection alive";
     t.finish(
@@ -217,14 +244,7 @@ pub(super) fn http_keys(t: &mut Table<'_>, out: &mut Inherited, d: &mut Diagnost
     if let Some((p, v)) = t.take("proxy")
         && let Some(s) = tree::string(&p, v, d)
     {
-        out.proxy = if s.is_empty() {
-            None
-        } else if reqwest::Url::parse(&s).is_err() {
-            d.error(&p, "not a valid proxy URL");
-            None
-        } else {
-            Some(s)
-        };
+        out.proxy = proxy(&p, s, d);
     }
     if let Some((p, v)) = t.take("user_agent")
         && let Some(s) = tree::string(&p, v, d)
@@ -240,6 +260,12 @@ pub(super) fn http_keys(t: &mut Table<'_>, out: &mut Inherited, d: &mut Diagnost
     {
         out.max_response_bytes = n as usize;
     }
+}
+
+/// The one warning for `skip_verify: true`, wherever and however it is written; `path` is the
+/// table that holds it.
+fn warn_skip_verify(path: &str, d: &mut Diagnostics) {
+    d.warn(path, "skip_verify accepts any server certificate; use root_ca instead where possible");
 }
 
 pub(super) fn tls(path: &str, v: &Value, base: &TlsSpec, d: &mut Diagnostics) -> TlsSpec {
@@ -285,7 +311,7 @@ pub(super) fn tls(path: &str, v: &Value, base: &TlsSpec, d: &mut Diagnostics) ->
     if let Some(s) = skip_verify {
         out.skip_verify = s;
         if s {
-            d.warn(path, "skip_verify accepts any server certificate; use root_ca instead where possible");
+            warn_skip_verify(path, d);
         }
     }
     if let Some((v, p)) = min_version {
@@ -362,6 +388,8 @@ fn entries(
         }
         None => None,
     };
+    // Each entry gets a copy of defaults: bounded like aliases, as it multiplies the same way.
+    let copies = super::source::Cost::default();
     for (name, value) in section.take_rest() {
         let entry_path = join(path, &name);
         if !name.chars().all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c)) {
@@ -369,6 +397,11 @@ fn entries(
             continue;
         }
         let merged = defaults.as_ref().map(|m| merge_defaults(m, value));
+        if merged.as_ref().is_some_and(|m| !copies.value(m)) {
+            let what = "merged into every entry, it expands to";
+            d.error(&join(path, "defaults"), super::source::Cost::message(what));
+            break;
+        }
         if let Some(e) =
             super::entry::entry(&entry_path, &name, merged.as_ref().unwrap_or(value), kind, scope, clients, d)
         {

@@ -252,6 +252,9 @@ fn headers(
                 d.error(&p, "not a valid header value (control characters?)");
                 continue;
             }
+            if holds_credentials(&name) {
+                d.secret(&p);
+            }
             out.retain(|(n, _)| *n != name);
             out.push((name, tpl));
         }
@@ -259,9 +262,22 @@ fn headers(
     out
 }
 
+/// Whether a header by this name carries credentials (`Authorization`, `X-API-Key`, ...).
+fn holds_credentials(name: &reqwest::header::HeaderName) -> bool {
+    const HINTS: &[&str] =
+        &["auth", "token", "secret", "passw", "api-key", "apikey", "api_key", "cookie", "session", "signature"];
+    HINTS.iter().any(|h| name.as_str().contains(h))
+}
+
 fn basic_auth(t: &mut Table<'_>, d: &mut Diagnostics) -> Option<Secret> {
     use base64::Engine as _;
-    let inline = t.take("http_auth_basic").and_then(|(p, v)| tree::string(&p, v, d));
+    let inline = t.take("http_auth_basic").and_then(|(p, v)| {
+        let s = tree::string(&p, v, d)?;
+        if !s.is_empty() {
+            d.secret(&p);
+        }
+        Some(s)
+    });
     let from_file = t.take("http_auth_basic_file").and_then(|(p, v)| {
         let file = tree::string(&p, v, d)?;
         match std::fs::read_to_string(&file) {

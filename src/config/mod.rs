@@ -9,6 +9,7 @@ mod auth;
 mod build;
 pub mod duration;
 mod entry;
+mod source;
 mod tree;
 
 use crate::template::Template;
@@ -16,6 +17,7 @@ use crate::value::FieldPath;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use auth::ACCOUNT_FIELDS;
 pub use tree::{Diagnostics, scalar_text};
 
 /// Files tried in order when no `--config` is given.
@@ -320,8 +322,9 @@ pub fn find(explicit: Option<&Path>) -> Result<PathBuf, String> {
 
 /// Reads and validates the file at `path`.
 pub fn load(path: &Path, format: Format) -> Loaded {
-    match std::fs::read_to_string(path) {
-        Ok(text) => {
+    let origin = path.display().to_string();
+    match source::read(path) {
+        Ok((text, mode)) => {
             // The file's identity in token cache keys. Its canonical path rather than a random
             // value kept in the state database: it needs no write (a read-only or unusable
             // database, or `:memory:`, gives the same key), it is the same for every process
@@ -330,13 +333,11 @@ pub fn load(path: &Path, format: Format) -> Loaded {
             // A key built from public facts is enough: it only has to keep apart what must not
             // share a token, and it takes no secret that a reader of the database could guess.
             let identity = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
-            load_text(&text, format, &path.display().to_string(), &identity.display().to_string())
+            let mut loaded = load_text(&text, format, &origin, &identity.display().to_string());
+            source::warn_readable_secrets(&origin, mode, &mut loaded.diagnostics);
+            loaded
         }
-        Err(e) => {
-            let mut diagnostics = Diagnostics::default();
-            diagnostics.error(&path.display().to_string(), format!("cannot read: {e}"));
-            Loaded { config: None, logging: LogSettings::default(), limits: Limits::default(), diagnostics }
-        }
+        Err(e) => refused(&origin, e),
     }
 }
 
@@ -347,22 +348,31 @@ pub fn load_str(text: &str, format: Format, origin: &str) -> Loaded {
 
 /// Validates config text; `origin` names it in messages, `identity` in token cache keys.
 fn load_text(text: &str, format: Format, origin: &str, identity: &str) -> Loaded {
-    let d = Diagnostics::default();
+    if text.len() > source::MAX_FILE_BYTES {
+        return refused(origin, source::too_large(text.len() as u64));
+    }
     let parsed: Result<serde_yaml::Value, String> = match format {
-        Format::Yaml => serde_yaml::from_str(text).map_err(|e| e.to_string()),
+        Format::Yaml => source::parse_yaml(text),
         Format::Json => serde_json::from_str::<serde_json::Value>(text)
             .map_err(|e| e.to_string())
-            .and_then(|j| serde_yaml::to_value(j).map_err(|e| e.to_string())),
+            .and_then(|j| serde_yaml::to_value(j).map_err(|e| e.to_string()))
+            .map_err(|e| format!("not valid JSON: {e}")),
     };
     match parsed {
-        Ok(root) => build::config(&root, identity, d),
-        Err(e) => {
-            let mut d = d;
-            d.error(origin, format!("not valid {}: {e}", if format == Format::Json { "JSON" } else { "YAML" }));
-            Loaded { config: None, logging: LogSettings::default(), limits: Limits::default(), diagnostics: d }
-        }
+        Ok(root) => build::config(&root, identity, Diagnostics::default()),
+        Err(e) => refused(origin, e),
     }
+}
+
+/// The result for text that cannot be read at all.
+fn refused(origin: &str, why: String) -> Loaded {
+    let mut diagnostics = Diagnostics::default();
+    diagnostics.error(origin, why);
+    Loaded { config: None, logging: LogSettings::default(), limits: Limits::default(), diagnostics }
 }
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod safety_tests;

@@ -15,6 +15,9 @@ pub struct Diagnostics {
     pub errors: Vec<String>,
     /// Things that load but do not do what the file may expect.
     pub warnings: Vec<String>,
+    /// Paths of secrets written in the file itself (not the secrets), for the warning about a
+    /// file other users can read.
+    pub inline_secrets: Vec<String>,
 }
 
 impl Diagnostics {
@@ -26,6 +29,11 @@ impl Diagnostics {
     /// Records a warning at `path`.
     pub fn warn(&mut self, path: &str, msg: impl Display) {
         self.warnings.push(format!("{path}: {msg}"));
+    }
+
+    /// Records that the value at `path` is a secret written inline.
+    pub fn secret(&mut self, path: &str) {
+        self.inline_secrets.push(path.to_string());
     }
 }
 

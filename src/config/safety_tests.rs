@@ -1,0 +1,193 @@
+//! What `check` must catch beyond plain validity: settings that weaken security, and files
+//! that would cost a serving process far more than their size.
+
+use super::*;
+use std::os::unix::fs::PermissionsExt;
+use std::time::Instant;
+
+const DEMO: &str = "socket_maps:\n  demo: { target: 'http://127.0.0.1:8080/x', value_field: result }\n";
+
+fn load(yaml: &str) -> Loaded {
+    load_str(yaml, Format::Yaml, "test.yml")
+}
+
+/// The skip_verify warnings of a config: (path, message).
+fn skip_verify_warnings(yaml: &str) -> Vec<(String, String)> {
+    let loaded = load(yaml);
+    assert!(loaded.diagnostics.errors.is_empty(), "{:?}", loaded.diagnostics.errors);
+    let split = |w: &String| w.split_once(": ").map(|(p, m)| (p.to_string(), m.to_string())).unwrap();
+    loaded.diagnostics.warnings.iter().filter(|w| w.contains("skip_verify")).map(split).collect()
+}
+
+#[test]
+fn skip_verify_warns_the_same_in_every_spelling_and_place() {
+    let tls = skip_verify_warnings(&format!("server:\n  tls: {{ skip_verify: true }}\n{DEMO}"));
+    assert_eq!(tls.len(), 1, "{tls:?}");
+    let message = &tls[0].1;
+    for (server, path) in [
+        ("tls: { http_client_skip_verify: true }", "server.tls"),
+        ("http_client: { skip_verify: true }", "server.http_client"),
+        ("http_client: { http_client_skip_verify: true }", "server.http_client"),
+    ] {
+        let got = skip_verify_warnings(&format!("server:\n  {server}\n{DEMO}"));
+        assert_eq!(got, [(path.to_string(), message.clone())], "{server}");
+    }
+    let entry = "socket_maps:\n  demo:\n    target: http://127.0.0.1/x\n    value_field: result\n";
+    let got = skip_verify_warnings(&format!("{entry}    http_client: {{ skip_verify: true }}\n"));
+    assert_eq!(got, [("socket_maps.demo.http_client".to_string(), message.clone())]);
+    assert_eq!(skip_verify_warnings(&format!("server:\n  http_client: {{ skip_verify: false }}\n{DEMO}")), []);
+}
+
+#[test]
+fn proxy_schemes_reqwest_would_ignore_are_errors() {
+    for scheme in ["ftp", "socks5", "socks5h", "socks4", "socks4a"] {
+        let url = format!("{scheme}://proxy.example:1080");
+        let errors = load(&format!("server:\n  http_client: {{ proxy: '{url}' }}\n{DEMO}")).diagnostics.errors;
+        assert!(
+            errors.iter().any(|e| e.starts_with("server.http_client.proxy: ") && e.contains(&format!("{scheme:?}"))),
+            "{url}: {errors:?}"
+        );
+        let entry = format!("socket_maps:\n  demo: {{ target: 'http://a/x', value_field: r, proxy: '{url}' }}\n");
+        let errors = load(&entry).diagnostics.errors;
+        assert!(errors.iter().any(|e| e.starts_with("socket_maps.demo.proxy: ")), "{url}: {errors:?}");
+    }
+    for url in ["http://proxy.example:3128", "https://user:pw@proxy.example", ""] {
+        let loaded = load(&format!("server:\n  http_client: {{ proxy: '{url}' }}\n{DEMO}"));
+        assert!(loaded.config.is_some(), "{url}: {:?}", loaded.diagnostics.errors);
+    }
+}
+
+/// A config file in a temp dir with `mode`, loaded.
+fn load_file(yaml: &str, mode: u32, dir: &std::path::Path) -> Loaded {
+    let path = dir.join("pfxhttp.yml");
+    std::fs::write(&path, yaml).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+    super::load(&path, Format::Yaml)
+}
+
+const SECRETS: &str = r#"server:
+  http_client: { proxy: "http://squid:proxypw@127.0.0.1:3128" }
+socket_maps:
+  basic: { target: http://a/x, value_field: r, http_auth_basic: "user:basicpw" }
+  jwt:
+    target: http://a/x
+    value_field: r
+    jwt_auth:
+      token_endpoint: http://a/token
+      credentials: { username: admin, password: jwtpw }
+  oidc:
+    target: http://a/x
+    value_field: r
+    backend_oidc_auth: { token_endpoint: http://a/token, client_id: pfx, client_secret: oidcpw }
+policy_services:
+  hdr:
+    target: http://a/x
+    value_field: r
+    custom_headers: ["Authorization: Bearer hdrpw", "X-Trace: 1", "X-API-Key: keypw"]
+"#;
+
+const SECRET_PATHS: &[&str] = &[
+    "server.http_client.proxy",
+    "socket_maps.basic.http_auth_basic",
+    "socket_maps.jwt.jwt_auth.credentials.password",
+    "socket_maps.oidc.backend_oidc_auth.client_secret",
+    "policy_services.hdr.custom_headers[0]",
+    "policy_services.hdr.custom_headers[2]",
+];
+
+#[test]
+fn inline_secrets_in_a_file_others_can_read_are_a_warning() {
+    let dir = tempfile::tempdir().unwrap();
+    let loaded = load_file(SECRETS, 0o644, dir.path());
+    assert!(loaded.config.is_some(), "{:?}", loaded.diagnostics.errors);
+    let warnings: Vec<&String> = loaded.diagnostics.warnings.iter().filter(|w| w.contains("0644")).collect();
+    assert_eq!(warnings.len(), 1, "{:?}", loaded.diagnostics.warnings);
+    let w = warnings[0];
+    assert!(w.starts_with(&format!("{}: ", dir.path().join("pfxhttp.yml").display())), "{w}");
+    for path in SECRET_PATHS {
+        assert!(w.contains(path), "{path} missing: {w}");
+    }
+    for not_secret in ["credentials.username", "custom_headers[1]"] {
+        assert!(!w.contains(not_secret), "{not_secret}: {w}");
+    }
+    assert!(w.contains("_file"), "suggests the *_file forms: {w}");
+    for pw in ["proxypw", "basicpw", "jwtpw", "oidcpw", "hdrpw", "keypw"] {
+        assert!(!loaded.diagnostics.warnings.concat().contains(pw), "secret {pw} in a warning");
+    }
+
+    // Group-readable only: no warning, nor for secrets kept in files.
+    let quiet = |l: &Loaded| !l.diagnostics.warnings.iter().any(|w| w.contains("mode 0"));
+    assert!(quiet(&load_file(SECRETS, 0o640, dir.path())), "group-readable is the usual root:postfix 0640");
+    let pw = dir.path().join("pw");
+    std::fs::write(&pw, "user:pw").unwrap();
+    let files = format!(
+        "socket_maps:\n  demo: {{ target: http://a/x, value_field: r, http_auth_basic_file: '{}' }}\n",
+        pw.display()
+    );
+    let loaded = load_file(&files, 0o644, dir.path());
+    assert!(loaded.config.is_some() && quiet(&loaded), "{:?}", loaded.diagnostics);
+}
+
+#[test]
+fn a_file_over_1_mib_is_refused_before_parsing() {
+    let dir = tempfile::tempdir().unwrap();
+    let big = format!("{DEMO}#{}\n", "x".repeat(1 << 20));
+    for format in [Format::Yaml, Format::Json] {
+        let path = dir.path().join("big.yml");
+        std::fs::write(&path, &big).unwrap();
+        let loaded = super::load(&path, format);
+        let errors = loaded.diagnostics.errors;
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(errors[0].starts_with(&format!("{}: ", path.display())), "{errors:?}");
+        assert!(
+            errors[0].contains("1 MiB") && !errors[0].contains("YAML") && !errors[0].contains("JSON"),
+            "{errors:?}"
+        );
+    }
+    // Just under the limit still loads.
+    let fits = format!("{DEMO}#{}\n", "x".repeat((1 << 20) - DEMO.len() - 2));
+    assert_eq!(fits.len(), 1 << 20);
+    assert!(load(&fits).config.is_some());
+}
+
+/// One anchor of `anchor_bytes` repeated `times` times by alias.
+fn alias_bomb(anchor_bytes: usize, times: usize) -> String {
+    let aliases = vec!["*a"; times].join(", ");
+    format!("{DEMO}x-big: &a \"{}\"\nx-list: [{aliases}]\n", "x".repeat(anchor_bytes))
+}
+
+#[test]
+fn aliases_expanding_beyond_the_bound_are_refused_quickly() {
+    // 512 KiB written once, 300 times over by alias: 150 MiB expanded.
+    let bomb = alias_bomb(512 << 10, 300);
+    assert!(bomb.len() < 1 << 20);
+    let started = Instant::now();
+    let errors = load(&bomb).diagnostics.errors;
+    assert!(started.elapsed().as_secs() < 2, "took {:?}", started.elapsed());
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(errors[0].starts_with("test.yml: ") && errors[0].contains("4 MiB"), "{errors:?}");
+
+    // Many small aliases: the node count is bounded as well.
+    let nodes =
+        format!("{DEMO}x-small: &s [{}]\nx-many: [{}]\n", vec!["1"; 1000].join(","), vec!["*s"; 2000].join(","));
+    let errors = load(&nodes).diagnostics.errors;
+    assert!(errors.len() == 1 && errors[0].contains("nodes"), "{errors:?}");
+
+    // Modest use of aliases is fine (the unknown keys are the only errors).
+    let errors = load(&alias_bomb(1000, 100)).diagnostics.errors;
+    assert!(errors.iter().all(|e| e.contains("unknown key")), "{errors:?}");
+}
+
+#[test]
+fn defaults_merged_into_many_entries_are_bounded_too() {
+    let payload = "x".repeat(100 << 10);
+    let entries: String = (0..100).map(|i| format!("  e{i}: {{}}\n")).collect();
+    let yaml =
+        format!("socket_maps:\n  defaults: {{ target: http://a/x, value_field: r, payload: '{payload}' }}\n{entries}");
+    let errors = load(&yaml).diagnostics.errors;
+    assert!(errors.iter().any(|e| e.starts_with("socket_maps.defaults: ") && e.contains("4 MiB")), "{errors:?}");
+    let few: String = (0..10).map(|i| format!("  e{i}: {{}}\n")).collect();
+    let yaml =
+        format!("socket_maps:\n  defaults: {{ target: http://a/x, value_field: r, payload: '{payload}' }}\n{few}");
+    assert!(load(&yaml).config.is_some());
+}

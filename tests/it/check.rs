@@ -1,0 +1,123 @@
+//! `pfxhttp check` on configs that are valid but unsafe, and on files that would cost every
+//! serving process far more than their size.
+
+use std::os::unix::fs::PermissionsExt;
+use std::time::{Duration, Instant};
+
+use crate::support::peak::Measured;
+use crate::support::*;
+
+/// Bound for every run.
+const T: Duration = Duration::from_secs(5);
+
+const DEMO: &str = "socket_maps:\n  demo:\n    target: http://127.0.0.1:8080/lookup\n    value_field: result\n";
+
+fn check(cfg: &Cfg) -> Output {
+    run(&["--config", cfg.arg(), "check"], b"", T)
+}
+
+fn chmod(cfg: &Cfg, mode: u32) {
+    std::fs::set_permissions(&cfg.path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+/// Whether some line of `text` contains all of `words`.
+fn has_line(text: &str, words: &[&str]) -> bool {
+    text.lines().any(|l| words.iter().all(|w| l.contains(w)))
+}
+
+/// Inline secrets in a file every user can read: a warning naming the file, its mode and each
+/// secret by path (never the secret), suggesting the `*_file` forms. Not for mode 0640.
+#[test]
+fn check_warns_about_inline_secrets_others_can_read() {
+    let cfg = Cfg::new(&format!(
+        "{DEMO}    http_auth_basic: 'user:hunter2pw'\n    custom_headers: ['X-Auth-Token: tok3n', 'X-Trace: 1']\n"
+    ));
+    chmod(&cfg, 0o644);
+    let out = check(&cfg);
+    assert_eq!(out.code(), Some(0), "{out:?}");
+    let err = out.stderr_str();
+    let words = [
+        "warning: ",
+        cfg.arg(),
+        "mode 0644",
+        "socket_maps.demo.http_auth_basic",
+        "socket_maps.demo.custom_headers[0]",
+        "http_auth_basic_file",
+    ];
+    assert!(has_line(&err, &words), "{err}");
+    assert!(!err.contains("custom_headers[1]"), "{err}");
+    assert!(!err.contains("hunter2pw") && !err.contains("tok3n"), "a secret reached the terminal: {err}");
+    assert!(has_line(&out.stdout_str(), &["OK"]), "{out:?}");
+
+    chmod(&cfg, 0o640);
+    let out = check(&cfg);
+    assert_eq!(out.code(), Some(0), "{out:?}");
+    assert!(!out.stderr_str().contains("mode 0"), "{out:?}");
+}
+
+/// A proxy scheme reqwest would drop (requests would bypass the proxy) is an error.
+#[test]
+fn check_refuses_a_proxy_scheme_that_would_be_ignored() {
+    let cfg = Cfg::new(&format!("server:\n  http_client: {{ proxy: 'ftp://proxy.example:21' }}\n{DEMO}"));
+    let out = check(&cfg);
+    assert_eq!(out.code(), Some(78), "{out:?}");
+    assert!(has_line(&out.stderr_str(), &["error: server.http_client.proxy: ", "\"ftp\""]), "{out:?}");
+}
+
+/// `server.http_client.skip_verify` (either spelling) warns exactly as `server.tls.skip_verify`.
+#[test]
+fn check_warns_about_skip_verify_in_every_spelling() {
+    let warning = |server: &str| {
+        let out = check(&Cfg::new(&format!("server:\n  {server}\n{DEMO}")));
+        assert_eq!(out.code(), Some(0), "{out:?}");
+        let err = out.stderr_str();
+        let lines: Vec<String> = err.lines().filter(|l| l.contains("skip_verify")).map(str::to_string).collect();
+        assert_eq!(lines.len(), 1, "{server}: {err}");
+        lines[0].split_once(": ").map(|(_, rest)| rest.split_once(": ").unwrap().1.to_string()).unwrap()
+    };
+    let tls = warning("tls: { skip_verify: true }");
+    assert!(tls.contains("accepts any server certificate"), "{tls}");
+    for server in ["http_client: { skip_verify: true }", "http_client: { http_client_skip_verify: true }"] {
+        assert_eq!(warning(server), tls, "{server}");
+    }
+}
+
+/// A file over 1 MiB is refused unread, whatever its format: `check` names the file and the
+/// limit, and a serving process answers every request with a temporary failure.
+#[test]
+fn a_config_over_1_mib_is_refused() {
+    let yaml = format!("{DEMO}#{}\n", "x".repeat(1 << 20));
+    let cfg = Cfg::new(&yaml);
+    for format in ["yaml", "json"] {
+        let out = run(&["--config", cfg.arg(), "--format", format, "check"], b"", T);
+        assert_eq!(out.code(), Some(78), "{out:?}");
+        assert!(has_line(&out.stderr_str(), &["error: ", cfg.arg(), "limit of 1 MiB"]), "{out:?}");
+    }
+    let requests = [netstring(b"demo a"), netstring(b"demo b")].concat();
+    let out = run(&["--config", cfg.arg(), "socketmap"], &requests, T);
+    assert_clean(&out);
+    let reason = format!(
+        "TEMP pfxhttp configuration error: {}: {} bytes, more than the limit of 1 MiB (1048576 bytes); not read",
+        cfg.arg(),
+        yaml.len()
+    );
+    assert_wire(&out.stdout, &[netstring(reason.as_bytes()), netstring(reason.as_bytes())].concat());
+}
+
+/// A file just under 1 MiB whose aliases would expand to 300 MiB is refused within a second,
+/// with a peak RSS of a few MiB.
+#[test]
+fn check_refuses_an_alias_bomb_quickly_and_in_little_memory() {
+    let aliases = vec!["*a"; 300].join(", ");
+    let bomb = format!("{DEMO}x-big: &a \"{}\"\nx-list: [{aliases}]\n", "x".repeat(1_000_000));
+    assert!(bomb.len() < 1 << 20);
+    let cfg = Cfg::new(&bomb);
+    let started = Instant::now();
+    let (out, kib) = Measured::spawn(&["--config", cfg.arg(), "check"]).wait(T);
+    let took = started.elapsed();
+    eprintln!("alias bomb: peak RSS {kib} KiB, {took:?}");
+    assert_eq!(out.code(), Some(78), "{out:?}");
+    assert!(has_line(&out.stderr_str(), &["error: ", cfg.arg(), "aliases expand to more than 4 MiB"]), "{out:?}");
+    assert!(kib < 32 * 1024, "peak RSS {kib} KiB");
+    assert!(took < Duration::from_secs(2), "took {took:?}");
+}
