@@ -18,6 +18,7 @@ use std::io::Write as _;
 use std::time::Instant;
 
 mod target;
+mod transcript;
 
 /// What happened, for the reply and the log line.
 #[derive(Debug)]
@@ -173,14 +174,14 @@ fn attempts(
         };
         let host = http::host_of(&request.url);
         if verbose {
-            describe_request(&request, &mut report.transcript);
+            transcript::describe_request(&request, &mut report.transcript);
         }
         report.attempts += 1;
         report.host = Some(host.clone());
         let result = transport.send(&request, limits);
         if verbose {
             match &result {
-                Ok(response) => describe_response(response, &mut report.transcript),
+                Ok(response) => transcript::describe_response(response, &mut report.transcript),
                 Err(e) => report.transcript.push(format!("! {host}: {e}")),
             }
         }
@@ -259,16 +260,10 @@ fn prepare(entry: &Entry, vars: &upon::Value, request_id: &str) -> Result<(http:
     for (name, tpl) in &entry.headers {
         let rendered = tpl.render(vars).map_err(|e| format!("header {name} template: {e}"))?;
         let mut v = value(name, &rendered)?;
-        v.set_sensitive(is_secret_header(name));
+        v.set_sensitive(!transcript::is_harmless_header(name));
         set(name.clone(), v);
     }
     Ok((headers, body))
-}
-
-/// Headers whose values `query -v` masks: credentials by name.
-fn is_secret_header(name: &HeaderName) -> bool {
-    const HINTS: &[&str] = &["auth", "token", "key", "secret", "cookie", "password", "session", "signature"];
-    HINTS.iter().any(|hint| name.as_str().contains(hint))
 }
 
 fn gzip(data: &[u8]) -> Vec<u8> {
@@ -287,45 +282,6 @@ fn target_url(entry: &Entry, index: usize, vars: &upon::Value) -> Result<reqwest
     }
     let rendered = target.template.render(vars).map_err(|e| Outcome::temporary(format!("target template: {e}")))?;
     target::parse(&rendered)
-}
-
-fn describe_request(request: &Request, out: &mut Vec<String>) {
-    out.push(format!("> {} {}", request.method, masked_url(&request.url)));
-    for (name, value) in &request.headers {
-        let shown = if value.is_sensitive() || is_secret_header(name) {
-            "***".to_string()
-        } else {
-            String::from_utf8_lossy(value.as_bytes()).into_owned()
-        };
-        out.push(format!("> {name}: {shown}"));
-    }
-    if let Some(body) = &request.body {
-        out.push(format!("> ({} bytes) {}", body.len(), preview(body)));
-    }
-}
-
-fn describe_response(response: &http::Response, out: &mut Vec<String>) {
-    out.push(format!("< HTTP {}", response.status));
-    for (name, value) in &response.headers {
-        out.push(format!("< {name}: {}", String::from_utf8_lossy(value.as_bytes())));
-    }
-    out.push(format!("< ({} bytes) {}", response.body.len(), preview(&response.body)));
-}
-
-/// A URL without its user info.
-fn masked_url(url: &reqwest::Url) -> String {
-    let mut shown = url.clone();
-    if !shown.username().is_empty() || shown.password().is_some() {
-        let _ = shown.set_username("***");
-        let _ = shown.set_password(None);
-    }
-    shown.to_string()
-}
-
-fn preview(bytes: &[u8]) -> String {
-    const MAX: usize = 2000;
-    let text = String::from_utf8_lossy(&bytes[..bytes.len().min(MAX)]).into_owned();
-    if bytes.len() > MAX { format!("{text}…") } else { text }
 }
 
 /// A fresh request id: 16 hex digits, sent to the backend as `X-Request-Id` and logged.

@@ -56,7 +56,7 @@ fn split_origin(rendered: &str) -> (&str, &str) {
 }
 
 /// The bytes `text` stands for, `%XX` escapes decoded (a `%` without two hex digits stays).
-fn decoded(text: &str) -> Vec<u8> {
+pub(super) fn decoded(text: &str) -> Vec<u8> {
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
