@@ -38,3 +38,6 @@ mod auth;
 
 #[path = "it/deploy.rs"]
 mod deploy;
+
+#[path = "it/unread.rs"]
+mod unread;
