@@ -129,7 +129,9 @@ fn serve(protocol: Protocol, loaded: Result<Loaded, String>, fd3: Option<OwnedFd
     };
     match &end {
         End::Eof | End::Idle | End::Lifetime => log::debug(&format!("connection ends: {end}")),
-        End::Malformed(_) | End::Truncated | End::Stalled => log::warn(&format!("connection closed: {end}")),
+        End::Malformed(_) | End::Truncated | End::Stalled | End::Unread => {
+            log::warn(&format!("connection closed: {end}"))
+        }
         End::Io(_) => log::warn(&format!("connection lost: {end}")),
     }
     exit::OK

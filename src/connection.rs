@@ -3,7 +3,8 @@
 //! spawn(8) gives the connection as fds 0 and 1; systemd's native socket activation gives it as
 //! fd 3. Reads wait with poll(2), so the process ends by itself when the client goes quiet
 //! (spawn before Postfix 3.10 cannot kill its child), and only ever between requests when the
-//! lifetime runs out.
+//! lifetime runs out. Writes wait with poll(2) too: a client that sends requests but stops
+//! reading the replies ends the process after `idle_timeout` instead of holding it forever.
 
 use crate::config::Limits;
 use crate::proto::Decoded;
@@ -29,6 +30,8 @@ pub enum End {
     Truncated,
     /// A request begun but not complete `idle_timeout` after its first byte.
     Stalled,
+    /// A reply not taken whole within `idle_timeout`: the client stopped reading.
+    Unread,
     /// The bytes can never form a valid request.
     Malformed(String),
     Io(io::Error),
@@ -42,6 +45,7 @@ impl std::fmt::Display for End {
             End::Lifetime => f.write_str("maximum lifetime reached"),
             End::Truncated => f.write_str("client closed the connection in the middle of a request"),
             End::Stalled => f.write_str("client stopped sending in the middle of a request"),
+            End::Unread => f.write_str("client stopped reading replies: one was not taken within idle_timeout"),
             End::Malformed(why) => write!(f, "malformed request: {why}"),
             End::Io(e) => write!(f, "connection error: {e}"),
         }
@@ -156,26 +160,56 @@ impl Connection {
         }
     }
 
-    /// Writes one reply.
-    pub fn reply(&mut self, bytes: &[u8]) -> io::Result<()> {
-        self.output.write_all(bytes)?;
-        self.output.flush()
+    /// Writes one reply, all of it within `idle_timeout` ([`End::Unread`] otherwise).
+    ///
+    /// The output is non-blocking only while a reply is written, so that a full buffer makes the
+    /// write return instead of wait: under spawn(8) fds 0, 1 and 2 share one open file
+    /// description (so do a terminal's), and everyone else expects it blocking.
+    pub fn reply(&mut self, bytes: &[u8]) -> Result<(), End> {
+        rustix::io::ioctl_fionbio(&self.output, true).map_err(|e| End::Io(e.into()))?;
+        let written = self.write_within(bytes, Instant::now() + self.idle_timeout);
+        let restored = rustix::io::ioctl_fionbio(&self.output, false).map_err(|e| End::Io(e.into()));
+        written.and(restored)
+    }
+
+    fn write_within(&mut self, mut bytes: &[u8], deadline: Instant) -> Result<(), End> {
+        while !bytes.is_empty() {
+            match self.output.write(bytes) {
+                Ok(0) => return Err(End::Io(io::ErrorKind::WriteZero.into())),
+                Ok(n) => bytes = &bytes[n..],
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    if !wait_for(&self.output, PollFlags::OUT, left)? {
+                        return Err(End::Unread);
+                    }
+                }
+                Err(e) => return Err(End::Io(e)),
+            }
+        }
+        Ok(())
     }
 
     /// Waits until the input is readable (or closed); `false` when `wait` passed first.
     fn wait_readable(&self, wait: Duration) -> Result<bool, End> {
-        let deadline = Instant::now() + wait;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let timeout = Timespec::try_from(left).unwrap_or(Timespec { tv_sec: i64::MAX / 2, tv_nsec: 0 });
-            let mut fds = [PollFd::new(&self.input, PollFlags::IN)];
-            match poll(&mut fds, Some(&timeout)) {
-                Ok(0) if left.is_zero() => return Ok(false),
-                Ok(0) => continue,
-                Ok(_) => return Ok(true),
-                Err(rustix::io::Errno::INTR) => continue,
-                Err(e) => return Err(End::Io(e.into())),
-            }
+        wait_for(&self.input, PollFlags::IN, wait)
+    }
+}
+
+/// Waits until `fd` is ready for `flags` (or closed, or in error: the next read or write tells);
+/// `false` when `wait` passed first.
+fn wait_for(fd: &File, flags: PollFlags, wait: Duration) -> Result<bool, End> {
+    let deadline = Instant::now() + wait;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let timeout = Timespec::try_from(left).unwrap_or(Timespec { tv_sec: i64::MAX / 2, tv_nsec: 0 });
+        let mut fds = [PollFd::new(fd, flags)];
+        match poll(&mut fds, Some(&timeout)) {
+            Ok(0) if left.is_zero() => return Ok(false),
+            Ok(0) => continue,
+            Ok(_) => return Ok(true),
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(End::Io(e.into())),
         }
     }
 }

@@ -17,6 +17,9 @@ use reqwest::header::{self, HeaderName, HeaderValue};
 use std::io::Write as _;
 use std::time::Instant;
 
+mod target;
+mod transcript;
+
 /// What happened, for the reply and the log line.
 #[derive(Debug)]
 pub struct Report {
@@ -171,14 +174,14 @@ fn attempts(
         };
         let host = http::host_of(&request.url);
         if verbose {
-            describe_request(&request, &mut report.transcript);
+            transcript::describe_request(&request, &mut report.transcript);
         }
         report.attempts += 1;
         report.host = Some(host.clone());
         let result = transport.send(&request, limits);
         if verbose {
             match &result {
-                Ok(response) => describe_response(response, &mut report.transcript),
+                Ok(response) => transcript::describe_response(response, &mut report.transcript),
                 Err(e) => report.transcript.push(format!("! {host}: {e}")),
             }
         }
@@ -227,13 +230,18 @@ fn prepare(entry: &Entry, vars: &upon::Value, request_id: &str) -> Result<(http:
         headers.retain(|(n, _)| *n != name);
         headers.push((name, value));
     };
-    let value = |s: &str| HeaderValue::from_str(s).map_err(|_| format!("header value not sendable: {s:?}"));
-    set(header::USER_AGENT, value(&entry.user_agent)?);
-    set(HeaderName::from_static("x-request-id"), value(request_id)?);
+    // The reason names the header, never the value: it may hold a credential, and it goes into
+    // the reply and the log line.
+    let value = |name: &HeaderName, s: &str| {
+        HeaderValue::from_str(s).map_err(|_| format!("header {name}: the value holds a byte that cannot be sent"))
+    };
+    set(header::USER_AGENT, value(&header::USER_AGENT, &entry.user_agent)?);
+    let request_id_header = HeaderName::from_static("x-request-id");
+    set(request_id_header.clone(), value(&request_id_header, request_id)?);
     let mut body = None;
     if let Some(payload) = &entry.payload {
         let rendered = payload.render(vars).map_err(|e| format!("payload template: {e}"))?;
-        set(header::CONTENT_TYPE, value(&entry.content_type)?);
+        set(header::CONTENT_TYPE, value(&header::CONTENT_TYPE, &entry.content_type)?);
         body = Some(if entry.request_compression {
             set(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
             gzip(rendered.as_bytes())
@@ -245,23 +253,17 @@ fn prepare(entry: &Entry, vars: &upon::Value, request_id: &str) -> Result<(http:
         set(header::ACCEPT_ENCODING, HeaderValue::from_static("gzip"));
     }
     if let Some(auth) = &entry.basic_auth {
-        let mut v = value(&auth.0)?;
+        let mut v = value(&header::AUTHORIZATION, &auth.0)?;
         v.set_sensitive(true);
         set(header::AUTHORIZATION, v);
     }
     for (name, tpl) in &entry.headers {
         let rendered = tpl.render(vars).map_err(|e| format!("header {name} template: {e}"))?;
-        let mut v = value(&rendered)?;
-        v.set_sensitive(is_secret_header(name));
+        let mut v = value(name, &rendered)?;
+        v.set_sensitive(!transcript::is_harmless_header(name));
         set(name.clone(), v);
     }
     Ok((headers, body))
-}
-
-/// Headers whose values `query -v` masks: credentials by name.
-fn is_secret_header(name: &HeaderName) -> bool {
-    const HINTS: &[&str] = &["auth", "token", "key", "secret", "cookie", "password", "session", "signature"];
-    HINTS.iter().any(|hint| name.as_str().contains(hint))
 }
 
 fn gzip(data: &[u8]) -> Vec<u8> {
@@ -271,68 +273,15 @@ fn gzip(data: &[u8]) -> Vec<u8> {
     enc.finish().unwrap_or_default()
 }
 
-/// Renders target `index`. A key that would form a `.` or `..` path segment is refused: URL
-/// normalisation would turn it into path traversal on the backend.
+/// Renders target `index`. A key that would change the path on parsing (form a `.` or `..`
+/// segment, or hide one with characters the parser drops) is refused: see [`target`].
 fn target_url(entry: &Entry, index: usize, vars: &upon::Value) -> Result<reqwest::Url, Outcome> {
     let target = &entry.targets[index];
     if let Some(url) = &target.fixed {
         return Ok(url.clone());
     }
     let rendered = target.template.render(vars).map_err(|e| Outcome::temporary(format!("target template: {e}")))?;
-    if has_dot_segment(&rendered) {
-        return Err(Outcome::permanent("key not usable in a URL path"));
-    }
-    reqwest::Url::parse(&rendered).map_err(|_| Outcome::permanent("key not usable in a URL"))
-}
-
-fn has_dot_segment(url: &str) -> bool {
-    let after_scheme = url.split_once("://").map_or(url, |(_, rest)| rest);
-    let Some(slash) = after_scheme.find('/') else { return false };
-    let path = &after_scheme[slash..];
-    let path = path.split(['?', '#']).next().unwrap_or("");
-    path.split('/').any(|seg| {
-        let seg = seg.to_ascii_lowercase().replace("%2e", ".");
-        seg == "." || seg == ".."
-    })
-}
-
-fn describe_request(request: &Request, out: &mut Vec<String>) {
-    out.push(format!("> {} {}", request.method, masked_url(&request.url)));
-    for (name, value) in &request.headers {
-        let shown = if value.is_sensitive() || is_secret_header(name) {
-            "***".to_string()
-        } else {
-            String::from_utf8_lossy(value.as_bytes()).into_owned()
-        };
-        out.push(format!("> {name}: {shown}"));
-    }
-    if let Some(body) = &request.body {
-        out.push(format!("> ({} bytes) {}", body.len(), preview(body)));
-    }
-}
-
-fn describe_response(response: &http::Response, out: &mut Vec<String>) {
-    out.push(format!("< HTTP {}", response.status));
-    for (name, value) in &response.headers {
-        out.push(format!("< {name}: {}", String::from_utf8_lossy(value.as_bytes())));
-    }
-    out.push(format!("< ({} bytes) {}", response.body.len(), preview(&response.body)));
-}
-
-/// A URL without its user info.
-fn masked_url(url: &reqwest::Url) -> String {
-    let mut shown = url.clone();
-    if !shown.username().is_empty() || shown.password().is_some() {
-        let _ = shown.set_username("***");
-        let _ = shown.set_password(None);
-    }
-    shown.to_string()
-}
-
-fn preview(bytes: &[u8]) -> String {
-    const MAX: usize = 2000;
-    let text = String::from_utf8_lossy(&bytes[..bytes.len().min(MAX)]).into_owned();
-    if bytes.len() > MAX { format!("{text}…") } else { text }
+    target::parse(&rendered)
 }
 
 /// A fresh request id: 16 hex digits, sent to the backend as `X-Request-Id` and logged.
@@ -557,16 +506,5 @@ mod tests {
         let out = run(&e, &crate::template::lookup_vars("m", "k", "id"), "id", &fake, &store, false).outcome;
         assert_eq!(out, Outcome::temporary("token endpoint t.test: HTTP 500"));
         assert_eq!(fake.sent.borrow().len(), 1, "the target is not asked without a token");
-    }
-
-    #[test]
-    fn dot_segments() {
-        assert!(has_dot_segment("http://h/users/.."));
-        assert!(has_dot_segment("http://h/users/%2E%2e/x"));
-        assert!(has_dot_segment("http://h/users/./x"));
-        assert!(has_dot_segment("http://h/.%2e?x=1"));
-        assert!(!has_dot_segment("http://h/users/..x"));
-        assert!(!has_dot_segment("http://h/users/a?k=.."));
-        assert!(!has_dot_segment("http://h"));
     }
 }

@@ -42,8 +42,8 @@ impl Server<'_> {
             // The reply goes first: the client is waiting for it, the log line can wait.
             let sent = conn.reply(&netstring::encode(text.as_bytes()));
             self.log_lookup("socketmap", &req.name, &req.key, report.as_ref(), &text, started);
-            if let Err(e) = sent {
-                return End::Io(e);
+            if let Err(end) = sent {
+                return end;
             }
         }
     }
@@ -61,8 +61,8 @@ impl Server<'_> {
             let shown = String::from_utf8_lossy(&line[..line.len() - 1]).into_owned();
             let sent = conn.reply(&line);
             self.log_lookup("tcp", name, &key, report.as_ref(), &shown, started);
-            if let Err(e) = sent {
-                return End::Io(e);
+            if let Err(end) = sent {
+                return end;
             }
         }
     }
@@ -79,8 +79,8 @@ impl Server<'_> {
             let (action, report, name) = self.policy_check(service, &attrs);
             let sent = conn.reply(&policy::encode(&action));
             self.log_policy(&name, &attrs, report.as_ref(), &action, started);
-            if let Err(e) = sent {
-                return End::Io(e);
+            if let Err(end) = sent {
+                return end;
             }
         }
     }

@@ -44,3 +44,6 @@ mod state_attack;
 
 #[path = "it/check.rs"]
 mod check;
+
+#[path = "it/unread.rs"]
+mod unread;

@@ -445,6 +445,56 @@ fn query_verbose_masks_the_authorization_header() {
     assert_eq!(b.request_count(), 1);
 }
 
+/// `query -v` masks the value of every query parameter whose name suggests a secret and of every
+/// custom header but a few harmless ones, and says so in one line; the backend gets them all.
+#[test]
+fn query_verbose_masks_secret_parameters_and_custom_headers() {
+    let b = map_backend();
+    let params = [
+        ("api_key", "Qp1-5ecret"),
+        ("token", "Qp2-5ecret"),
+        ("key", "Qp3-5ecret"),
+        ("secret", "Qp4-5ecret"),
+        ("password", "Qp5-5ecret"),
+        ("sig", "Qp6-5ecret"),
+        ("X-Amz-Credential", "Qp7-5ecret"),
+    ];
+    let headers = [
+        ("X-Pass", "Hd1-5ecret"),
+        ("X-Credential", "Hd2-5ecret"),
+        ("X-Access", "Hd3-5ecret"),
+        ("X-Sig", "Hd4-5ecret"),
+        ("X-Tenant-Id", "Hd5-5ecret"),
+    ];
+    let query: Vec<String> = params.iter().map(|(n, v)| format!("{n}={v}")).collect();
+    let url = b.url(&format!("/lookup?format=json&{}&user=u1", query.join("&")));
+    let mut lines: Vec<String> = headers.iter().map(|(n, v)| format!("'{n}: {v}'")).collect();
+    lines.push("'Accept: application/json'".into());
+    let cfg = demo_cfg(&url, &format!("    custom_headers: [{}]\n", lines.join(", ")));
+    let out = pfx(&cfg, &["query", "-v", "demo", "found@x"], b"");
+    assert_eq!(out.code(), Some(0), "{out:?}");
+    assert_eq!(out.stdout_str(), "OK value here\n");
+    let err = out.stderr_str();
+    let request_line = format!("> POST {}", b.url("/lookup?format=json&api_key=***&token=***&key=***"));
+    assert!(err.contains(&request_line), "{request_line:?} missing:\n{err}");
+    assert!(err.contains("&secret=***&password=***&sig=***&X-Amz-Credential=***&user=u1\n"), "{err}");
+    for (name, _) in headers {
+        assert!(err.contains(&format!("> {}: ***\n", name.to_ascii_lowercase())), "{name} not masked:\n{err}");
+    }
+    assert!(err.contains("> accept: application/json\n"), "{err}");
+    assert!(err.contains("> user-agent: pfxhttp/"), "{err}");
+    assert_eq!(err.matches(MASKED_NOTE).count(), 1, "{err}");
+    assert!(!err.contains("5ecret") && !out.stdout_str().contains("5ecret"), "a secret shown:\n{err}");
+    let sent = &b.requests()[0];
+    assert_eq!(sent.query(), Some(&format!("format=json&{}&user=u1", query.join("&"))[..]));
+    for (name, value) in headers {
+        assert_eq!(sent.header(&name.to_ascii_lowercase()), Some(value));
+    }
+}
+
+/// The transcript's line about masking.
+const MASKED_NOTE: &str = "* values shown as *** are masked\n";
+
 // ------------------------------------------------------------------ policy-query
 
 /// Backend for `pol`: `bad@x` is rejected, anything else OK.

@@ -585,6 +585,24 @@ fn dot_segment_keys_are_refused_in_url() {
     assert_eq!(b.request_count(), 0, "no request for a path-traversal key");
 }
 
+/// With `| raw` the key is not encoded, and the URL parser turns `\` into `/` and drops tabs and
+/// line feeds: keys built on that are refused like a plain `..`, and no request reaches the path
+/// they aim at. A key whose bytes only get percent-encoded by the parser is sent as before.
+#[test]
+fn raw_keys_cannot_form_dot_segments_after_parsing() {
+    let b = value_backend(r#""found""#);
+    let target = format!("http://127.0.0.1:{}/users/{{{{ key | raw }}}}", b.port());
+    let conf = Conf::new(&target).set("method", "GET").unset("payload");
+    let out = conf.serve(&reqs(&["..\\admin", ".\t./admin", "%2e\n%2e/admin"]));
+    let perm = "PERM key not usable in a URL path";
+    assert_wire(&out, &replies(&[perm, perm, perm]));
+    let paths: Vec<String> = b.requests().iter().map(|r| r.path().to_string()).collect();
+    assert!(paths.is_empty(), "requests made: {paths:?}");
+    let out = conf.serve(&req("demo", "a b/c"));
+    assert_wire(&out, b"8:OK found,");
+    assert_eq!(b.requests()[0].target, "/users/a%20b/c");
+}
+
 // ------------------------------------------------------------------ headers
 
 /// Default headers: `User-Agent: pfxhttp/<version>`, a 16-hex-digit `X-Request-Id`,
@@ -1002,6 +1020,28 @@ fn log_keys_false_hides_the_key() {
     std::thread::sleep(Duration::from_millis(200));
     for line in sink.lines() {
         assert!(!line.contains("hidden-key-5d2e"), "key logged: {line}");
+    }
+}
+
+/// A rendered header value that cannot be sent (here a control byte from a `| raw` key next to a
+/// bearer token) fails the lookup naming the header: neither the reply nor the log line shows any
+/// part of the value.
+#[test]
+fn unsendable_header_is_named_without_its_value() {
+    let sink = SyslogSink::new();
+    let b = value_backend(r#""mapped""#);
+    let out = Conf::new(&b.url("/lookup"))
+        .set("custom_headers", r#"["Authorization: Bearer Hdr-5ecret-9{{ key | raw }}"]"#)
+        .syslog(&sink, ", level: debug, log_keys: false")
+        .serve(&req("demo", "tail\u{1}end"));
+    assert_wire(&out, &replies(&["TEMP header authorization: the value holds a byte that cannot be sent"]));
+    assert_eq!(b.request_count(), 0);
+    let line = sink.wait_for("map=demo", READ).unwrap_or_else(|| panic!("no request line: {:?}", sink.lines()));
+    assert!(line.contains("header authorization"), "header not named: {line}");
+    for line in sink.settle(READ) {
+        for part in ["Bearer", "Hdr-", "5ecret", "tail", "\u{1}", "\\u{1}"] {
+            assert!(!line.contains(part), "{part:?} logged: {line}");
+        }
     }
 }
 

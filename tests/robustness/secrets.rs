@@ -1,8 +1,9 @@
 //! Secrets never show (issue 7, point 4; spec §7.3, §8): the whole backend fault matrix, for
 //! every protocol, with each way of authenticating configured in turn: Basic credentials in the
 //! target URL, `http_auth_basic`, an `Authorization` and an API key header from
-//! `custom_headers`, `jwt_auth`, and `backend_oidc_auth` (client_secret_basic with discovery,
-//! client_secret_post with a direct token endpoint).
+//! `custom_headers`, `jwt_auth`, `backend_oidc_auth` (client_secret_basic with discovery,
+//! client_secret_post with a direct token endpoint), and secrets in the target's query string and
+//! in custom headers whose names do not say they are credentials.
 //!
 //! For each way: the fault matrix on the target (token endpoints served by the matrix's
 //! backend); for the token kinds also the fault matrix on the token endpoint (whose answers hold
@@ -33,6 +34,10 @@ const API_KEY: &str = "ApiKey-5ecret-3";
 const JWT_PASS: &str = "JwtPass-5ecret-4";
 const CLIENT_ID: &str = "mailclient";
 const CLIENT_SECRET: &str = "ClientSecret-5ecret-5";
+/// In the target URL's query string.
+const QUERY_KEY: &str = "QueryKey-5ecret-6";
+/// In a custom header whose name does not look like a credential.
+const PLAIN_HEADER: &str = "PlainHeader-5ecret-7";
 
 /// The slow rows' timing: a hundred processes and more run at once here, so the token request
 /// before the target's (or the token request alone, on the token path) gets room of its own.
@@ -88,6 +93,8 @@ struct Variant {
     name: &'static str,
     /// `user:password@` to put into the target URL.
     userinfo: Option<String>,
+    /// A query string to put after the target URL.
+    query: Option<String>,
     /// Lines for the entries.
     entry: Vec<String>,
     /// The entry line with the token endpoint at another URL (the token kinds).
@@ -116,16 +123,35 @@ fn oidc_line(endpoint: &str, method: &str) -> String {
 fn variants(base: &str) -> Vec<Variant> {
     let direct = |method: &'static str| move |url: &str| oidc_line(&format!("token_endpoint: {}", q(url)), method);
     vec![
-        Variant { name: "url", userinfo: Some(format!("{URL_USER}:{URL_PASS}@")), entry: vec![], token_at: None },
+        Variant {
+            name: "url",
+            userinfo: Some(format!("{URL_USER}:{URL_PASS}@")),
+            query: None,
+            entry: vec![],
+            token_at: None,
+        },
+        Variant {
+            name: "query and plain headers",
+            userinfo: None,
+            query: Some(format!("?format=json&api_key={QUERY_KEY}&sig={QUERY_KEY}")),
+            entry: vec![format!(
+                "custom_headers: [{}, {}]",
+                q(&format!("X-Pass: {PLAIN_HEADER}")),
+                q(&format!("X-Sig: {PLAIN_HEADER}"))
+            )],
+            token_at: None,
+        },
         Variant {
             name: "http_auth_basic",
             userinfo: None,
+            query: None,
             entry: vec![format!("http_auth_basic: {}", q(&format!("{BASIC_USER}:{BASIC_PASS}")))],
             token_at: None,
         },
         Variant {
             name: "custom_headers",
             userinfo: None,
+            query: None,
             entry: vec![format!(
                 "custom_headers: [{}, {}]",
                 q(&format!("Authorization: Bearer {STATIC_BEARER}")),
@@ -136,12 +162,14 @@ fn variants(base: &str) -> Vec<Variant> {
         Variant {
             name: "jwt_auth",
             userinfo: None,
+            query: None,
             entry: vec![jwt_line(&format!("{base}/jwt/token"))],
             token_at: Some(Box::new(jwt_line)),
         },
         Variant {
             name: "oidc client_secret_basic",
             userinfo: None,
+            query: None,
             entry: vec![oidc_line(
                 &format!("configuration_uri: {}", q(&format!("{base}/.well-known/openid-configuration"))),
                 "client_secret_basic",
@@ -151,6 +179,7 @@ fn variants(base: &str) -> Vec<Variant> {
         Variant {
             name: "oidc client_secret_post",
             userinfo: None,
+            query: None,
             entry: vec![direct("client_secret_post")(&format!("{base}/oauth2/token"))],
             token_at: Some(Box::new(direct("client_secret_post"))),
         },
@@ -160,10 +189,11 @@ fn variants(base: &str) -> Vec<Variant> {
 impl Variant {
     /// A debug-level setup for the fault row `row`.
     fn setup(&self, row: &Fault) -> Setup {
-        let url = match &self.userinfo {
+        let mut url = match &self.userinfo {
             Some(info) => row.url.replacen("http://", &format!("http://{info}"), 1),
             None => row.url.clone(),
         };
+        url.push_str(self.query.as_deref().unwrap_or(""));
         let setup = Setup::new(&url).level("debug").timing_for(row, SLOW);
         self.entry.iter().fold(setup, |s, line| s.entry(line))
     }
@@ -194,6 +224,11 @@ impl Variant {
             "url" => auth(&format!("Basic {url_pair}")),
             "http_auth_basic" => auth(&format!("Basic {basic_pair}")),
             "custom_headers" => auth(&format!("Bearer {STATIC_BEARER}")) && r.header("x-api-key") == Some(API_KEY),
+            "query and plain headers" => {
+                r.query().is_some_and(|q| q.contains(&format!("api_key={QUERY_KEY}")))
+                    && r.header("x-pass") == Some(PLAIN_HEADER)
+                    && r.header("x-sig") == Some(PLAIN_HEADER)
+            }
             "jwt_auth" => r.body_str().contains(JWT_PASS),
             "oidc client_secret_basic" => auth(&format!("Basic {client_pair}")),
             _ => r.body_str().contains(CLIENT_SECRET),
@@ -252,7 +287,7 @@ const STATE: &str = "<state database>";
 /// encoded `user:password` pair.
 fn leaks(text: &str) -> Vec<&'static str> {
     let mut found = Vec::new();
-    let credentials = [URL_PASS, BASIC_PASS, STATIC_BEARER, API_KEY, JWT_PASS, CLIENT_SECRET];
+    let credentials = [URL_PASS, BASIC_PASS, STATIC_BEARER, API_KEY, JWT_PASS, CLIENT_SECRET, QUERY_KEY, PLAIN_HEADER];
     if credentials.iter().any(|c| text.contains(c)) {
         found.push("a credential");
     } else if !text.starts_with(STATE) && text.contains(MARK) {
@@ -391,7 +426,11 @@ fn secrets_never_show_across_the_fault_matrix() {
                 "{name}: the target never got the credentials"
             );
         }
-        let masked = if variant.userinfo.is_some() { "://***@127.0.0.1:" } else { "> authorization: ***" };
+        let masked = match name {
+            "url" => "://***@127.0.0.1:",
+            "query and plain headers" => "&api_key=***&sig=***",
+            _ => "> authorization: ***",
+        };
         assert!(texts.iter().any(|t| t.contains(masked)), "{name}: query -v showed no {masked:?}");
         for t in &texts {
             let found = leaks(t);
@@ -404,4 +443,32 @@ fn secrets_never_show_across_the_fault_matrix() {
     }
     assert!(looked_at > 2000, "only {looked_at} texts looked at");
     assert!(problems.is_empty(), "{} problem(s):\n{}", problems.len(), problems.join("\n"));
+}
+
+/// A header value that cannot be sent (a control byte from a `| raw` key next to a bearer token):
+/// the socketmap and tcp replies name the header, and no reply, log line (at level debug, keys
+/// logged) or stderr shows any part of the value.
+#[test]
+fn unsendable_header_values_never_show() {
+    let _machine = crate::shared();
+    let b = echo_backend();
+    let header = format!("Authorization: Bearer {STATIC_BEARER}{{{{ key | raw }}}}");
+    let setup = Setup::new(&b.url("/lookup")).level("debug").entry(&format!("custom_headers: [{}]", q(&header)));
+    let reason = "header authorization: the value holds a byte that cannot be sent";
+    for (proto, request, reply) in [
+        (Proto::Socketmap, netstring(b"demo tail\x01end"), netstring(format!("TEMP {reason}").as_bytes())),
+        (Proto::Tcp, b"get tail%01end\n".to_vec(), format!("400 {reason}\n").into_bytes()),
+    ] {
+        let mut child = setup.child(proto);
+        child.send(&request);
+        let out = child.finish(RUN);
+        assert_clean(&out);
+        assert_wire(&out.stdout, &reply);
+    }
+    assert_eq!(b.request_count(), 0, "nothing was sent");
+    let logs = setup.logs();
+    assert_eq!(logs.iter().filter(|l| l.contains(reason)).count(), 2, "{logs:#?}");
+    for line in &logs {
+        assert!(leaks(line).is_empty() && !line.contains("Bearer"), "a secret logged: {line}");
+    }
 }
