@@ -36,6 +36,7 @@
 
 pub mod answer;
 pub mod auth;
+pub mod cache;
 pub mod cli;
 pub mod commands;
 pub mod config;

@@ -11,7 +11,7 @@ pub const SCHEMA_VERSION: i64 = 1;
 /// How long a statement waits for another process's lock; kept short because a lookup waits too.
 pub(super) const BUSY_TIMEOUT: Duration = Duration::from_millis(250);
 
-const SCHEMA: &str = "
+pub(super) const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS host_health (
     host TEXT PRIMARY KEY,
     failures INTEGER NOT NULL,
@@ -38,6 +38,22 @@ CREATE TABLE IF NOT EXISTS discovery (
     fetched_at INTEGER NOT NULL
 );
 PRAGMA user_version = 1;
+";
+
+/// The response cache's table, added to version 1 without a new version (older pfxhttp never
+/// reads it): made by `state init`, or by the first process that uses the cache.
+pub(super) const CACHE_SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS response_cache (
+    entry TEXT NOT NULL,
+    key BLOB NOT NULL,
+    found INTEGER NOT NULL,
+    value TEXT NOT NULL,
+    stored_at INTEGER NOT NULL,
+    fresh_until INTEGER NOT NULL,
+    stale_until INTEGER NOT NULL,
+    PRIMARY KEY (entry, key)
+);
+CREATE INDEX IF NOT EXISTS response_cache_age ON response_cache (entry, stored_at);
 ";
 
 /// Whether an error only means that other processes hold a lock right now.

@@ -49,7 +49,9 @@ pub fn init(path: &Path, owner: Option<Owner>) -> Result<Vec<String>, DbError> {
     if let Some((uid, gid)) = owner.filter(|&(uid, _)| root && uid != 0) {
         become_user(path, uid, gid)?;
     }
-    drop(db::open(path)?);
+    let conn = db::open(path)?;
+    conn.execute_batch(db::CACHE_SCHEMA).map_err(|e| DbError::from_sqlite(path, &e))?;
+    drop(conn);
     done.push(if existed {
         format!("{} exists and is usable", path.display())
     } else {

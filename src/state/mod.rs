@@ -7,6 +7,7 @@
 //! the path, the error and the fix, and the process carries on with state of its own. pfxhttp
 //! never deletes or recreates the file by itself.
 
+pub mod cache;
 mod db;
 mod health;
 mod init;
@@ -31,6 +32,8 @@ pub struct Store {
     memory_health: RefCell<HashMap<String, Mark>>,
     /// Tokens, whenever the database is not used.
     memory_tokens: RefCell<HashMap<String, TokenRow>>,
+    /// The response cache's secret and switch.
+    cache_state: cache::CacheState,
 }
 
 impl Store {
@@ -40,6 +43,7 @@ impl Store {
             db: OnceCell::new(),
             memory_health: RefCell::new(HashMap::new()),
             memory_tokens: RefCell::new(HashMap::new()),
+            cache_state: cache::CacheState::default(),
         }
     }
 
@@ -49,20 +53,7 @@ impl Store {
     /// microseconds and its writes are rare (a host's state changes, a token is stored), so such
     /// a lock is a stuck process, and waiting on it would hold up every lookup.
     fn with_db<T>(&self, f: impl FnOnce(&rusqlite::Connection) -> rusqlite::Result<T>) -> Option<T> {
-        let cell = self.db.get_or_init(|| {
-            let opened = match &self.setting {
-                StateDb::Memory => None,
-                StateDb::File(path) => match db::open(path) {
-                    Ok(conn) => Some(conn),
-                    Err(e) => {
-                        log::error(&format!("{e}; carrying on with state kept by this process only"));
-                        None
-                    }
-                },
-            };
-            RefCell::new(opened)
-        });
-        let mut slot = cell.borrow_mut();
+        let mut slot = self.opened().borrow_mut();
         let conn = slot.as_ref()?;
         match f(conn) {
             Ok(value) => Some(value),
@@ -77,5 +68,32 @@ impl Store {
                 None
             }
         }
+    }
+
+    /// Runs `f` on the database if it is usable, and hands back its result, errors included,
+    /// without giving up the database over them: the cache decides what its errors mean.
+    fn with_db_raw<T>(
+        &self,
+        f: impl FnOnce(&rusqlite::Connection) -> rusqlite::Result<T>,
+    ) -> Option<rusqlite::Result<T>> {
+        let slot = self.opened().borrow();
+        slot.as_ref().map(f)
+    }
+
+    /// The database, opened on first need; `None` inside when it cannot be used.
+    fn opened(&self) -> &RefCell<Option<rusqlite::Connection>> {
+        self.db.get_or_init(|| {
+            let opened = match &self.setting {
+                StateDb::Memory => None,
+                StateDb::File(path) => match db::open(path) {
+                    Ok(conn) => Some(conn),
+                    Err(e) => {
+                        log::error(&format!("{e}; carrying on with state kept by this process only"));
+                        None
+                    }
+                },
+            };
+            RefCell::new(opened)
+        })
     }
 }

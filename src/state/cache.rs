@@ -1,0 +1,312 @@
+//! The response cache's rows: one per (entry, cache key), shared by every process through the
+//! state database (or kept in an in-memory database of the process's own with `:memory:`).
+//!
+//! What is stored, and when a row may answer, is decided above ([`crate::cache`]); this module
+//! only keeps rows. Keys are not stored in clear: a row's key is an HMAC-SHA256 of the entry and
+//! the rendered cache key under a random secret kept in the database (`meta.cache_secret`), so
+//! that reading the file does not list the addresses looked up. Values are stored as the API gave
+//! them. See `docs/design.md#response-cache`.
+//!
+//! The cache never stands in a lookup's way: a write that meets another process's lock is
+//! skipped, a read that meets one is a miss, and any other error (a damaged or foreign table) is
+//! logged once and turns the cache off for this process, which then asks the API every time. The
+//! table is never dropped or recreated here.
+
+use super::Store;
+use crate::log;
+use rusqlite::{Connection, OptionalExtension, params};
+use std::cell::Cell;
+
+/// A stored answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Row {
+    /// `Some(value)` for a found value, `None` for "not found".
+    pub value: Option<String>,
+    /// Unix ms when the API gave the answer.
+    pub stored_at: i64,
+    /// Unix ms until which it answers without asking the API.
+    pub fresh_until: i64,
+    /// Unix ms until which a found value answers when the API fails.
+    pub stale_until: i64,
+}
+
+/// The key of a row: the entry (`map:NAME`, `policy:NAME`) and the keyed hash of its cache key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Key {
+    entry: String,
+    hash: Vec<u8>,
+}
+
+/// One entry's rows, for `pfxhttp cache stats`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Stats {
+    pub entry: String,
+    pub rows: u64,
+    pub found: u64,
+    pub not_found: u64,
+    /// Unix ms of the oldest and newest answer.
+    pub oldest: i64,
+    pub newest: i64,
+    /// Bytes of stored values and keys.
+    pub bytes: u64,
+}
+
+/// How many writes pass between two sweeps of expired and surplus rows, on average.
+const SWEEP_EVERY: u32 = 32;
+
+/// The cache's own state within a [`Store`].
+#[derive(Default)]
+pub(super) struct CacheState {
+    /// The HMAC key, read (or made) on first use; `None` inside once the cache is off.
+    secret: std::cell::OnceCell<Option<ring::hmac::Key>>,
+    /// Set once an error turned the cache off for this process.
+    off: Cell<bool>,
+    /// The in-memory database used with `:memory:`.
+    memory: std::cell::OnceCell<Option<Connection>>,
+}
+
+/// The face of the cache: `store.cache()`.
+pub struct Cache<'a> {
+    store: &'a Store,
+}
+
+impl Store {
+    /// The response cache of this store.
+    pub fn cache(&self) -> Cache<'_> {
+        Cache { store: self }
+    }
+}
+
+impl Cache<'_> {
+    /// The row key for `text` (the rendered cache key) of `entry`; `None` when the cache is off.
+    pub fn key(&self, entry: &str, text: &str) -> Option<Key> {
+        let secret = self.store.cache_state.secret.get_or_init(|| self.run(read_or_make_secret)).as_ref()?;
+        let mut ctx = ring::hmac::Context::with_key(secret);
+        ctx.update(entry.as_bytes());
+        ctx.update(&[0]);
+        ctx.update(text.as_bytes());
+        Some(Key { entry: entry.to_string(), hash: ctx.sign().as_ref().to_vec() })
+    }
+
+    /// The row for `key`, if any (a lock held by another process reads as none).
+    pub fn get(&self, key: &Key) -> Option<Row> {
+        self.run(|db| {
+            db.query_row(
+                "SELECT found, value, stored_at, fresh_until, stale_until FROM response_cache
+                 WHERE entry = ?1 AND key = ?2",
+                params![key.entry, key.hash],
+                |r| {
+                    let found: bool = r.get(0)?;
+                    Ok(Row {
+                        value: if found { Some(r.get(1)?) } else { None },
+                        stored_at: r.get(2)?,
+                        fresh_until: r.get(3)?,
+                        stale_until: r.get(4)?,
+                    })
+                },
+            )
+            .optional()
+        })
+        .flatten()
+    }
+
+    /// Stores `row` under `key`; now and then also removes expired rows of the entry and the
+    /// oldest beyond `max_entries`.
+    pub fn put(&self, key: &Key, row: &Row, max_entries: u64) {
+        self.run(|db| {
+            db.execute(
+                "INSERT OR REPLACE INTO response_cache (entry, key, found, value, stored_at, fresh_until, stale_until)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![
+                    key.entry,
+                    key.hash,
+                    row.value.is_some(),
+                    row.value.as_deref().unwrap_or(""),
+                    row.stored_at,
+                    row.fresh_until,
+                    row.stale_until
+                ],
+            )?;
+            if fastrand::u32(..SWEEP_EVERY) == 0 {
+                sweep(db, &key.entry, row.stored_at, max_entries)?;
+            }
+            Ok(())
+        });
+    }
+
+    /// Removes the row for `key`, if any.
+    pub fn remove(&self, key: &Key) {
+        self.run(|db| {
+            db.execute("DELETE FROM response_cache WHERE entry = ?1 AND key = ?2", params![key.entry, key.hash])
+                .map(drop)
+        });
+    }
+
+    /// Runs `f` on the cache's database; `None` when the cache is off, on contention, or on an
+    /// error (which turns the cache off, with one log line).
+    fn run<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Option<T> {
+        let state = &self.store.cache_state;
+        if state.off.get() {
+            return None;
+        }
+        let result = match &self.store.setting {
+            crate::config::StateDb::Memory => {
+                let db = state.memory.get_or_init(|| open_memory().inspect_err(|e| self.fail(e)).ok());
+                db.as_ref().map(f)?
+            }
+            crate::config::StateDb::File(_) => self.store.with_db_raw(f)?,
+        };
+        match result {
+            Ok(value) => Some(value),
+            Err(e) if super::db::is_contention(&e) => {
+                log::debug(&format!("response cache: {e}; skipped"));
+                None
+            }
+            Err(e) => {
+                self.fail(&e);
+                None
+            }
+        }
+    }
+
+    fn fail(&self, e: &rusqlite::Error) {
+        self.store.cache_state.off.set(true);
+        let place = match &self.store.setting {
+            crate::config::StateDb::File(path) => format!("state database {}", path.display()),
+            crate::config::StateDb::Memory => "in-memory state".to_string(),
+        };
+        log::error(&format!(
+            "response cache in {place}: {e}; every lookup asks the API (`pfxhttp cache flush` run by the \
+             administrator recreates the cache table)"
+        ));
+    }
+}
+
+/// The per-database HMAC secret: 32 random bytes in `meta`, made by the first process that needs
+/// it. A random source that fails is an error: a predictable secret is never stored.
+fn read_or_make_secret(db: &Connection) -> rusqlite::Result<ring::hmac::Key> {
+    const READ: &str = "SELECT value FROM meta WHERE name = 'cache_secret'";
+    db.execute_batch(super::db::CACHE_SCHEMA)?;
+    let secret: Vec<u8> = match db.query_row(READ, [], |r| r.get(0)).optional()? {
+        Some(secret) => secret,
+        None => {
+            let mut fresh = [0u8; 32];
+            ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut fresh)
+                .map_err(|_| rusqlite::Error::ToSqlConversionFailure("the system's random source failed".into()))?;
+            db.execute("INSERT OR IGNORE INTO meta (name, value) VALUES ('cache_secret', ?1)", [&fresh[..]])?;
+            db.query_row(READ, [], |r| r.get(0))?
+        }
+    };
+    Ok(ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &secret))
+}
+
+fn open_memory() -> rusqlite::Result<Connection> {
+    let db = Connection::open_in_memory()?;
+    db.execute_batch(super::db::SCHEMA)?;
+    db.execute_batch(super::db::CACHE_SCHEMA)?;
+    Ok(db)
+}
+
+/// Removes the entry's rows that can no longer answer, then its oldest beyond `max_entries`.
+fn sweep(db: &Connection, entry: &str, now: i64, max_entries: u64) -> rusqlite::Result<()> {
+    db.execute(
+        "DELETE FROM response_cache WHERE entry = ?1 AND max(fresh_until, stale_until) <= ?2",
+        params![entry, now],
+    )?;
+    let rows: i64 = db.query_row("SELECT count(*) FROM response_cache WHERE entry = ?1", [entry], |r| r.get(0))?;
+    let surplus = rows - max_entries as i64;
+    if surplus > 0 {
+        db.execute(
+            "DELETE FROM response_cache WHERE rowid IN
+             (SELECT rowid FROM response_cache WHERE entry = ?1 ORDER BY stored_at LIMIT ?2)",
+            params![entry, surplus],
+        )?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::StateDb;
+
+    fn file_store(dir: &tempfile::TempDir) -> Store {
+        Store::new(&StateDb::File(dir.path().join("state.db")))
+    }
+
+    fn row(value: Option<&str>, at: i64) -> Row {
+        Row { value: value.map(str::to_string), stored_at: at, fresh_until: at + 10, stale_until: at + 20 }
+    }
+
+    #[test]
+    fn two_stores_on_one_file_share_rows_under_hashed_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (file_store(&dir), file_store(&dir));
+        let key = a.cache().key("map:users", "alice@example.org").unwrap();
+        assert_eq!(b.cache().key("map:users", "alice@example.org"), Some(key.clone()), "one secret per database");
+        assert_ne!(a.cache().key("map:other", "alice@example.org"), Some(key.clone()));
+        a.cache().put(&key, &row(Some("v"), 5), 100);
+        assert_eq!(b.cache().get(&key), Some(row(Some("v"), 5)));
+        b.cache().put(&key, &row(None, 6), 100);
+        assert_eq!(a.cache().get(&key), Some(row(None, 6)));
+        a.cache().remove(&key);
+        assert_eq!(b.cache().get(&key), None);
+        let bytes = std::fs::read(dir.path().join("state.db")).unwrap_or_default();
+        let wal = std::fs::read(dir.path().join("state.db-wal")).unwrap_or_default();
+        let needle = b"alice@example.org";
+        assert!(!bytes.windows(needle.len()).chain(wal.windows(needle.len())).any(|w| w == needle), "key in clear");
+    }
+
+    #[test]
+    fn memory_setting_keeps_a_cache_of_its_own() {
+        let (a, b) = (Store::new(&StateDb::Memory), Store::new(&StateDb::Memory));
+        let key = a.cache().key("map:users", "k").unwrap();
+        a.cache().put(&key, &row(Some("v"), 1), 100);
+        assert_eq!(a.cache().get(&key), Some(row(Some("v"), 1)));
+        let other = b.cache().key("map:users", "k").unwrap();
+        assert_eq!(b.cache().get(&other), None);
+    }
+
+    #[test]
+    fn sweeping_keeps_max_entries_and_drops_expired_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = file_store(&dir);
+        let cache = store.cache();
+        for i in 0..300 {
+            let key = cache.key("map:m", &format!("k{i}")).unwrap();
+            let at = 1_000 + i;
+            cache.put(&key, &Row { value: Some("v".into()), stored_at: at, fresh_until: at, stale_until: 1_400 }, 50);
+        }
+        let db = Connection::open(dir.path().join("state.db")).unwrap();
+        // Another entry is never swept by this one's writes.
+        cache.put(&cache.key("map:n", "x").unwrap(), &row(Some("v"), 0), 50);
+        sweep(&db, "map:m", 1_000, 50).unwrap();
+        let count = |e: &str| {
+            db.query_row("SELECT count(*) FROM response_cache WHERE entry = ?1", [e], |r| r.get::<_, i64>(0)).unwrap()
+        };
+        assert_eq!(count("map:m"), 50);
+        let oldest: i64 =
+            db.query_row("SELECT min(stored_at) FROM response_cache WHERE entry = 'map:m'", [], |r| r.get(0)).unwrap();
+        assert_eq!(oldest, 1_250, "the oldest went first");
+        sweep(&db, "map:m", 1_500, 50).unwrap();
+        assert_eq!(count("map:m"), 0, "expired rows went");
+        assert_eq!(count("map:n"), 1);
+    }
+
+    #[test]
+    fn a_foreign_table_turns_the_cache_off_and_is_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        let store = Store::new(&StateDb::File(path.clone()));
+        drop(store.cache().key("map:m", "k"));
+        let db = Connection::open(&path).unwrap();
+        db.execute_batch("DROP TABLE response_cache; CREATE TABLE response_cache (x TEXT); INSERT INTO response_cache VALUES ('mine');").unwrap();
+        let store = Store::new(&StateDb::File(path.clone()));
+        assert_eq!(store.cache().key("map:m", "k"), None, "no key: the cache is off");
+        assert!(store.cache_state.off.get(), "off after the first error");
+        let x: String = db.query_row("SELECT x FROM response_cache", [], |r| r.get(0)).unwrap();
+        assert_eq!(x, "mine", "never dropped or recreated");
+        let still = store.with_db(|db| db.query_row("SELECT count(*) FROM host_health", [], |r| r.get::<_, i64>(0)));
+        assert_eq!(still, Some(0), "the rest of the state database is still used");
+    }
+}
