@@ -354,11 +354,6 @@ pub struct Child {
     started: Instant,
 }
 
-/// A child started by [`spawn_fd3`]: it has no stdin of ours (`send` and
-/// `close_stdin` panic / do nothing); its stdout is still a pipe that tests
-/// can check stays empty.
-pub type Child3 = Child;
-
 impl Child {
     /// pfxhttp with an empty environment except `PATH`.
     pub fn spawn(args: &[&str]) -> Child {
@@ -578,18 +573,20 @@ exec "$0" "$@""#;
 
 /// Start pfxhttp the way systemd does with `Accept=yes`: the connection on
 /// fd 3 (`LISTEN_FDS=1`, `LISTEN_PID` = the child's pid), stdin /dev/null,
-/// stdout and stderr pipes. The test talks over the returned socket.
-pub fn spawn_fd3(args: &[&str]) -> (Child3, UnixStream) {
+/// stdout and stderr pipes. The test talks over the returned socket. The child has no stdin of
+/// ours (`send` panics, `close_stdin` does nothing); its stdout is still a pipe that tests can
+/// check stays empty.
+pub fn spawn_fd3(args: &[&str]) -> (Child, UnixStream) {
     spawn_fd3_program(&bin(), args, &[])
 }
 
 /// [`spawn_fd3`] with extra environment variables.
-pub fn spawn_fd3_env(args: &[&str], env: &[(&str, &str)]) -> (Child3, UnixStream) {
+pub fn spawn_fd3_env(args: &[&str], env: &[(&str, &str)]) -> (Child, UnixStream) {
     spawn_fd3_program(&bin(), args, env)
 }
 
 /// [`spawn_fd3_env`] for any program (used to test the harness itself).
-pub fn spawn_fd3_program(program: &Path, args: &[&str], env: &[(&str, &str)]) -> (Child3, UnixStream) {
+pub fn spawn_fd3_program(program: &Path, args: &[&str], env: &[(&str, &str)]) -> (Child, UnixStream) {
     let (ours, theirs) = UnixStream::pair().expect("socketpair");
     let mut cmd = command(Path::new("/bin/sh"), &["-c", FD3_SCRIPT], env);
     cmd.arg(program).args(args);
