@@ -12,7 +12,10 @@ const T: Duration = Duration::from_secs(5);
 
 /// A config with the map `demo` and nothing else.
 fn demo() -> Config {
-    Config::bare().entry("socket_maps", "demo").set("target", "http://127.0.0.1:8080/lookup").set("value_field", "result")
+    Config::bare()
+        .entry("socket_maps", "demo")
+        .set("target", "http://127.0.0.1:8080/lookup")
+        .set("value_field", "result")
 }
 
 fn check(cfg: &Config) -> Output {

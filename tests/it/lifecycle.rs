@@ -14,7 +14,10 @@ const POLICY_REQ: &[u8] = b"request=smtpd_access_policy\nrecipient=a@b.example\n
 /// Map `demo` and policy service `pol` on `b` (see [`Config::map`], [`Config::policy`]);
 /// `limits` is the body of `server.limits` (flow style, may be empty).
 fn cfg(b: &Backend, limits: &str) -> Config {
-    Config::bare().server(&format!("limits: {{ {limits} }}")).map("demo", &b.url("/map")).policy("pol", &b.url("/policy"))
+    Config::bare()
+        .server(&format!("limits: {{ {limits} }}"))
+        .map("demo", &b.url("/map"))
+        .policy("pol", &b.url("/policy"))
 }
 
 /// Answers `/map` with `{"result":"mapped"}` and `/policy` with `{"action":"DUNNO"}`.

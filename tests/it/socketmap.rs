@@ -3,7 +3,6 @@
 //!
 //! Every serving run checks the spawn(8) rules: nothing on stderr, exit status 0.
 
-
 use std::path::Path;
 use std::time::Duration;
 
@@ -593,8 +592,7 @@ fn http_auth_basic_header() {
 #[test]
 fn response_text_mode() {
     let b = keyed(|key| if key == "empty" { Reply::text(200, " \n") } else { Reply::text(200, "  plain value \n") });
-    let out =
-        conf(&b.url("/lookup")).set("response", "text").unset("value_field").serve(&reqs(&["full", "empty"]));
+    let out = conf(&b.url("/lookup")).set("response", "text").unset("value_field").serve(&reqs(&["full", "empty"]));
     assert_wire(&out, &replies(&["OK plain value", "NOTFOUND "]));
 }
 
@@ -727,8 +725,7 @@ fn max_request_bytes_is_enforced() {
 #[test]
 fn malformed_request_ends_the_session() {
     let b = value_backend(r#""v""#);
-    let out =
-        conf(&b.url("/lookup")).serve(&[req("demo", "a"), b"7:demo ok;".to_vec(), req("demo", "b")].concat());
+    let out = conf(&b.url("/lookup")).serve(&[req("demo", "a"), b"7:demo ok;".to_vec(), req("demo", "b")].concat());
     assert_wire(&out, b"4:OK v,");
     assert_eq!(b.request_count(), 1);
 }

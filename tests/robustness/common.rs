@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
+use crate::support::http::ResetServer;
 use crate::support::peak::Measured;
 use crate::support::*;
 
@@ -143,7 +144,12 @@ impl Setup {
             all => format!("[{}]", all.iter().map(|t| q(t)).collect::<Vec<_>>().join(", ")),
         };
         let conf = conf.set_all("target", &target).set_all("value_field", "data.result");
-        let setup = Setup { conf: conf.set_all("max_response_bytes", &MAX_RESPONSE.to_string()), sink, hosts: targets.len(), timing: RELAXED };
+        let setup = Setup {
+            conf: conf.set_all("max_response_bytes", &MAX_RESPONSE.to_string()),
+            sink,
+            hosts: targets.len(),
+            timing: RELAXED,
+        };
         setup.timing(RELAXED)
     }
 

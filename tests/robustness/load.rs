@@ -105,7 +105,10 @@ fn two_hundred_connections_of_a_hundred_lookups() {
     });
     let (a, b) = (target(true), target(false));
     let sink = SyslogSink::new();
-    let jwt = format!("{{ token_endpoint: {}, credentials: {{ username: postfix, password: load }} }}", q(&tokens.url("/token")));
+    let jwt = format!(
+        "{{ token_endpoint: {}, credentials: {{ username: postfix, password: load }} }}",
+        q(&tokens.url("/token"))
+    );
     let conf = Config::new().syslog(&sink, ", level: warn").map("demo", "");
     let conf = conf.targets(&[&a.url("/lookup"), &b.url("/lookup")]).set("jwt_auth", &jwt);
     let cfg = conf.arg();

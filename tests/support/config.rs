@@ -66,7 +66,10 @@ impl Config {
     /// Adds the map `name` asking `target` with `payload: '{"key":"{{ key }}"}'` and
     /// `value_field: result`.
     pub fn map(self, name: &str, target: &str) -> Config {
-        self.entry("socket_maps", name).set("target", &q(target)).set("payload", &q(KEY_PAYLOAD)).set("value_field", "result")
+        self.entry("socket_maps", name)
+            .set("target", &q(target))
+            .set("payload", &q(KEY_PAYLOAD))
+            .set("value_field", "result")
     }
 
     /// Adds the policy service `name` asking `target` with `value_field: action`.
@@ -82,6 +85,8 @@ impl Config {
     }
 
     /// Sets `key: yaml` in every entry.
+    // Used by the robustness tests only (a test binary of their own).
+    #[allow(dead_code)]
     pub fn set_all(mut self, key: &str, yaml: &str) -> Config {
         for entry in &mut self.entries {
             set_field(&mut entry.fields, key, yaml);

@@ -20,10 +20,8 @@ pub mod tls;
 use std::path::{Path, PathBuf};
 
 pub use config::Config;
-pub use http::{Backend, Recorded, Reply, ResetServer};
-pub use run::{
-    Child, Conn, Output, ReadError, Reader, bin, run, run_env, run_program, spawn_fd3, spawn_fd3_env, spawn_fd3_program,
-};
+pub use http::{Backend, Recorded, Reply};
+pub use run::{Child, Conn, Output, ReadError, Reader, bin, run, run_env, run_program, spawn_fd3, spawn_fd3_program};
 pub use syslog::SyslogSink;
 pub use tls::{TlsFiles, make_tls_files};
 
