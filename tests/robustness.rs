@@ -9,6 +9,9 @@
 //!
 //! Modules live in `tests/robustness/` (no `main.rs` there, so cargo builds no binary of it).
 
+// The harness shared with the `it` tests, of which this binary uses a part (no TLS, no fd-3
+// connections, no literal configs): the rest is used there and would warn as unused here.
+#[allow(dead_code, unused_imports)]
 mod support;
 
 #[path = "robustness/common.rs"]

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use serde_json::json;
 
+use crate::state::is_root;
 use crate::support::*;
 
 /// Attacks on the auth code: TLS settings, discovery, the cache key, planted leases.
@@ -50,137 +51,61 @@ const STAMPEDE: usize = 100;
 
 // ------------------------------------------------------------------ config
 
-/// A `pfxhttp.yml` with one entry: `socket_maps.demo` (`payload: '{"key":"{{ key }}"}'`,
-/// `value_field: result`) or `policy_services.pol` (`value_field: action`). The state database is
+/// A config with the map `demo` asking `target` (see [`Config::map`]). The state database is
 /// `state.db` in the config's temp dir unless set otherwise.
-struct Cfg {
-    dir: tempfile::TempDir,
-    section: &'static str,
-    name: &'static str,
-    entry: Vec<(String, String)>,
-    logging: String,
-    state_db: String,
-    /// More `server` keys, one YAML line each (`tls: { root_ca: ... }`).
-    server: Vec<String>,
+fn map_cfg(target: &str) -> Config {
+    Config::new().map("demo", target)
 }
 
-impl Cfg {
-    fn new(section: &'static str, name: &'static str, entry: Vec<(String, String)>) -> Cfg {
-        let dir = temp_dir();
-        // A socket that does not exist: the serving process logs nothing (and never to stderr).
-        let logging = format!("{{ syslog_socket: {} }}", q(&dir.path().join("no-syslog").display().to_string()));
-        let state_db = dir.path().join("state.db").display().to_string();
-        Cfg { dir, section, name, entry, logging, state_db, server: Vec::new() }
-    }
+/// A config with the policy service `pol` asking `target` (see [`Config::policy`]) and a default
+/// action of its own.
+fn policy_cfg(target: &str) -> Config {
+    Config::new().policy("pol", target).set("default_action", &q("DEFER_IF_PERMIT auth test default"))
+}
 
-    /// `socket_maps.demo` asking `target`.
-    fn map(target: &str) -> Cfg {
-        let entry = vec![
-            ("target".to_string(), q(target)),
-            ("payload".to_string(), q(r#"{"key":"{{ key }}"}"#)),
-            ("value_field".to_string(), "result".to_string()),
-        ];
-        Cfg::new("socket_maps", "demo", entry)
-    }
-
-    /// `policy_services.pol` asking `target`.
-    fn policy(target: &str) -> Cfg {
-        let entry = vec![
-            ("target".to_string(), q(target)),
-            ("value_field".to_string(), "action".to_string()),
-            ("default_action".to_string(), q("DEFER_IF_PERMIT auth test default")),
-        ];
-        Cfg::new("policy_services", "pol", entry)
-    }
-
-    /// Sets `key: yaml` in the entry (replacing an earlier value).
-    fn set(mut self, key: &str, yaml: &str) -> Cfg {
-        self.entry.retain(|(k, _)| k != key);
-        self.entry.push((key.to_string(), yaml.to_string()));
-        self
-    }
-
-    /// Sends the logs to `sink`; `extra` adds settings such as `, level: debug`.
-    fn syslog(mut self, sink: &SyslogSink, extra: &str) -> Cfg {
-        self.logging = format!("{{ syslog_socket: {}{extra} }}", q(&sink.path().display().to_string()));
-        self
-    }
-
-    /// `server.state_db`; a relative path is taken inside the config's temp dir.
-    fn state_db(mut self, path: &str) -> Cfg {
-        self.state_db =
-            if path == ":memory:" { path.to_string() } else { self.dir.path().join(path).display().to_string() };
-        self
-    }
-
-    /// Adds `line` (`key: yaml`) to the `server` section.
-    fn server(mut self, line: &str) -> Cfg {
-        self.server.push(line.to_string());
-        self
-    }
-
-    fn db_path(&self) -> PathBuf {
-        PathBuf::from(&self.state_db)
-    }
-
-    fn yaml(&self) -> String {
-        let mut y = format!("server:\n  logging: {}\n  state_db: {}\n", self.logging, q(&self.state_db));
-        for line in &self.server {
-            y.push_str(&format!("  {line}\n"));
-        }
-        y.push_str(&format!("{}:\n  {}:\n", self.section, self.name));
-        for (k, v) in &self.entry {
-            y.push_str(&format!("    {k}: {v}\n"));
-        }
-        y
-    }
-
-    /// Writes the file (unless it already holds this config: processes started earlier may be
-    /// reading it right now) and returns its path.
-    fn path(&self) -> String {
-        let path = self.dir.path().join("pfxhttp.yml");
-        let yaml = self.yaml();
-        if std::fs::read_to_string(&path).ok().as_deref() != Some(yaml.as_str()) {
-            write_config(self.dir.path(), &yaml);
-        }
-        path.display().to_string()
-    }
-
-    /// Runs the serving command (`socketmap`, or `policy` for a policy entry) with `stdin` and
-    /// checks the spawn(8) rules.
-    fn serve(&self, stdin: &[u8]) -> Output {
-        let path = self.path();
-        let command = if self.section == "socket_maps" { "socketmap" } else { "policy" };
-        let out = run(&["--config", &path, command], stdin, RUN);
-        assert_clean(&out);
-        out
-    }
-
+/// How these tests run a config.
+trait Runs {
+    /// `pfxhttp socketmap` fed `stdin`, checked with [`assert_clean`].
+    fn serve(&self, stdin: &[u8]) -> Output;
+    /// `pfxhttp policy` fed `stdin`, checked with [`assert_clean`].
+    fn serve_policy(&self, stdin: &[u8]) -> Output;
     /// One socketmap lookup of `key` in its own process; the reply's payload.
+    fn lookup(&self, key: &str) -> String;
+    /// An interactive `pfxhttp socketmap` on this config.
+    fn child(&self) -> Child;
+    /// `pfxhttp --config F ARGS...` (an interactive command).
+    fn command(&self, args: &[&str]) -> Output;
+    /// `pfxhttp token demo [--refresh]`.
+    fn token(&self, refresh: bool) -> Output;
+    /// Creates the state database the documented way (`pfxhttp state init`).
+    fn init_db(&self);
+}
+
+impl Runs for Config {
+    fn serve(&self, stdin: &[u8]) -> Output {
+        self.run_serving(&["socketmap"], stdin, RUN)
+    }
+
+    fn serve_policy(&self, stdin: &[u8]) -> Output {
+        self.run_serving(&["policy"], stdin, RUN)
+    }
+
     fn lookup(&self, key: &str) -> String {
         single_reply(&self.serve(&req(key)).stdout)
     }
 
-    /// An interactive `pfxhttp socketmap` on this config.
     fn child(&self) -> Child {
-        let path = self.path();
-        Child::spawn(&["--config", &path, "socketmap"])
+        self.spawn(&["socketmap"])
     }
 
-    /// `pfxhttp --config F ARGS...` (an interactive command).
     fn command(&self, args: &[&str]) -> Output {
-        let path = self.path();
-        let mut all = vec!["--config", path.as_str()];
-        all.extend_from_slice(args);
-        run(&all, b"", RUN)
+        self.run_command(args, b"", RUN)
     }
 
-    /// `pfxhttp token NAME [--refresh]`.
     fn token(&self, refresh: bool) -> Output {
-        if refresh { self.command(&["token", self.name, "--refresh"]) } else { self.command(&["token", self.name]) }
+        if refresh { self.command(&["token", "demo", "--refresh"]) } else { self.command(&["token", "demo"]) }
     }
 
-    /// Creates the state database the documented way (`pfxhttp state init`).
     fn init_db(&self) {
         let out = if is_root() {
             self.command(&["state", "init", "--user", "root"])
@@ -190,15 +115,6 @@ impl Cfg {
         assert_eq!(out.code(), Some(0), "state init: {out:?}");
         assert!(self.db_path().exists(), "state init made no {}", self.db_path().display());
     }
-}
-
-/// Whether the tests run as root (`state init` then needs `--user`).
-fn is_root() -> bool {
-    std::process::Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-        .unwrap_or(false)
 }
 
 /// A `jwt_auth` block with `credentials: { username: admin, password: PASSWORD }`; `extra` adds
@@ -241,14 +157,6 @@ fn authorizations(b: &Backend) -> Vec<String> {
 
 fn bearer(n: usize) -> String {
     format!("Bearer tok-{TOKEN_MARK}-{n}")
-}
-
-/// A URL on 127.0.0.1 where nothing listens (bound, then closed).
-fn refused_url(path: &str) -> String {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let port = l.local_addr().expect("addr").port();
-    drop(l);
-    format!("http://127.0.0.1:{port}{path}")
 }
 
 /// `host:port` of a URL such as `http://127.0.0.1:PORT/path`.
@@ -368,7 +276,7 @@ fn payload(raw: &[u8]) -> String {
 fn jwt_form_login_gives_a_bearer_token_shared_by_processes() {
     let ts = numbered_tokens();
     let t = target();
-    let cfg = Cfg::map(&t.url("/lookup"))
+    let cfg = map_cfg(&t.url("/lookup"))
         .set("jwt_auth", &jwt(&ts.url("/api/v1/jwt/token"), ""))
         .set("custom_headers", "['Authorization: Basic c3RhbGU6c3RhbGU=', 'X-Other: kept']");
     let out = cfg.serve(&[req("a@example.org"), req("b@example.org")].concat());
@@ -399,8 +307,8 @@ fn jwt_json_login_with_a_credentials_file() {
         Reply::json(200, &format!(r#"{{"access_token":"tok-{TOKEN_MARK}-json","expires_in":600}}"#))
     });
     let t = target();
-    let cfg = Cfg::map(&t.url("/lookup"));
-    let creds = cfg.dir.path().join("credentials.yml");
+    let cfg = map_cfg(&t.url("/lookup"));
+    let creds = cfg.dir().join("credentials.yml");
     std::fs::write(&creds, format!("username: admin\npassword: {PASSWORD}\n")).unwrap();
     let auth = format!(
         "{{ token_endpoint: {}, credentials_file: {}, content_type: application/json }}",
@@ -434,7 +342,7 @@ fn a_due_token_is_refreshed_with_its_refresh_token() {
         _ => Reply::status(400, "unexpected"),
     });
     let t = target();
-    let cfg = Cfg::map(&t.url("/lookup"))
+    let cfg = map_cfg(&t.url("/lookup"))
         .set("jwt_auth", &jwt(&ts.url("/login"), &format!(", refresh_endpoint: {}", q(&ts.url("/refresh")))));
     assert_eq!(cfg.lookup("first"), "OK ok");
     wait_until_due(&cfg, Duration::from_secs(4) + MARGIN);
@@ -468,7 +376,7 @@ fn a_refused_refresh_falls_back_to_a_login() {
         )
     });
     let t = target();
-    let cfg = Cfg::map(&t.url("/lookup")).set("jwt_auth", &jwt(&ts.url("/token"), ""));
+    let cfg = map_cfg(&t.url("/lookup")).set("jwt_auth", &jwt(&ts.url("/token"), ""));
     assert_eq!(cfg.lookup("first"), "OK ok");
     wait_until_due(&cfg, Duration::from_secs(4) + MARGIN);
     assert_eq!(cfg.lookup("second"), "OK ok");
@@ -500,7 +408,7 @@ fn a_failed_renewal_is_not_retried_by_every_process() {
         }
     });
     let t = target();
-    let cfg = Cfg::map(&t.url("/lookup")).set("jwt_auth", &jwt(&ts.url("/token"), "")).set("timeout", "2s");
+    let cfg = map_cfg(&t.url("/lookup")).set("jwt_auth", &jwt(&ts.url("/token"), "")).set("timeout", "2s");
     assert_eq!(cfg.lookup("first"), "OK ok");
     wait_until_due(&cfg, Duration::from_secs(8));
     let renewing = cfg.serve(&req("second"));
@@ -519,7 +427,7 @@ fn a_failed_renewal_is_not_retried_by_every_process() {
 }
 
 /// Waits (at most `max`) until `pfxhttp token` says the stored token is due for renewal.
-fn wait_until_due(cfg: &Cfg, max: Duration) {
+fn wait_until_due(cfg: &Config, max: Duration) {
     let deadline = Instant::now() + max;
     loop {
         let out = cfg.token(false);
@@ -552,7 +460,7 @@ fn token_lifetime_and_renewal_time() {
     let bodies: Vec<String> = answers.iter().map(|(b, _, _)| b.clone()).collect();
     let count = bodies.len();
     let ts = token_server(move |n, _| Reply::json(200, &bodies[(n - 1).min(count - 1)]));
-    let cfg = Cfg::map(&target().url("/lookup")).set("jwt_auth", &jwt(&ts.url("/token"), ""));
+    let cfg = map_cfg(&target().url("/lookup")).set("jwt_auth", &jwt(&ts.url("/token"), ""));
     cfg.init_db();
     for (answer, lifetime, renew_in) in &answers {
         let out = cfg.token(true);
@@ -667,7 +575,7 @@ fn oidc_client_credentials_for_each_auth_method() {
         let idp = idp();
         let case = cases(&idp).swap_remove(i);
         let t = target();
-        let cfg = Cfg::map(&t.url("/lookup")).set(case.key, &case.block);
+        let cfg = map_cfg(&t.url("/lookup")).set(case.key, &case.block);
         assert_eq!(cfg.lookup("a@example.org"), "OK ok", "{}", case.what);
         let reqs = idp.requests();
         let mut expected_paths = vec!["/oauth2/token"];
@@ -696,15 +604,15 @@ fn policy_service_with_oidc_and_a_failing_token_endpoint() {
         format!("{{ token_endpoint: {}, client_id: {CLIENT_ID}, client_secret: {CLIENT_SECRET} }}", q(endpoint))
     };
     let request = b"request=smtpd_access_policy\nprotocol_state=RCPT\nrecipient=a@example.org\n\n";
-    let cfg = Cfg::policy(&t.url("/policy")).set("backend_oidc_auth", &block(&idp.url("/oauth2/token")));
-    let out = cfg.serve(&[&request[..], &request[..]].concat());
+    let cfg = policy_cfg(&t.url("/policy")).set("backend_oidc_auth", &block(&idp.url("/oauth2/token")));
+    let out = cfg.serve_policy(&[&request[..], &request[..]].concat());
     assert_eq!(out.stdout_str(), "action=REJECT from the api\n\naction=REJECT from the api\n\n");
     assert_eq!(idp.request_count(), 1, "one token for two requests");
     assert_eq!(authorizations(&t), [format!("Bearer tok-{TOKEN_MARK}-oidc"), format!("Bearer tok-{TOKEN_MARK}-oidc")]);
 
     let broken = Backend::fixed(Reply::json(503, r#"{"error":"down"}"#));
-    let cfg = Cfg::policy(&t.url("/policy")).set("backend_oidc_auth", &block(&broken.url("/oauth2/token")));
-    let out = cfg.serve(request);
+    let cfg = policy_cfg(&t.url("/policy")).set("backend_oidc_auth", &block(&broken.url("/oauth2/token")));
+    let out = cfg.serve_policy(request);
     assert_eq!(out.stdout_str(), "action=DEFER_IF_PERMIT auth test default\n\n");
     assert_eq!(broken.request_count(), 1);
     assert_eq!(t.request_count(), 2, "the target is not asked without a token");
@@ -724,7 +632,7 @@ fn a_401_gets_one_new_token_and_one_retry() {
             Reply::json(200, r#"{"result":"ok"}"#)
         }
     });
-    let cfg = Cfg::map(&t.url("/lookup")).set("jwt_auth", &jwt(&ts.url("/token"), ""));
+    let cfg = map_cfg(&t.url("/lookup")).set("jwt_auth", &jwt(&ts.url("/token"), ""));
     assert_eq!(cfg.lookup("a@example.org"), "OK ok");
     assert_eq!(ts.request_count(), 2, "the first token and one new one");
     assert_eq!(authorizations(&t), [bearer(1), bearer(2)]);
@@ -738,7 +646,7 @@ fn a_401_gets_one_new_token_and_one_retry() {
 fn a_second_401_is_a_temporary_failure() {
     let ts = numbered_tokens();
     let t = Backend::fixed(Reply::json(401, r#"{"error":"who are you"}"#));
-    let cfg = Cfg::map(&t.url("/lookup")).set("jwt_auth", &jwt(&ts.url("/token"), ""));
+    let cfg = map_cfg(&t.url("/lookup")).set("jwt_auth", &jwt(&ts.url("/token"), ""));
     assert_eq!(cfg.lookup("a@example.org"), "TEMP the backend refused a new token too (HTTP 401)");
     assert_eq!(ts.request_count(), 2);
     assert_eq!(authorizations(&t), [bearer(1), bearer(2)]);
@@ -749,7 +657,7 @@ fn a_second_401_is_a_temporary_failure() {
 fn a_403_is_permanent_without_a_new_token() {
     let ts = numbered_tokens();
     let t = Backend::fixed(Reply::json(403, r#"{"error":"forbidden"}"#));
-    let cfg = Cfg::map(&t.url("/lookup")).set("jwt_auth", &jwt(&ts.url("/token"), ""));
+    let cfg = map_cfg(&t.url("/lookup")).set("jwt_auth", &jwt(&ts.url("/token"), ""));
     assert_eq!(cfg.lookup("a@example.org"), "PERM unexpected HTTP status 403");
     assert_eq!(ts.request_count(), 1);
     assert_eq!(t.request_count(), 1);
@@ -774,7 +682,7 @@ fn a_401_drops_the_token_only_while_it_is_the_stored_one() {
         }
     });
     // timeout 10s: the process held at the target must not give up and try again meanwhile.
-    let cfg = Cfg::map(&t.url("/lookup")).set("jwt_auth", &jwt(&ts.url("/token"), "")).set("timeout", "10s");
+    let cfg = map_cfg(&t.url("/lookup")).set("jwt_auth", &jwt(&ts.url("/token"), "")).set("timeout", "10s");
     cfg.init_db();
     let out = cfg.token(true);
     assert!(out.stdout_str().contains("fetched a new token"), "{out:?}");
@@ -814,7 +722,7 @@ fn token_endpoint_failures_are_temporary_and_name_the_host() {
     let bad_request = Backend::fixed(Reply::json(400, r#"{"error":"invalid credentials"}"#));
     let server_error = Backend::fixed(Reply::status(500, "oops"));
     let hanging = Backend::fixed(Reply::Hang(Duration::from_secs(30)));
-    let refused = refused_url("/token");
+    let refused = closed_url("/token");
     let cases: Vec<(&str, String, Option<&str>)> = vec![
         ("refused", refused, None),
         ("hanging", hanging.url("/token"), None),
@@ -826,7 +734,7 @@ fn token_endpoint_failures_are_temporary_and_name_the_host() {
     let deadline = Duration::from_secs(3);
     for (what, endpoint, exact) in cases {
         let t = target();
-        let cfg = Cfg::map(&t.url("/lookup"))
+        let cfg = map_cfg(&t.url("/lookup"))
             .set("jwt_auth", &jwt(&endpoint, ""))
             .set("timeout", "500ms")
             .set("deadline", "3s");
@@ -856,7 +764,7 @@ struct Answer {
 /// Starts `n` `pfxhttp socketmap` processes on `cfg`, lets them settle, then sends each one
 /// request at the same moment (one thread per process). Answers arrive on the channel; the
 /// threads give the children back when joined.
-fn stampede(cfg: &Cfg, n: usize) -> (Vec<JoinHandle<Child>>, Receiver<Answer>) {
+fn stampede(cfg: &Config, n: usize) -> (Vec<JoinHandle<Child>>, Receiver<Answer>) {
     let children: Vec<Child> = (0..n).map(|_| cfg.child()).collect();
     // Let them start up and block reading their request.
     thread::sleep(Duration::from_millis(500));
@@ -948,7 +856,7 @@ fn stampede_one_fetch_then_one_refresh_nobody_waits() {
     let t = target();
     // timeout 10s, deadline 30s: the renewing process must not give up while the test holds its
     // refresh (a renewal ahead may use what the deadline leaves after one more timeout).
-    let cfg = Cfg::map(&t.url("/lookup"))
+    let cfg = map_cfg(&t.url("/lookup"))
         .set("jwt_auth", &jwt(&ts.url("/token"), ""))
         .set("timeout", "10s")
         .set("deadline", "30s");
@@ -1014,7 +922,7 @@ fn a_killed_lease_holder_delays_others_only_until_its_lease_ends() {
         }
     });
     let t = target();
-    let cfg = Cfg::map(&t.url("/lookup")).set("jwt_auth", &jwt(&ts.url("/token"), "")).set("timeout", "1s");
+    let cfg = map_cfg(&t.url("/lookup")).set("jwt_auth", &jwt(&ts.url("/token"), "")).set("timeout", "1s");
     cfg.init_db();
 
     let mut a = cfg.child();
@@ -1053,8 +961,9 @@ fn unusable_database_gives_per_process_tokens() {
         let ts = numbered_tokens();
         let t = target();
         let sink = SyslogSink::new();
-        let cfg =
-            Cfg::map(&t.url("/lookup")).set("jwt_auth", &jwt(&ts.url("/token"), "")).syslog(&sink, "").state_db(db);
+        let cfg = map_cfg(&t.url("/lookup")).set("jwt_auth", &jwt(&ts.url("/token"), "")).syslog(&sink, "");
+        let db = cfg.dir().join(db).display().to_string();
+        let cfg = cfg.state_db(&db);
         let garbage = vec![b'x'; 8192];
         if what == "garbage file" {
             std::fs::write(cfg.db_path(), &garbage).unwrap();
@@ -1119,7 +1028,7 @@ fn token_command_shows_the_state_and_refreshes() {
     });
     let t = target();
     let endpoint = ts.url("/api/token");
-    let cfg = Cfg::map(&t.url("/lookup")).set("jwt_auth", &jwt(&endpoint, ""));
+    let cfg = map_cfg(&t.url("/lookup")).set("jwt_auth", &jwt(&endpoint, ""));
     let check = |out: &Output| {
         let all = format!("{}{}", out.stdout_str(), out.stderr_str());
         assert!(!all.contains(TOKEN_MARK) && !all.contains(PASSWORD), "secret shown: {all}");
@@ -1179,7 +1088,7 @@ fn token_command_shows_the_state_and_refreshes() {
     // Names it cannot use.
     let out = cfg.command(&["token", "nosuchmap"]);
     assert_eq!(out.code(), Some(64), "{out:?}");
-    let plain = Cfg::map(&t.url("/lookup"));
+    let plain = map_cfg(&t.url("/lookup"));
     let out = plain.token(false);
     assert_eq!(out.code(), Some(64), "{out:?}");
     assert!(out.stderr_str().contains("no jwt_auth or backend_oidc_auth"), "{out:?}");
@@ -1269,7 +1178,7 @@ fn secrets_and_tokens_never_show() {
     let basic = base64::engine::general_purpose::STANDARD.encode(format!("{CLIENT_ID}:{CLIENT_SECRET}"));
     let mut replies = Vec::new();
     for (what, key, block, target) in &scenarios {
-        let cfg = Cfg::map(&target.url("/lookup"))
+        let cfg = map_cfg(&target.url("/lookup"))
             .set(key, block)
             .set("timeout", "500ms")
             .set("deadline", "2s")
@@ -1280,20 +1189,20 @@ fn secrets_and_tokens_never_show() {
             record(what, &out);
             replies.extend(all_replies(&out.stdout));
         }
-        let path = cfg.path();
+        let path = cfg.arg();
         record(what, &run(&["--config", &path, "query", "-v", "demo", "c@example.org"], b"", RUN));
         record(what, &cfg.token(false));
         record(what, &cfg.token(true));
         record(what, &cfg.token(false));
         record(what, &run(&["--config", &path, "check"], b"", RUN));
         // A policy service with the same auth.
-        let pcfg = Cfg::policy(&policy_ok.url("/policy"))
+        let pcfg = policy_cfg(&policy_ok.url("/policy"))
             .set(key, block)
             .set("timeout", "500ms")
             .set("deadline", "2s")
             .syslog(&sink, ", level: debug");
-        record(what, &pcfg.serve(b"request=smtpd_access_policy\nrecipient=a@example.org\n\n"));
-        let ppath = pcfg.path();
+        record(what, &pcfg.serve_policy(b"request=smtpd_access_policy\nrecipient=a@example.org\n\n"));
+        let ppath = pcfg.arg();
         record(what, &run(&["--config", &ppath, "policy-query", "-v", "pol", "recipient=a@example.org"], b"", RUN));
         // The state database holds tokens, never the credentials.
         for db in [cfg.db_path(), pcfg.db_path()] {

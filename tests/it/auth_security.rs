@@ -25,7 +25,7 @@ fn an_entrys_tls_settings_never_reach_the_token_endpoint() {
     let refused = ["{ skip_verify: true }".to_string(), format!("{{ root_ca: {ca} }}")];
     for entry_tls in &refused {
         let (ts, t) = (tls_tokens(&tls), target());
-        let cfg = Cfg::map(&t.url("/lookup")).set("tls", entry_tls).set("jwt_auth", &jwt(&ts.url("/token"), ""));
+        let cfg = map_cfg(&t.url("/lookup")).set("tls", entry_tls).set("jwt_auth", &jwt(&ts.url("/token"), ""));
         let reply = cfg.lookup("a@example.org");
         let host = host_port(&ts.url("/token"));
         assert!(reply.starts_with(&format!("TEMP token endpoint {host}: TLS error")), "entry tls {entry_tls}: {reply}");
@@ -35,11 +35,11 @@ fn an_entrys_tls_settings_never_reach_the_token_endpoint() {
     // The auth block's own tls, or the server's, trusts the test CA: the token is fetched.
     let (ts, t) = (tls_tokens(&tls), target());
     let own = jwt(&ts.url("/token"), &format!(", tls: {{ root_ca: {ca} }}"));
-    let cfg = Cfg::map(&t.url("/lookup")).set("tls", "{ skip_verify: true }").set("jwt_auth", &own);
+    let cfg = map_cfg(&t.url("/lookup")).set("tls", "{ skip_verify: true }").set("jwt_auth", &own);
     assert_eq!(cfg.lookup("a@example.org"), "OK ok");
     assert_eq!(authorizations(&t), [bearer(1)]);
     let (ts, t) = (tls_tokens(&tls), target());
-    let cfg = Cfg::map(&t.url("/lookup"))
+    let cfg = map_cfg(&t.url("/lookup"))
         .server(&format!("tls: {{ root_ca: {ca} }}"))
         .set("tls", "{ skip_verify: true }")
         .set("jwt_auth", &jwt(&ts.url("/token"), ""));
@@ -80,7 +80,7 @@ fn a_discovered_token_endpoint_may_not_downgrade_or_move() {
         });
         let named = named.replace("PORT", &idp.port().to_string());
         let t = target();
-        let cfg = Cfg::map(&t.url("/lookup"))
+        let cfg = map_cfg(&t.url("/lookup"))
             .server(&format!("tls: {{ root_ca: {} }}", q(&tls.ca_pem.display().to_string())))
             .set("backend_oidc_auth", &oidc_on(&idp.url("/.well-known/openid-configuration")));
         let reply = cfg.lookup("a@example.org");
@@ -106,7 +106,7 @@ fn a_discovered_token_endpoint_may_not_downgrade_or_move() {
 fn a_planted_discovery_row_is_checked_like_a_fresh_document() {
     let (idp, evil, t) = (idp(), numbered_tokens(), target());
     let uri = idp.url("/.well-known/openid-configuration");
-    let cfg = Cfg::map(&t.url("/lookup")).set("backend_oidc_auth", &oidc_on(&uri));
+    let cfg = map_cfg(&t.url("/lookup")).set("backend_oidc_auth", &oidc_on(&uri));
     cfg.init_db();
     let db = rusqlite::Connection::open(cfg.db_path()).expect("open the state database");
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_millis() as i64;
@@ -167,7 +167,7 @@ fn jwt_with(token_endpoint: &str, password: &str) -> String {
 }
 
 /// Every key in the token table.
-fn token_keys(cfg: &Cfg) -> Vec<String> {
+fn token_keys(cfg: &Config) -> Vec<String> {
     let db = rusqlite::Connection::open(cfg.db_path()).expect("open the state database");
     let mut stmt = db.prepare("SELECT key FROM tokens ORDER BY key").expect("query");
     stmt.query_map([], |r| r.get(0)).expect("rows").collect::<Result<_, _>>().expect("keys")
@@ -197,7 +197,7 @@ fn a_password_change_keeps_the_key_and_a_refused_token_brings_the_new_password()
             Reply::json(401, r#"{"error":"token revoked"}"#)
         }
     });
-    let cfg = Cfg::map(&t.url("/lookup")).set("jwt_auth", &jwt_with(&ts.url("/token"), PASSWORD));
+    let cfg = map_cfg(&t.url("/lookup")).set("jwt_auth", &jwt_with(&ts.url("/token"), PASSWORD));
     assert_eq!(cfg.lookup("a@example.org"), "OK ok");
     let before = token_keys(&cfg);
     assert_eq!(before.len(), 1);
@@ -226,7 +226,7 @@ fn a_password_change_keeps_the_key_and_a_refused_token_brings_the_new_password()
 fn a_planted_lease_is_trusted_no_longer_than_a_token_request() {
     for holder in [999_999_999_u32, std::process::id()] {
         let (ts, t) = (numbered_tokens(), target());
-        let cfg = Cfg::map(&t.url("/lookup")).set("jwt_auth", &jwt(&ts.url("/token"), "")).set("timeout", "1s");
+        let cfg = map_cfg(&t.url("/lookup")).set("jwt_auth", &jwt(&ts.url("/token"), "")).set("timeout", "1s");
         assert_eq!(cfg.lookup("a@example.org"), "OK ok");
         let db = rusqlite::Connection::open(cfg.db_path()).expect("open the state database");
         let far = 4_102_444_800_000_i64; // 2100-01-01

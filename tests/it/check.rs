@@ -10,14 +10,20 @@ use crate::support::*;
 /// Bound for every run.
 const T: Duration = Duration::from_secs(5);
 
-const DEMO: &str = "socket_maps:\n  demo:\n    target: http://127.0.0.1:8080/lookup\n    value_field: result\n";
-
-fn check(cfg: &Cfg) -> Output {
-    run(&["--config", cfg.arg(), "check"], b"", T)
+/// A config with the map `demo` and nothing else.
+fn demo() -> Config {
+    Config::bare()
+        .entry("socket_maps", "demo")
+        .set("target", "http://127.0.0.1:8080/lookup")
+        .set("value_field", "result")
 }
 
-fn chmod(cfg: &Cfg, mode: u32) {
-    std::fs::set_permissions(&cfg.path, std::fs::Permissions::from_mode(mode)).unwrap();
+fn check(cfg: &Config) -> Output {
+    cfg.run_command(&["check"], b"", T)
+}
+
+fn chmod(cfg: &Config, mode: u32) {
+    std::fs::set_permissions(cfg.path(), std::fs::Permissions::from_mode(mode)).unwrap();
 }
 
 /// Whether some line of `text` contains all of `words`.
@@ -29,16 +35,17 @@ fn has_line(text: &str, words: &[&str]) -> bool {
 /// secret by path (never the secret), suggesting the `*_file` forms. Not for mode 0640.
 #[test]
 fn check_warns_about_inline_secrets_others_can_read() {
-    let cfg = Cfg::new(&format!(
-        "{DEMO}    http_auth_basic: 'user:hunter2pw'\n    custom_headers: ['X-Auth-Token: tok3n', 'X-Trace: 1']\n"
-    ));
+    let cfg = demo()
+        .set("http_auth_basic", "'user:hunter2pw'")
+        .set("custom_headers", "['X-Auth-Token: tok3n', 'X-Trace: 1']");
     chmod(&cfg, 0o644);
     let out = check(&cfg);
     assert_eq!(out.code(), Some(0), "{out:?}");
     let err = out.stderr_str();
+    let arg = cfg.arg();
     let words = [
         "warning: ",
-        cfg.arg(),
+        &arg,
         "mode 0644",
         "socket_maps.demo.http_auth_basic",
         "socket_maps.demo.custom_headers[0]",
@@ -58,7 +65,7 @@ fn check_warns_about_inline_secrets_others_can_read() {
 /// A proxy scheme reqwest would drop (requests would bypass the proxy) is an error.
 #[test]
 fn check_refuses_a_proxy_scheme_that_would_be_ignored() {
-    let cfg = Cfg::new(&format!("server:\n  http_client: {{ proxy: 'ftp://proxy.example:21' }}\n{DEMO}"));
+    let cfg = demo().server("http_client: { proxy: 'ftp://proxy.example:21' }");
     let out = check(&cfg);
     assert_eq!(out.code(), Some(78), "{out:?}");
     assert!(has_line(&out.stderr_str(), &["error: server.http_client.proxy: ", "\"ftp\""]), "{out:?}");
@@ -68,7 +75,7 @@ fn check_refuses_a_proxy_scheme_that_would_be_ignored() {
 #[test]
 fn check_warns_about_skip_verify_in_every_spelling() {
     let warning = |server: &str| {
-        let out = check(&Cfg::new(&format!("server:\n  {server}\n{DEMO}")));
+        let out = check(&demo().server(server));
         assert_eq!(out.code(), Some(0), "{out:?}");
         let err = out.stderr_str();
         let lines: Vec<String> = err.lines().filter(|l| l.contains("skip_verify")).map(str::to_string).collect();
@@ -86,19 +93,20 @@ fn check_warns_about_skip_verify_in_every_spelling() {
 /// limit, and a serving process answers every request with a temporary failure.
 #[test]
 fn a_config_over_1_mib_is_refused() {
-    let yaml = format!("{DEMO}#{}\n", "x".repeat(1 << 20));
-    let cfg = Cfg::new(&yaml);
+    let yaml = format!("{}#{}\n", demo().yaml(), "x".repeat(1 << 20));
+    let cfg = Config::text(&yaml);
+    let arg = cfg.arg();
     for format in ["yaml", "json"] {
-        let out = run(&["--config", cfg.arg(), "--format", format, "check"], b"", T);
+        let out = run(&["--config", &arg, "--format", format, "check"], b"", T);
         assert_eq!(out.code(), Some(78), "{out:?}");
-        assert!(has_line(&out.stderr_str(), &["error: ", cfg.arg(), "limit of 1 MiB"]), "{out:?}");
+        assert!(has_line(&out.stderr_str(), &["error: ", &arg, "limit of 1 MiB"]), "{out:?}");
     }
     let requests = [netstring(b"demo a"), netstring(b"demo b")].concat();
-    let out = run(&["--config", cfg.arg(), "socketmap"], &requests, T);
+    let out = run(&["--config", &arg, "socketmap"], &requests, T);
     assert_clean(&out);
     let reason = format!(
         "TEMP pfxhttp configuration error: {}: {} bytes, more than the limit of 1 MiB (1048576 bytes); not read",
-        cfg.arg(),
+        &arg,
         yaml.len()
     );
     assert_wire(&out.stdout, &[netstring(reason.as_bytes()), netstring(reason.as_bytes())].concat());
@@ -109,15 +117,16 @@ fn a_config_over_1_mib_is_refused() {
 #[test]
 fn check_refuses_an_alias_bomb_quickly_and_in_little_memory() {
     let aliases = vec!["*a"; 300].join(", ");
-    let bomb = format!("{DEMO}x-big: &a \"{}\"\nx-list: [{aliases}]\n", "x".repeat(1_000_000));
+    let bomb = format!("{}x-big: &a \"{}\"\nx-list: [{aliases}]\n", demo().yaml(), "x".repeat(1_000_000));
     assert!(bomb.len() < 1 << 20);
-    let cfg = Cfg::new(&bomb);
+    let cfg = Config::text(&bomb);
+    let arg = cfg.arg();
     let started = Instant::now();
-    let (out, kib) = Measured::spawn(&["--config", cfg.arg(), "check"]).wait(T);
+    let (out, kib) = Measured::spawn(&["--config", &arg, "check"]).wait(T);
     let took = started.elapsed();
     eprintln!("alias bomb: peak RSS {kib} KiB, {took:?}");
     assert_eq!(out.code(), Some(78), "{out:?}");
-    assert!(has_line(&out.stderr_str(), &["error: ", cfg.arg(), "aliases expand to more than 4 MiB"]), "{out:?}");
+    assert!(has_line(&out.stderr_str(), &["error: ", &arg, "aliases expand to more than 4 MiB"]), "{out:?}");
     assert!(kib < 32 * 1024, "peak RSS {kib} KiB");
     assert!(took < Duration::from_secs(2), "took {took:?}");
 }

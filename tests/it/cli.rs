@@ -1,7 +1,7 @@
 //! The interactive commands (`--version`, `--help`, `check`, `query`, `policy-query`), config
 //! compatibility with the Go pfxhttp, and the config search path (spec §3, §4.1, §10).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use crate::support::*;
@@ -12,29 +12,9 @@ const T: Duration = Duration::from_secs(5);
 /// base64 of `user:secretpw`.
 const BASIC_B64: &str = "dXNlcjpzZWNyZXRwdw==";
 
-/// A config file in its own temp dir.
-struct Cfg {
-    dir: tempfile::TempDir,
-    path: PathBuf,
-}
-
-impl Cfg {
-    fn new(yaml: &str) -> Cfg {
-        let dir = temp_dir();
-        let path = write_config(dir.path(), yaml);
-        Cfg { dir, path }
-    }
-
-    fn arg(&self) -> &str {
-        self.path.to_str().expect("utf-8 temp path")
-    }
-}
-
 /// `pfxhttp --config CFG ARGS...` with `stdin`.
-fn pfx(cfg: &Cfg, args: &[&str], stdin: &[u8]) -> Output {
-    let mut all = vec!["--config", cfg.arg()];
-    all.extend_from_slice(args);
-    run(&all, stdin, T)
+fn pfx(cfg: &Config, args: &[&str], stdin: &[u8]) -> Output {
+    cfg.run_command(args, stdin, T)
 }
 
 /// Whether some line of `text` contains all of `words`.
@@ -53,17 +33,9 @@ fn map_backend() -> Backend {
     })
 }
 
-/// Map `demo` at `url` with a JSON payload; `extra` lines belong to the entry.
-fn demo_cfg(url: &str, extra: &str) -> Cfg {
-    Cfg::new(&format!(
-        "socket_maps:\n  demo:\n    target: '{url}'\n    payload: '{{\"key\":\"{{{{ key }}}}\"}}'\n    value_field: result\n{extra}"
-    ))
-}
-
-/// A port on 127.0.0.1 where nothing listens.
-fn dead_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
+/// Map `demo` at `url` (see [`Config::map`]), and nothing else.
+fn demo_cfg(url: &str) -> Config {
+    Config::bare().map("demo", url)
 }
 
 // ------------------------------------------------------------------ version, help
@@ -96,7 +68,7 @@ fn help_lists_the_commands() {
 /// A valid config: an OK line on stdout, exit 0.
 #[test]
 fn check_accepts_a_valid_config() {
-    let cfg = demo_cfg("http://127.0.0.1:8080/lookup", "");
+    let cfg = demo_cfg("http://127.0.0.1:8080/lookup");
     let out = pfx(&cfg, &["check"], b"");
     assert_eq!(out.code(), Some(0), "{out:?}");
     assert!(has_line(&out.stdout_str(), &["OK"]), "{out:?}");
@@ -106,7 +78,7 @@ fn check_accepts_a_valid_config() {
 /// Several errors: exit 78 and every one of them on stderr with its YAML path.
 #[test]
 fn check_reports_every_error_with_its_path() {
-    let cfg = Cfg::new(
+    let cfg = Config::text(
         r#"server:
   http_client:
     timeout: 5 parsecs
@@ -142,7 +114,7 @@ policy_services:
 /// Daemon-only keys are warnings, not errors.
 #[test]
 fn check_warns_about_daemon_only_keys() {
-    let cfg = Cfg::new(
+    let cfg = Config::text(
         r#"server:
   listen:
     - { kind: socket_map, name: demo, type: tcp, address: 127.0.0.1, port: 23450 }
@@ -190,8 +162,8 @@ fn check_and_query_with_a_json_config() {
     assert_eq!(out.code(), Some(0), "{out:?}");
     assert_eq!(out.stdout_str(), "OK value here\n");
 
-    let yaml = demo_cfg(&b.url("/lookup"), "");
-    let out = run(&["--config", yaml.arg(), "--format", "json", "check"], b"", T);
+    let yaml = demo_cfg(&b.url("/lookup"));
+    let out = run(&["--config", &yaml.arg(), "--format", "json", "check"], b"", T);
     assert_eq!(out.code(), Some(78), "YAML is not JSON: {out:?}");
 }
 
@@ -271,7 +243,7 @@ policy_services:
         db = dir.path().join("pfxhttp.db").display(),
         url = b.url(""),
     );
-    let cfg = Cfg::new(&yaml);
+    let cfg = Config::text(&yaml);
 
     let out = pfx(&cfg, &["check"], b"");
     assert_eq!(out.code(), Some(0), "{out:?}");
@@ -345,7 +317,7 @@ policy_services:
 "#,
         url = b.url(""),
     );
-    let cfg = Cfg::new(&yaml);
+    let cfg = Config::text(&yaml);
 
     let out = pfx(&cfg, &["check"], b"");
     assert_eq!(out.code(), Some(0), "{out:?}");
@@ -381,7 +353,7 @@ policy_services:
 #[test]
 fn query_found_and_not_found() {
     let b = map_backend();
-    let cfg = demo_cfg(&b.url("/lookup"), "");
+    let cfg = demo_cfg(&b.url("/lookup"));
     let out = pfx(&cfg, &["query", "demo", "found@x"], b"");
     assert_eq!(out.code(), Some(0), "{out:?}");
     assert_eq!(out.stdout_str(), "OK value here\n");
@@ -394,7 +366,7 @@ fn query_found_and_not_found() {
 /// `query` with the backend down: `TEMP …`, exit 75.
 #[test]
 fn query_backend_down_is_temp() {
-    let cfg = demo_cfg(&format!("http://127.0.0.1:{}/lookup", dead_port()), "    connect_timeout: 1s\n");
+    let cfg = demo_cfg(&closed_url("/lookup")).set("connect_timeout", "1s");
     let out = pfx(&cfg, &["query", "demo", "found@x"], b"");
     assert_eq!(out.code(), Some(75), "{out:?}");
     assert!(out.stdout_str().starts_with("TEMP "), "{out:?}");
@@ -409,7 +381,7 @@ fn query_verbose_escapes_what_the_backend_sent() {
         Reply::json(200, "{\"result\":\"v\",\"x\":\"\\u001b[2J\"}\r\n\u{1b}]0;owned\u{7}")
             .with_header("x-evil", "a\u{9b}31mred"),
     );
-    let cfg = demo_cfg(&b.url("/lookup"), "");
+    let cfg = demo_cfg(&b.url("/lookup"));
     let out = pfx(&cfg, &["query", "-v", "demo", "found@x"], b"");
     let err = out.stderr_str();
     assert!(!err.chars().any(|c| "\u{1b}\u{7}\r\u{9b}".contains(c)), "raw control characters:\n{err:?}");
@@ -429,7 +401,7 @@ fn query_verbose_masks_the_authorization_header() {
             Reply::json(401, r#"{"error":"no auth"}"#)
         }
     });
-    let cfg = demo_cfg(&b.url("/lookup"), "    http_auth_basic: \"user:secretpw\"\n");
+    let cfg = demo_cfg(&b.url("/lookup")).set("http_auth_basic", "\"user:secretpw\"");
     let out = pfx(&cfg, &["query", "-v", "demo", "found@x"], b"");
     assert_eq!(out.code(), Some(0), "{out:?}");
     assert_eq!(out.stdout_str(), "OK value here\n");
@@ -470,7 +442,7 @@ fn query_verbose_masks_secret_parameters_and_custom_headers() {
     let url = b.url(&format!("/lookup?format=json&{}&user=u1", query.join("&")));
     let mut lines: Vec<String> = headers.iter().map(|(n, v)| format!("'{n}: {v}'")).collect();
     lines.push("'Accept: application/json'".into());
-    let cfg = demo_cfg(&url, &format!("    custom_headers: [{}]\n", lines.join(", ")));
+    let cfg = demo_cfg(&url).set("custom_headers", &format!("[{}]", lines.join(", ")));
     let out = pfx(&cfg, &["query", "-v", "demo", "found@x"], b"");
     assert_eq!(out.code(), Some(0), "{out:?}");
     assert_eq!(out.stdout_str(), "OK value here\n");
@@ -498,7 +470,7 @@ const MASKED_NOTE: &str = "* values shown as *** are masked\n";
 // ------------------------------------------------------------------ policy-query
 
 /// Backend for `pol`: `bad@x` is rejected, anything else OK.
-fn policy_cfg() -> (Backend, Cfg) {
+fn policy_cfg() -> (Backend, Config) {
     let b = Backend::start(|r| {
         if r.body_json()["recipient"] == "bad@x" {
             Reply::json(200, r#"{"action":"REJECT no such user"}"#)
@@ -506,7 +478,7 @@ fn policy_cfg() -> (Backend, Cfg) {
             Reply::json(200, r#"{"action":"OK"}"#)
         }
     });
-    let cfg = Cfg::new(&format!("policy_services:\n  pol:\n    target: '{}'\n    value_field: action\n", b.url("/p")));
+    let cfg = Config::bare().policy("pol", &b.url("/p"));
     (b, cfg)
 }
 
@@ -558,18 +530,19 @@ fn config_search_path() {
         }
     }
     let b = Backend::start(|r| Reply::json(200, &format!(r#"{{"result":"from {}"}}"#, r.path())));
-    let cwd_cfg = demo_cfg(&b.url("/cwd"), "");
+    let cwd_cfg = demo_cfg(&b.url("/cwd"));
     let home = temp_dir();
     std::fs::create_dir(home.path().join(".pfxhttp")).unwrap();
-    let home_cfg = demo_cfg(&b.url("/home"), "");
-    std::fs::copy(&home_cfg.path, home.path().join(".pfxhttp/pfxhttp.yml")).unwrap();
+    let home_cfg = demo_cfg(&b.url("/home"));
+    std::fs::copy(home_cfg.path(), home.path().join(".pfxhttp/pfxhttp.yml")).unwrap();
+    cwd_cfg.path();
 
-    let out = run_in(cwd_cfg.dir.path(), &[], &["query", "demo", "k@x"]);
+    let out = run_in(cwd_cfg.dir(), &[], &["query", "demo", "k@x"]);
     assert_eq!(out.code(), Some(0), "{out:?}");
     assert_eq!(out.stdout_str(), "OK from /cwd\n");
 
     let h = home.path().to_str().unwrap();
-    let out = run_in(cwd_cfg.dir.path(), &[("HOME", h)], &["query", "demo", "k@x"]);
+    let out = run_in(cwd_cfg.dir(), &[("HOME", h)], &["query", "demo", "k@x"]);
     assert_eq!(out.code(), Some(0), "{out:?}");
     assert_eq!(out.stdout_str(), "OK from /home\n");
 

@@ -33,15 +33,10 @@ fn examples_pass_check() {
 fn master_cf_snippet_commands_serve() {
     let snippet = std::fs::read_to_string(repo("master.cf.snippet")).unwrap();
     let backend = Backend::fixed(Reply::json(200, r#"{"result":"v","action":"DUNNO"}"#));
-    let dir = temp_dir();
-    let config = write_config(
-        dir.path(),
-        &format!(
-            "socket_maps:\n  demo: {{ target: {t}, value_field: result }}\npolicy_services:\n  \
-             p: {{ target: {t}, value_field: action }}\n",
-            t = q(&backend.url("/x"))
-        ),
-    );
+    let target = q(&backend.url("/x"));
+    let conf = Config::bare().entry("socket_maps", "demo").set("target", &target).set("value_field", "result");
+    let conf = conf.entry("policy_services", "p").set("target", &target).set("value_field", "action");
+    let config = conf.path();
     let lines: Vec<&str> = snippet.lines().collect();
     let mut services = 0;
     for (i, line) in lines.iter().enumerate() {

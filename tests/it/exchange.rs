@@ -7,9 +7,14 @@ use std::time::Duration;
 
 const T: Duration = Duration::from_secs(10);
 
-fn lookup(config: &std::path::Path, key: &str) -> Vec<u8> {
+/// The map `demo` asking `target` with `value_field: result`, and nothing else.
+fn demo(target: &str) -> Config {
+    Config::bare().entry("socket_maps", "demo").set("target", &q(target)).set("value_field", "result")
+}
+
+fn lookup(config: &Config, key: &str) -> Vec<u8> {
     let payload = format!("demo {key}");
-    let out = run(&["--config", config.to_str().unwrap(), "socketmap"], &netstring(payload.as_bytes()), T);
+    let out = config.run_command(&["socketmap"], &netstring(payload.as_bytes()), T);
     assert!(out.stderr.is_empty(), "stderr: {}", out.stderr_str());
     assert_eq!(out.code(), Some(0));
     out.stdout
@@ -19,15 +24,7 @@ fn lookup(config: &std::path::Path, key: &str) -> Vec<u8> {
 #[test]
 fn proxy_receives_the_request() {
     let proxy = Backend::fixed(Reply::json(200, r#"{"result":"via proxy"}"#));
-    let dir = temp_dir();
-    let cfg = write_config(
-        dir.path(),
-        &format!(
-            "server:\n  http_client: {{ proxy: '{}' }}\nsocket_maps:\n  demo:\n    target: http://api.invalid/lookup\n    \
-             value_field: result\n",
-            proxy.url("")
-        ),
-    );
+    let cfg = demo("http://api.invalid/lookup").server(&format!("http_client: {{ proxy: '{}' }}", proxy.url("")));
     assert_eq!(lookup(&cfg, "k"), b"12:OK via proxy,");
     let seen = proxy.requests();
     assert_eq!(seen.len(), 1);
@@ -47,17 +44,9 @@ fn tls_min_version() {
         .unwrap();
     server.alpn_protocols = vec![b"http/1.1".to_vec()];
     let backend = Backend::start_with_tls_config(Arc::new(server), |_| Reply::json(200, r#"{"result":"tls12"}"#));
-    let dir = temp_dir();
     for (version, expected) in [("1.2", &b"8:OK tls12,"[..]), ("1.3", b"TEMP")] {
-        let cfg = write_config(
-            dir.path(),
-            &format!(
-                "server:\n  tls: {{ root_ca: '{}', min_version: '{version}' }}\nsocket_maps:\n  demo:\n    \
-                 target: {}\n    value_field: result\n",
-                tls.ca_pem.display(),
-                backend.url("/x")
-            ),
-        );
+        let tls_line = format!("tls: {{ root_ca: '{}', min_version: '{version}' }}", tls.ca_pem.display());
+        let cfg = demo(&backend.url("/x")).server(&tls_line);
         let reply = lookup(&cfg, "k");
         let payload = &reply[reply.iter().position(|&b| b == b':').unwrap() + 1..];
         assert!(
@@ -73,15 +62,7 @@ fn tls_min_version() {
 #[test]
 fn entry_timeout_overrides_server_timeout() {
     let backend = Backend::fixed(Reply::Hang(Duration::from_secs(5)));
-    let dir = temp_dir();
-    let cfg = write_config(
-        dir.path(),
-        &format!(
-            "server:\n  http_client: {{ timeout: 30s }}\nsocket_maps:\n  demo:\n    target: {}\n    timeout: 300ms\n    \
-             value_field: result\n",
-            backend.url("/x")
-        ),
-    );
+    let cfg = demo(&backend.url("/x")).set("timeout", "300ms").server("http_client: { timeout: 30s }");
     let started = std::time::Instant::now();
     let reply = lookup(&cfg, "k");
     assert!(started.elapsed() < Duration::from_secs(3), "took {:?}", started.elapsed());
@@ -93,14 +74,7 @@ fn entry_timeout_overrides_server_timeout() {
 #[test]
 fn deadline_cuts_a_long_timeout() {
     let backend = Backend::fixed(Reply::Hang(Duration::from_secs(5)));
-    let dir = temp_dir();
-    let cfg = write_config(
-        dir.path(),
-        &format!(
-            "socket_maps:\n  demo:\n    target: {}\n    timeout: 20s\n    deadline: 400ms\n    value_field: result\n",
-            backend.url("/x")
-        ),
-    );
+    let cfg = demo(&backend.url("/x")).set("timeout", "20s").set("deadline", "400ms");
     let started = std::time::Instant::now();
     let text = String::from_utf8_lossy(&lookup(&cfg, "k")).into_owned();
     assert!(started.elapsed() < Duration::from_secs(3), "took {:?}", started.elapsed());
@@ -159,17 +133,9 @@ fn a_connection_the_server_closed_between_lookups_is_not_reused() {
         }
         connections
     });
-    let dir = temp_dir();
     let log = SyslogSink::new();
-    let cfg = write_config(
-        dir.path(),
-        &format!(
-            "server:\n  logging: {{ syslog_socket: '{}' }}\nsocket_maps:\n  demo:\n    target: http://127.0.0.1:{port}/x\n    \
-             value_field: result\n",
-            log.path().display()
-        ),
-    );
-    let mut child = Child::spawn(&["--config", cfg.to_str().unwrap(), "socketmap"]);
+    let cfg = demo(&format!("http://127.0.0.1:{port}/x")).syslog(&log, "");
+    let mut child = cfg.spawn(&["socketmap"]);
     for key in ["first", "second"] {
         child.send(&netstring(format!("demo {key}").as_bytes()));
         assert_eq!(child.read_netstring(T), b"8:OK fresh,", "lookup of {key}");

@@ -5,8 +5,6 @@
 //! a state database of its own (a file in its temp dir, or `:memory:`), so host health never
 //! leaks between tests. Time limits are upper bounds with a generous margin for a noisy machine.
 
-use std::net::TcpListener;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -25,156 +23,57 @@ const HANG: Duration = Duration::from_secs(30);
 
 // ------------------------------------------------------------------ config
 
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Section {
-    Maps,
-    Policies,
+/// A config with the map `demo` (also served by `pfxhttp tcp demo`, see [`Config::map`]) asking
+/// the hosts `targets`. The state database is `state.db` in the config's temp dir unless set
+/// otherwise.
+pub(crate) fn map_on(targets: &[&str]) -> Config {
+    Config::new().map("demo", "").targets(targets)
 }
 
-/// A `pfxhttp.yml` with one entry: `socket_maps.demo` (`payload: '{"key":"{{ key }}"}'`,
-/// `value_field: result`) or `policy_services.pol` (`value_field: action`), with a list of
-/// targets. The state database is `state.db` in the config's temp dir unless set otherwise.
-pub(crate) struct Conf {
-    pub(crate) dir: tempfile::TempDir,
-    section: Section,
-    targets: Vec<String>,
-    entry: Vec<String>,
-    server: Vec<String>,
-    logging: String,
-    state_db: String,
+/// A config with the policy service `pol` (see [`Config::policy`]) asking the hosts `targets`.
+fn policy_on(targets: &[&str]) -> Config {
+    Config::new().policy("pol", "").targets(targets)
 }
 
-impl Conf {
-    fn new(section: Section, targets: &[&str]) -> Conf {
-        let dir = temp_dir();
-        // A socket that does not exist: the serving process logs nothing (and never to stderr).
-        let logging = format!("{{ syslog_socket: {} }}", q(&dir.path().join("no-syslog").display().to_string()));
-        let state_db = dir.path().join("state.db").display().to_string();
-        Conf {
-            dir,
-            section,
-            targets: targets.iter().map(|t| t.to_string()).collect(),
-            entry: Vec::new(),
-            server: Vec::new(),
-            logging,
-            state_db,
-        }
-    }
-
-    /// `socket_maps.demo` (also served by `pfxhttp tcp demo`) with these targets.
-    pub(crate) fn map(targets: &[&str]) -> Conf {
-        Conf::new(Section::Maps, targets)
-    }
-
-    /// `policy_services.pol` with these targets.
-    fn policy(targets: &[&str]) -> Conf {
-        Conf::new(Section::Policies, targets)
-    }
-
-    /// Adds a line to the entry, e.g. `timeout: 500ms`.
-    pub(crate) fn entry(mut self, line: &str) -> Conf {
-        self.entry.push(line.to_string());
-        self
-    }
-
-    /// Adds a line to `server:`.
-    pub(crate) fn server(mut self, line: &str) -> Conf {
-        self.server.push(line.to_string());
-        self
-    }
-
-    /// Sends the logs to `sink` (level info unless `extra` says otherwise, e.g. `, level: debug`).
-    pub(crate) fn syslog(mut self, sink: &SyslogSink, extra: &str) -> Conf {
-        self.logging = format!("{{ syslog_socket: {}{extra} }}", q(&sink.path().display().to_string()));
-        self
-    }
-
-    /// `server.state_db` (a path, or `:memory:`).
-    pub(crate) fn state_db(mut self, value: &str) -> Conf {
-        self.state_db = value.to_string();
-        self
-    }
-
-    /// The state database file of this config.
-    pub(crate) fn db_path(&self) -> PathBuf {
-        PathBuf::from(&self.state_db)
-    }
-
-    pub(crate) fn yaml(&self) -> String {
-        let mut y = format!("server:\n  logging: {}\n", self.logging);
-        if !self.server.iter().any(|l| l.starts_with("state_db") || l.starts_with("jwt_db_path")) {
-            y.push_str(&format!("  state_db: {}\n", q(&self.state_db)));
-        }
-        for line in &self.server {
-            y.push_str(&format!("  {line}\n"));
-        }
-        let targets: Vec<String> = self.targets.iter().map(|t| q(t)).collect();
-        match self.section {
-            Section::Maps => {
-                y.push_str("socket_maps:\n  demo:\n");
-                y.push_str(&format!("    payload: {}\n    value_field: result\n", q(r#"{"key":"{{ key }}"}"#)));
-            }
-            Section::Policies => y.push_str("policy_services:\n  pol:\n    value_field: action\n"),
-        }
-        y.push_str(&format!("    target: [{}]\n", targets.join(", ")));
-        for line in &self.entry {
-            y.push_str(&format!("    {line}\n"));
-        }
-        y
-    }
-
-    /// Writes the file and returns its path.
-    pub(crate) fn path(&self) -> PathBuf {
-        write_config(self.dir.path(), &self.yaml())
-    }
-
-    fn serve(&self, args: &[&str], stdin: &[u8]) -> Output {
-        let path = self.path();
-        let mut all = vec!["--config", path.to_str().unwrap()];
-        all.extend_from_slice(args);
-        let out = run(&all, stdin, RUN);
-        assert_clean(&out);
-        out
-    }
-
-    /// `pfxhttp socketmap` fed `stdin`, checked with [`assert_clean`].
-    pub(crate) fn socketmap(&self, stdin: &[u8]) -> Output {
-        self.serve(&["socketmap"], stdin)
-    }
-
+/// How these tests run a config; every serving run is checked with [`assert_clean`].
+pub(crate) trait Serve {
+    /// `pfxhttp socketmap` fed `stdin`.
+    fn socketmap(&self, stdin: &[u8]) -> Output;
     /// One socketmap lookup of `key` in `demo`: the reply payload (checked to be exactly one
     /// netstring) and the run.
-    pub(crate) fn lookup(&self, key: &str) -> (String, Output) {
+    fn lookup(&self, key: &str) -> (String, Output);
+    /// `pfxhttp tcp demo` fed `stdin`.
+    fn tcp(&self, stdin: &[u8]) -> Output;
+    /// `pfxhttp policy` fed `stdin`.
+    fn policy_run(&self, stdin: &[u8]) -> Output;
+    /// `pfxhttp state check` (not a serving command: output not checked here).
+    fn state_check(&self) -> Output;
+}
+
+impl Serve for Config {
+    fn socketmap(&self, stdin: &[u8]) -> Output {
+        self.run_serving(&["socketmap"], stdin, RUN)
+    }
+
+    fn lookup(&self, key: &str) -> (String, Output) {
         let out = self.socketmap(&req(key));
         (single_reply(&out.stdout), out)
     }
 
-    /// `pfxhttp tcp demo` fed `stdin`.
     fn tcp(&self, stdin: &[u8]) -> Output {
-        self.serve(&["tcp", "demo"], stdin)
+        self.run_serving(&["tcp", "demo"], stdin, RUN)
     }
 
-    /// `pfxhttp policy` fed `stdin`.
     fn policy_run(&self, stdin: &[u8]) -> Output {
-        self.serve(&["policy"], stdin)
+        self.run_serving(&["policy"], stdin, RUN)
     }
 
-    /// `pfxhttp state check` (not a serving command: output not checked here).
-    pub(crate) fn state_check(&self) -> Output {
-        let path = self.path();
-        run(&["--config", path.to_str().unwrap(), "state", "check"], b"", RUN)
+    fn state_check(&self) -> Output {
+        self.run_command(&["state", "check"], b"", RUN)
     }
 }
 
 // ------------------------------------------------------------------ hosts
-
-/// A URL on 127.0.0.1 where nothing listens (bound, then closed).
-pub(crate) fn refused_url() -> String {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let port = l.local_addr().expect("addr").port();
-    drop(l);
-    format!("http://127.0.0.1:{port}/lookup")
-}
 
 /// `host:port` of a `http://host:port/...` URL, as pfxhttp names hosts in replies and logs.
 pub(crate) fn host_port(url: &str) -> String {
@@ -221,7 +120,7 @@ enum Fault {
 /// A host failing as `fault`: its URL and its backend (none for [`Fault::Refuse`]).
 fn failing(fault: Fault) -> (String, Option<Backend>) {
     match fault {
-        Fault::Refuse => (refused_url(), None),
+        Fault::Refuse => (closed_url("/lookup"), None),
         Fault::Hang => {
             let b = hanging();
             (b.url("/lookup"), Some(b))
@@ -305,7 +204,7 @@ fn next_host_answers(fault: Fault, hosts: usize) {
     let mut urls: Vec<String> = bad.iter().map(|(u, _)| u.clone()).collect();
     urls.push(good.url("/lookup"));
     let refs: Vec<&str> = urls.iter().map(String::as_str).collect();
-    let conf = Conf::map(&refs).entry("timeout: 500ms");
+    let conf = map_on(&refs).line("timeout: 500ms");
     let (payload, out) = conf.lookup("user@example.org");
     assert_eq!(payload, "OK from-last", "{fault:?} with {hosts} hosts: {out:?}");
     for (url, backend) in &bad {
@@ -373,7 +272,7 @@ fn status_429_moves_to_the_next_host_without_waiting() {
         t.lock().unwrap().push(('b', Instant::now()));
         Reply::json(200, &good_json("from-b"))
     });
-    let conf = Conf::map(&[&busy.url("/lookup"), &good.url("/lookup")]);
+    let conf = map_on(&[&busy.url("/lookup"), &good.url("/lookup")]);
     let (payload, out) = conf.lookup("k");
     assert_eq!(payload, "OK from-b", "{out:?}");
     assert_eq!((busy.request_count(), good.request_count()), (1, 1));
@@ -393,7 +292,7 @@ fn status_429_moves_to_the_next_host_without_waiting() {
 fn status_404_is_final() {
     let first = Backend::fixed(Reply::json(404, r#"{"error":"no such thing"}"#));
     let second = answering("from-b");
-    let conf = Conf::map(&[&first.url("/lookup"), &second.url("/lookup")]);
+    let conf = map_on(&[&first.url("/lookup"), &second.url("/lookup")]);
     let out = conf.socketmap(&req("k"));
     assert_wire(&out.stdout, &netstring(b"PERM unexpected HTTP status 404"));
     assert_eq!(first.request_count(), 1);
@@ -410,7 +309,7 @@ fn redirect_and_other_4xx_are_final() {
     ] {
         let first = Backend::fixed(Reply::json(status, "{}").with_header("Location", "/elsewhere"));
         let second = answering("from-b");
-        let conf = Conf::map(&[&first.url("/lookup"), &second.url("/lookup")]);
+        let conf = map_on(&[&first.url("/lookup"), &second.url("/lookup")]);
         let out = conf.socketmap(&req("k"));
         assert_wire(&out.stdout, &netstring(expected.as_bytes()));
         assert_eq!((first.request_count(), second.request_count()), (1, 0), "status {status}");
@@ -424,7 +323,7 @@ fn redirect_and_other_4xx_are_final() {
 fn all_hosts_hang_timeout_within_the_deadline() {
     let hosts = [hanging(), hanging(), hanging()];
     let urls: Vec<String> = hosts.iter().map(|b| b.url("/lookup")).collect();
-    let conf = Conf::map(&[&urls[0], &urls[1], &urls[2]]).entry("timeout: 2s").entry("deadline: 1500ms");
+    let conf = map_on(&[&urls[0], &urls[1], &urls[2]]).line("timeout: 2s").line("deadline: 1500ms");
     let (payload, out) = conf.lookup("k");
     assert_starts(&payload, "TIMEOUT ");
     assert_within(&out, Duration::from_millis(1500) + MARGIN, "three hanging hosts, deadline 1500ms");
@@ -435,8 +334,8 @@ fn all_hosts_hang_timeout_within_the_deadline() {
 /// Three hosts that refuse: TEMP naming the last host tried and the connect error.
 #[test]
 fn all_hosts_refuse_temp_names_the_last_error() {
-    let urls = [refused_url(), refused_url(), refused_url()];
-    let conf = Conf::map(&[&urls[0], &urls[1], &urls[2]]);
+    let urls = [closed_url("/lookup"), closed_url("/lookup"), closed_url("/lookup")];
+    let conf = map_on(&[&urls[0], &urls[1], &urls[2]]);
     let (payload, out) = conf.lookup("k");
     assert_starts(&payload, &format!("TEMP {}: cannot connect: ", host_port(&urls[2])));
     assert_within(&out, MARGIN, "three refusing hosts");
@@ -450,7 +349,7 @@ fn all_hosts_5xx_last_answer_is_interpreted() {
         Backend::fixed(Reply::json(502, "{}")),
         Backend::fixed(Reply::json(503, "{}")),
     ];
-    let conf = Conf::map(&[&hosts[0].url("/l"), &hosts[1].url("/l"), &hosts[2].url("/l")]);
+    let conf = map_on(&[&hosts[0].url("/l"), &hosts[1].url("/l"), &hosts[2].url("/l")]);
     let out = conf.socketmap(&req("k"));
     assert_wire(&out.stdout, &netstring(b"TEMP unexpected HTTP status 503"));
     let counts: Vec<usize> = hosts.iter().map(Backend::request_count).collect();
@@ -465,7 +364,7 @@ fn max_attempts_caps_the_attempts() {
         Backend::fixed(Reply::json(502, "{}")),
         Backend::fixed(Reply::json(200, &good_json("from-c"))),
     ];
-    let conf = Conf::map(&[&hosts[0].url("/l"), &hosts[1].url("/l"), &hosts[2].url("/l")]).entry("max_attempts: 2");
+    let conf = map_on(&[&hosts[0].url("/l"), &hosts[1].url("/l"), &hosts[2].url("/l")]).line("max_attempts: 2");
     let out = conf.socketmap(&req("k"));
     assert_wire(&out.stdout, &netstring(b"TEMP unexpected HTTP status 502"));
     let counts: Vec<usize> = hosts.iter().map(Backend::request_count).collect();
@@ -486,7 +385,7 @@ fn single_host_503_then_200_is_retried() {
             Reply::json(200, &good_json("second-time"))
         }
     });
-    let conf = Conf::map(&[&b.url("/lookup")]);
+    let conf = map_on(&[&b.url("/lookup")]);
     let out = conf.socketmap(&req("k"));
     assert_wire(&out.stdout, &netstring(b"OK second-time"));
     assert_eq!(b.request_count(), 2);
@@ -502,7 +401,7 @@ fn single_host_backoff_between_attempts() {
         t.lock().unwrap().push(Instant::now());
         Reply::json(503, "{}")
     });
-    let conf = Conf::map(&[&b.url("/lookup")]).entry("max_attempts: 3");
+    let conf = map_on(&[&b.url("/lookup")]).line("max_attempts: 3");
     let out = conf.socketmap(&req("k"));
     assert_wire(&out.stdout, &netstring(b"TEMP unexpected HTTP status 503"));
     let times = times.lock().unwrap().clone();
@@ -519,7 +418,7 @@ fn single_host_backoff_between_attempts() {
 #[test]
 fn retry_after_beyond_the_deadline_answers_at_once() {
     let b = Backend::fixed(Reply::json(429, "{}").with_header("Retry-After", "30"));
-    let conf = Conf::map(&[&b.url("/lookup")]).entry("deadline: 2s");
+    let conf = map_on(&[&b.url("/lookup")]).line("deadline: 2s");
     let out = conf.socketmap(&req("k"));
     assert_wire(&out.stdout, &netstring(b"TEMP unexpected HTTP status 429"));
     assert_eq!(b.request_count(), 1);
@@ -541,7 +440,7 @@ fn retry_after_within_the_deadline_is_honoured() {
             Reply::json(200, &good_json("after-wait"))
         }
     });
-    let conf = Conf::map(&[&b.url("/lookup")]).entry("deadline: 5s");
+    let conf = map_on(&[&b.url("/lookup")]).line("deadline: 5s");
     let out = conf.socketmap(&req("k"));
     assert_wire(&out.stdout, b"13:OK after-wait,");
     let times = times.lock().unwrap().clone();
@@ -559,7 +458,7 @@ fn trickling_body_past_the_deadline_is_timeout() {
         body: good_json("slow").into_bytes(),
         every: Duration::from_millis(200),
     });
-    let conf = Conf::map(&[&b.url("/lookup")]).entry("deadline: 1500ms");
+    let conf = map_on(&[&b.url("/lookup")]).line("deadline: 1500ms");
     let (payload, out) = conf.lookup("k");
     assert_eq!(payload, format!("TIMEOUT no answer from {} in time", host_port(&b.url(""))));
     assert_within(&out, Duration::from_millis(1500) + MARGIN, "trickling body");
@@ -570,7 +469,7 @@ fn trickling_body_past_the_deadline_is_timeout() {
 /// One host at `url` that fails, `deadline: 1s` and room for many attempts: the reply
 /// starts with `prefix` and arrives before 1 s + margin.
 fn deadline_wins(url: &str, prefix: &str) {
-    let conf = Conf::map(&[url]).entry("deadline: 1s").entry("max_attempts: 100");
+    let conf = map_on(&[url]).line("deadline: 1s").line("max_attempts: 100");
     let (payload, out) = conf.lookup("k");
     assert_starts(&payload, prefix);
     assert_within(&out, Duration::from_secs(1) + MARGIN, &format!("deadline 1s, reply {payload:?}"));
@@ -578,7 +477,7 @@ fn deadline_wins(url: &str, prefix: &str) {
 
 #[test]
 fn deadline_wins_over_a_refusing_host() {
-    let url = refused_url();
+    let url = closed_url("/lookup");
     deadline_wins(&url, &format!("TEMP {}: cannot connect: ", host_port(&url)));
 }
 
@@ -617,7 +516,7 @@ sender=a@b.example\nrecipient=r@x.example\n\n";
 fn policy_first_host_down_second_answers() {
     let b = answering("from-b");
     let conf =
-        Conf::policy(&[&refused_url(), &b.url("/policy")]).entry(&format!("default_action: {}", q("DEFER down")));
+        policy_on(&[&closed_url("/lookup"), &b.url("/policy")]).line(&format!("default_action: {}", q("DEFER down")));
     let out = conf.policy_run(POLICY_REQ);
     assert_wire(&out.stdout, b"action=OK from-b\n\n");
     assert_eq!(b.request_count(), 1);
@@ -626,9 +525,9 @@ fn policy_first_host_down_second_answers() {
 #[test]
 fn policy_all_hosts_down_gives_the_default_action() {
     let hung = hanging();
-    let conf = Conf::policy(&[&refused_url(), &hung.url("/policy")])
-        .entry("timeout: 500ms")
-        .entry(&format!("default_action: {}", q("DEFER_IF_PERMIT all backends down")));
+    let conf = policy_on(&[&closed_url("/lookup"), &hung.url("/policy")])
+        .line("timeout: 500ms")
+        .line(&format!("default_action: {}", q("DEFER_IF_PERMIT all backends down")));
     let out = conf.policy_run(POLICY_REQ);
     assert_wire(&out.stdout, b"action=DEFER_IF_PERMIT all backends down\n\n");
     assert_within(&out, Duration::from_millis(500) + MARGIN, "policy, all hosts down");
@@ -637,7 +536,7 @@ fn policy_all_hosts_down_gives_the_default_action() {
 #[test]
 fn tcp_first_host_down_second_answers() {
     let b = answering("from-b");
-    let conf = Conf::map(&[&refused_url(), &b.url("/lookup")]);
+    let conf = map_on(&[&closed_url("/lookup"), &b.url("/lookup")]);
     let out = conf.tcp(b"get user%40example.org\n");
     assert_wire(&out.stdout, b"200 from-b\n");
     assert_eq!(b.request_count(), 1);
@@ -646,7 +545,7 @@ fn tcp_first_host_down_second_answers() {
 #[test]
 fn tcp_all_hosts_down_is_400() {
     let bad = Backend::fixed(Reply::json(503, "{}"));
-    let conf = Conf::map(&[&refused_url(), &bad.url("/lookup")]);
+    let conf = map_on(&[&closed_url("/lookup"), &bad.url("/lookup")]);
     let out = conf.tcp(b"get k\n");
     let line = out.stdout_str();
     assert!(line.starts_with("400 ") && line.ends_with('\n') && line.lines().count() == 1, "tcp reply: {line:?}");
@@ -659,10 +558,10 @@ fn tcp_all_hosts_down_is_400() {
 /// to B); `state check` lists A as down.
 #[test]
 fn second_process_skips_a_refused_host() {
-    let a = refused_url();
+    let a = closed_url("/lookup");
     let b = answering("from-b");
     let sink = SyslogSink::new();
-    let conf = Conf::map(&[&a, &b.url("/lookup")]).syslog(&sink, "");
+    let conf = map_on(&[&a, &b.url("/lookup")]).syslog(&sink, "");
     let (first, out1) = conf.lookup("k1");
     assert_eq!(first, "OK from-b");
     let (second, out2) = conf.lookup("k2");
@@ -687,7 +586,7 @@ fn hanging_host_is_skipped_by_the_next_process_until_the_backoff_passed() {
     let up = Arc::new(AtomicBool::new(false));
     let a = switchable("from-a", up.clone());
     let b = answering("from-b");
-    let conf = Conf::map(&[&a.url("/lookup"), &b.url("/lookup")]).entry("timeout: 500ms");
+    let conf = map_on(&[&a.url("/lookup"), &b.url("/lookup")]).line("timeout: 500ms");
 
     let (first, out1) = conf.lookup("k1");
     let marked_at = Instant::now();
@@ -737,7 +636,7 @@ fn hanging_host_is_skipped_by_the_next_process_until_the_backoff_passed() {
 fn memory_state_is_per_process() {
     let a = hanging();
     let b = answering("from-b");
-    let conf = Conf::map(&[&a.url("/lookup"), &b.url("/lookup")]).entry("timeout: 500ms").state_db(":memory:");
+    let conf = map_on(&[&a.url("/lookup"), &b.url("/lookup")]).line("timeout: 500ms").state_db(":memory:");
     let (first, out1) = conf.lookup("k1");
     let (second, out2) = conf.lookup("k2");
     assert_eq!((first.as_str(), second.as_str()), ("OK from-b", "OK from-b"));
@@ -763,7 +662,7 @@ fn all_marked_hosts_are_tried_anyway_in_order() {
         )
     };
     let (a, b) = (mk("from-a"), mk("from-b"));
-    let conf = Conf::map(&[&a.url("/lookup"), &b.url("/lookup")]);
+    let conf = map_on(&[&a.url("/lookup"), &b.url("/lookup")]);
     let out = conf.socketmap(&req("k1"));
     assert_wire(&out.stdout, &netstring(b"TEMP unexpected HTTP status 503"));
     let check = conf.state_check();
@@ -785,7 +684,7 @@ fn only_real_failures_mark_a_host_down() {
     for (status, marks) in [(429, false), (404, false), (503, true)] {
         let a = Backend::fixed(Reply::json(status, "{}"));
         let b = answering("from-b");
-        let conf = Conf::map(&[&a.url("/lookup"), &b.url("/lookup")]);
+        let conf = map_on(&[&a.url("/lookup"), &b.url("/lookup")]);
         conf.lookup("k");
         let check = conf.state_check();
         assert_eq!(check.code(), Some(0), "{check:?}");
@@ -799,7 +698,7 @@ fn only_real_failures_mark_a_host_down() {
 #[test]
 fn random_balance_spreads_first_attempts() {
     let (a, b) = (answering("a"), answering("b"));
-    let conf = Conf::map(&[&a.url("/lookup"), &b.url("/lookup")]).entry("balance: random");
+    let conf = map_on(&[&a.url("/lookup"), &b.url("/lookup")]).line("balance: random");
     let keys: Vec<u8> = (0..100).flat_map(|i| req(&format!("k{i}"))).collect();
     let out = conf.socketmap(&keys);
     let (on_a, on_b) = (a.request_count(), b.request_count());
@@ -812,7 +711,7 @@ fn random_balance_spreads_first_attempts() {
 #[test]
 fn random_balance_spreads_across_processes() {
     let (a, b) = (answering("a"), answering("b"));
-    let conf = Conf::map(&[&a.url("/lookup"), &b.url("/lookup")]).entry("balance: random");
+    let conf = map_on(&[&a.url("/lookup"), &b.url("/lookup")]).line("balance: random");
     for i in 0..60 {
         conf.lookup(&format!("k{i}"));
     }
@@ -825,7 +724,7 @@ fn random_balance_spreads_across_processes() {
 #[test]
 fn failover_balance_starts_with_the_first_host() {
     let (a, b) = (answering("a"), answering("b"));
-    let conf = Conf::map(&[&a.url("/lookup"), &b.url("/lookup")]);
+    let conf = map_on(&[&a.url("/lookup"), &b.url("/lookup")]);
     let keys: Vec<u8> = (0..20).flat_map(|i| req(&format!("k{i}"))).collect();
     conf.socketmap(&keys);
     assert_eq!((a.request_count(), b.request_count()), (20, 0));
@@ -836,10 +735,10 @@ fn failover_balance_starts_with_the_first_host() {
 /// The request line names the host that answered and the number of attempts.
 #[test]
 fn request_log_names_the_host_and_the_attempts() {
-    let a = refused_url();
+    let a = closed_url("/lookup");
     let b = answering("from-b");
     let sink = SyslogSink::new();
-    let conf = Conf::map(&[&a, &b.url("/lookup")]).syslog(&sink, "").state_db(":memory:");
+    let conf = map_on(&[&a, &b.url("/lookup")]).syslog(&sink, "").state_db(":memory:");
     let (payload, _) = conf.lookup("user@example.org");
     assert_eq!(payload, "OK from-b");
     let lines = request_lines(&sink, 1);
@@ -850,10 +749,10 @@ fn request_log_names_the_host_and_the_attempts() {
 /// At `level: debug` there is one line per attempt, naming its host.
 #[test]
 fn debug_log_has_one_line_per_attempt() {
-    let a = refused_url();
+    let a = closed_url("/lookup");
     let b = answering("from-b");
     let sink = SyslogSink::new();
-    let conf = Conf::map(&[&a, &b.url("/lookup")]).syslog(&sink, ", level: debug").state_db(":memory:");
+    let conf = map_on(&[&a, &b.url("/lookup")]).syslog(&sink, ", level: debug").state_db(":memory:");
     conf.lookup("k");
     request_lines(&sink, 1);
     let debug: Vec<String> = sink.lines().into_iter().filter(|l| severity(l) == Some(7)).collect();

@@ -11,15 +11,13 @@ const T: Duration = Duration::from_secs(5);
 
 const POLICY_REQ: &[u8] = b"request=smtpd_access_policy\nrecipient=a@b.example\n\n";
 
-/// Map `demo` and policy service `pol` on `b`; `limits` is the body of `server.limits` (flow
-/// style, may be empty).
-fn cfg(b: &Backend, limits: &str) -> Cfg {
-    Cfg::new(&format!(
-        "server:\n  limits: {{ {limits} }}\nsocket_maps:\n  demo:\n    target: '{}'\n    payload: '{{\"key\":\"{{{{ key }}}}\"}}'\n    \
-         value_field: result\npolicy_services:\n  pol:\n    target: '{}'\n    value_field: action\n",
-        b.url("/map"),
-        b.url("/policy")
-    ))
+/// Map `demo` and policy service `pol` on `b` (see [`Config::map`], [`Config::policy`]);
+/// `limits` is the body of `server.limits` (flow style, may be empty).
+fn cfg(b: &Backend, limits: &str) -> Config {
+    Config::bare()
+        .server(&format!("limits: {{ {limits} }}"))
+        .map("demo", &b.url("/map"))
+        .policy("pol", &b.url("/policy"))
 }
 
 /// Answers `/map` with `{"result":"mapped"}` and `/policy` with `{"action":"DUNNO"}`.
@@ -51,7 +49,7 @@ fn only_netstring(stdout: &[u8]) -> String {
 fn fd3_socketmap_is_served_on_the_socket() {
     let b = backend();
     let c = cfg(&b, "");
-    let (mut child, stream) = spawn_fd3(&["--config", c.arg(), "socketmap"]);
+    let (mut child, stream) = spawn_fd3(&["--config", &c.arg(), "socketmap"]);
     let mut conn = Conn::new(stream);
     conn.send(&netstring(b"demo user@example.org"));
     assert_eq!(text(&conn.read_netstring(T)), text(&netstring(b"OK mapped")));
@@ -71,7 +69,7 @@ fn fd3_socketmap_is_served_on_the_socket() {
 fn fd3_policy_is_served_on_the_socket() {
     let b = backend();
     let c = cfg(&b, "");
-    let (mut child, stream) = spawn_fd3(&["--config", c.arg(), "policy"]);
+    let (mut child, stream) = spawn_fd3(&["--config", &c.arg(), "policy"]);
     let mut conn = Conn::new(stream);
     conn.send(POLICY_REQ);
     assert_eq!(text(&conn.read_until(b"\n\n", T)), "action=DUNNO\n\n");
@@ -91,7 +89,7 @@ fn fd3_policy_is_served_on_the_socket() {
 fn idle_timeout_without_any_request() {
     let b = backend();
     let c = cfg(&b, "idle_timeout: 1s");
-    let child = Child::spawn(&["--config", c.arg(), "socketmap"]);
+    let child = Child::spawn(&["--config", &c.arg(), "socketmap"]);
     let out = child.wait(T);
     assert_clean(&out);
     assert!(out.stdout.is_empty(), "{out:?}");
@@ -104,7 +102,7 @@ fn idle_timeout_without_any_request() {
 fn idle_timeout_after_a_request() {
     let b = backend();
     let c = cfg(&b, "idle_timeout: 1s");
-    let mut child = Child::spawn(&["--config", c.arg(), "policy"]);
+    let mut child = Child::spawn(&["--config", &c.arg(), "policy"]);
     child.send(POLICY_REQ);
     assert_eq!(text(&child.read_until(b"\n\n", T)), "action=DUNNO\n\n");
     let replied = Instant::now();
@@ -122,7 +120,7 @@ fn idle_timeout_after_a_request() {
 fn idle_timeout_when_stalled_mid_policy_request() {
     let b = backend();
     let c = cfg(&b, "idle_timeout: 1s");
-    let mut child = Child::spawn(&["--config", c.arg(), "policy"]);
+    let mut child = Child::spawn(&["--config", &c.arg(), "policy"]);
     child.send(b"request=smtpd_access_policy\nrecip");
     let out = child.wait(T);
     assert_clean(&out);
@@ -137,7 +135,7 @@ fn idle_timeout_when_stalled_mid_policy_request() {
 fn idle_timeout_when_stalled_mid_netstring() {
     let b = backend();
     let c = cfg(&b, "idle_timeout: 1s");
-    let mut child = Child::spawn(&["--config", c.arg(), "socketmap"]);
+    let mut child = Child::spawn(&["--config", &c.arg(), "socketmap"]);
     child.send(b"21:demo user@ex");
     let out = child.wait(T);
     assert_clean(&out);
@@ -154,7 +152,7 @@ fn idle_timeout_when_stalled_mid_netstring() {
 fn max_lifetime_ends_the_process_between_requests() {
     let b = backend();
     let c = cfg(&b, "idle_timeout: 30s, max_lifetime: 1s");
-    let mut child = Child::spawn(&["--config", c.arg(), "policy"]);
+    let mut child = Child::spawn(&["--config", &c.arg(), "policy"]);
     let t0 = Instant::now();
     child.send(POLICY_REQ);
     assert_eq!(text(&child.read_until(b"\n\n", T)), "action=DUNNO\n\n");
@@ -193,7 +191,7 @@ fn malformed_requests_close_quietly() {
         ("policy", b"\xff\x00\xfe\n\n"),
     ];
     for (command, input) in cases {
-        let out = run(&["--config", c.arg(), command], input, T);
+        let out = run(&["--config", &c.arg(), command], input, T);
         assert_clean(&out);
         assert!(out.stdout.is_empty(), "{command} {input:?}: {out:?}");
     }
@@ -267,7 +265,7 @@ fn close_before_reply(command: &str, request: &[u8]) {
         }
     });
     let c = cfg(&b, "");
-    let (child, mut stream) = spawn_fd3(&["--config", c.arg(), command]);
+    let (child, mut stream) = spawn_fd3(&["--config", &c.arg(), command]);
     stream.write_all(request).unwrap();
     drop(stream);
     let out = child.wait(T);

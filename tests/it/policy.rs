@@ -18,32 +18,21 @@ sender=a@b.example\nrecipient=ok@x\n\n";
 /// What the backend must receive for [`REQ`] with the default payload.
 const REQ_JSON: &str = r#"{"client_address":"192.0.2.1","protocol_state":"RCPT","recipient":"ok@x","request":"smtpd_access_policy","sender":"a@b.example"}"#;
 
-/// One service `pol` at `target` with `value_field: action`. `server` is the body of the
-/// `server:` section (2-space indent, may be empty), `extra` more keys of the entry (4-space
-/// indent).
-fn pol_cfg(server: &str, target: &str, extra: &str) -> Cfg {
-    let server = if server.is_empty() { String::new() } else { format!("server:\n{server}") };
-    Cfg::new(&format!("{server}policy_services:\n  pol:\n    target: '{target}'\n    value_field: action\n{extra}"))
-}
-
-/// `server.logging` pointing at `sink`, with more logging keys in `more` (e.g. `, level: debug`).
-fn logging(sink: &SyslogSink, more: &str) -> String {
-    format!("  logging: {{ syslog_socket: '{}'{more} }}\n", sink.path().display())
+/// One service `pol` at `target` (see [`Config::policy`]); `extra` holds more keys of the
+/// entry, one `key: value` line each (may be empty).
+fn pol_cfg(target: &str, extra: &str) -> Config {
+    extra.lines().fold(Config::bare().policy("pol", target), |conf, line| conf.line(line))
 }
 
 /// `pfxhttp --config CFG policy ARGS...` fed `stdin`; checked with [`assert_clean`].
-fn serve(cfg: &Cfg, args: &[&str], stdin: &[u8]) -> Output {
-    let mut all = vec!["--config", cfg.arg(), "policy"];
-    all.extend_from_slice(args);
-    let out = run(&all, stdin, T);
-    assert_clean(&out);
-    out
+fn serve(cfg: &Config, args: &[&str], stdin: &[u8]) -> Output {
+    cfg.run_serving(&[&["policy"], args].concat(), stdin, T)
 }
 
 /// The reply to [`REQ`] when the backend always answers `reply`; `extra` as in [`pol_cfg`].
 fn reply_to(reply: Reply, extra: &str) -> Vec<u8> {
     let b = Backend::fixed(reply);
-    let cfg = pol_cfg("", &b.url("/policy"), extra);
+    let cfg = pol_cfg(&b.url("/policy"), extra);
     serve(&cfg, &[], REQ).stdout
 }
 
@@ -77,7 +66,7 @@ fn percent_decode(s: &str) -> Vec<u8> {
 #[test]
 fn default_payload_is_the_sorted_attribute_object() {
     let b = Backend::fixed(Reply::json(200, r#"{"action":"DUNNO"}"#));
-    let cfg = pol_cfg("", &b.url("/policy"), "");
+    let cfg = pol_cfg(&b.url("/policy"), "");
     let out = serve(&cfg, &[], REQ);
     assert_eq!(text(&out.stdout), "action=DUNNO\n\n");
     let reqs = b.requests();
@@ -92,9 +81,9 @@ fn default_payload_is_the_sorted_attribute_object() {
 #[test]
 fn go_key_payloads_give_the_same_object() {
     let b = Backend::fixed(Reply::json(200, r#"{"action":"DUNNO"}"#));
-    let cfg = pol_cfg("", &b.url("/policy"), "    payload: '{{ .Key }}'\n");
+    let cfg = pol_cfg(&b.url("/policy"), "    payload: '{{ .Key }}'\n");
     assert_eq!(text(&serve(&cfg, &[], REQ).stdout), "action=DUNNO\n\n");
-    let cfg = pol_cfg("", &b.url("/policy"), "    payload: '{\"policy_request\": {{ key }} }'\n");
+    let cfg = pol_cfg(&b.url("/policy"), "    payload: '{\"policy_request\": {{ key }} }'\n");
     assert_eq!(text(&serve(&cfg, &[], REQ).stdout), "action=DUNNO\n\n");
     let reqs = b.requests();
     assert_eq!(reqs.len(), 2);
@@ -149,7 +138,7 @@ fn redirect_gives_the_default_action_and_is_not_followed() {
             Reply::status(302, "").with_header("Location", "/elsewhere")
         }
     });
-    let cfg = pol_cfg("", &b.url("/policy"), "");
+    let cfg = pol_cfg(&b.url("/policy"), "");
     assert_eq!(text(&serve(&cfg, &[], REQ).stdout), text(DEFER));
     assert!(b.requests().iter().all(|r| r.path() == "/policy"), "redirect followed: {:?}", b.requests());
 }
@@ -157,11 +146,7 @@ fn redirect_gives_the_default_action_and_is_not_followed() {
 /// A backend that refuses connections gives the default action.
 #[test]
 fn connection_refused_gives_the_default_action() {
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
-    let cfg = pol_cfg("", &format!("http://127.0.0.1:{port}/policy"), "    connect_timeout: 1s\n");
+    let cfg = pol_cfg(&closed_url("/policy"), "    connect_timeout: 1s\n");
     assert_eq!(text(&serve(&cfg, &[], REQ).stdout), text(DEFER));
 }
 
@@ -169,7 +154,7 @@ fn connection_refused_gives_the_default_action() {
 #[test]
 fn timeout_gives_the_default_action() {
     let b = Backend::fixed(Reply::Hang(Duration::from_secs(20)));
-    let cfg = pol_cfg("", &b.url("/policy"), "    timeout: 300ms\n    deadline: 2s\n");
+    let cfg = pol_cfg(&b.url("/policy"), "    timeout: 300ms\n    deadline: 2s\n");
     let out = serve(&cfg, &[], REQ);
     assert_eq!(text(&out.stdout), text(DEFER));
     assert!(out.elapsed < Duration::from_secs(4), "took {:?}", out.elapsed);
@@ -217,7 +202,7 @@ fn control_and_invalid_bytes_never_reach_the_reply() {
 #[test]
 fn crlf_and_spacing_are_tolerated() {
     let b = Backend::fixed(Reply::json(200, r#"{"action":"DUNNO"}"#));
-    let cfg = pol_cfg("", &b.url("/policy"), "");
+    let cfg = pol_cfg(&b.url("/policy"), "");
     let out = serve(&cfg, &[], b"request = smtpd_access_policy\r\nrecipient = ok@x\r\n\r\n");
     assert_eq!(text(&out.stdout), "action=DUNNO\n\n");
     assert_eq!(b.requests()[0].body_str(), r#"{"recipient":"ok@x","request":"smtpd_access_policy"}"#);
@@ -227,7 +212,7 @@ fn crlf_and_spacing_are_tolerated() {
 #[test]
 fn duplicate_attribute_last_wins() {
     let b = Backend::fixed(Reply::json(200, r#"{"action":"DUNNO"}"#));
-    let cfg = pol_cfg("", &b.url("/policy"), "");
+    let cfg = pol_cfg(&b.url("/policy"), "");
     let out = serve(&cfg, &[], b"request=smtpd_access_policy\nrecipient=first@x\nrecipient=second@x\n\n");
     assert_eq!(text(&out.stdout), "action=DUNNO\n\n");
     assert_eq!(b.requests()[0].body_str(), r#"{"recipient":"second@x","request":"smtpd_access_policy"}"#);
@@ -237,7 +222,7 @@ fn duplicate_attribute_last_wins() {
 #[test]
 fn values_with_equals_are_kept_whole() {
     let b = Backend::fixed(Reply::json(200, r#"{"action":"DUNNO"}"#));
-    let cfg = pol_cfg("", &b.url("/policy"), "");
+    let cfg = pol_cfg(&b.url("/policy"), "");
     let out = serve(&cfg, &[], b"request=smtpd_access_policy\nccert_subject=CN=mx,O=Example\nsasl_username=a=b=\n\n");
     assert_eq!(text(&out.stdout), "action=DUNNO\n\n");
     assert_eq!(
@@ -258,7 +243,7 @@ fn echo_backend() -> Backend {
 #[test]
 fn two_requests_in_one_write_get_two_replies_in_order() {
     let b = echo_backend();
-    let cfg = pol_cfg("", &b.url("/policy"), "");
+    let cfg = pol_cfg(&b.url("/policy"), "");
     let out = serve(
         &cfg,
         &[],
@@ -273,8 +258,8 @@ fn two_requests_in_one_write_get_two_replies_in_order() {
 #[test]
 fn several_requests_on_one_connection_one_post_each() {
     let b = echo_backend();
-    let cfg = pol_cfg("", &b.url("/policy"), "");
-    let mut child = Child::spawn(&["--config", cfg.arg(), "policy"]);
+    let cfg = pol_cfg(&b.url("/policy"), "");
+    let mut child = Child::spawn(&["--config", &cfg.arg(), "policy"]);
     for (i, rcpt) in ["r1@x", "r2@x", "r3@x"].iter().enumerate() {
         child.send(format!("request=smtpd_access_policy\nrecipient={rcpt}\n\n").as_bytes());
         let reply = child.read_until(b"\n\n", T);
@@ -295,7 +280,7 @@ fn several_requests_on_one_connection_one_post_each() {
 #[test]
 fn eof_between_requests_makes_no_backend_call() {
     let b = Backend::fixed(Reply::json(200, r#"{"action":"DUNNO"}"#));
-    let cfg = pol_cfg("", &b.url("/policy"), "");
+    let cfg = pol_cfg(&b.url("/policy"), "");
     let out = serve(&cfg, &[], REQ);
     assert_eq!(text(&out.stdout), "action=DUNNO\n\n");
     assert_eq!(b.request_count(), 1);
@@ -310,7 +295,7 @@ fn eof_between_requests_makes_no_backend_call() {
 #[test]
 fn line_without_equals_closes_without_reply() {
     let b = Backend::fixed(Reply::json(200, r#"{"action":"DUNNO"}"#));
-    let cfg = pol_cfg("", &b.url("/policy"), "");
+    let cfg = pol_cfg(&b.url("/policy"), "");
     let out = serve(&cfg, &[], b"foo\n\n");
     assert!(out.stdout.is_empty(), "{out:?}");
     let out = serve(&cfg, &[], b"request=smtpd_access_policy\nfoo\nrecipient=x@y\n\n");
@@ -327,7 +312,7 @@ fn line_without_equals_closes_without_reply() {
 #[test]
 fn too_many_attributes_close_without_reply() {
     let b = Backend::fixed(Reply::json(200, r#"{"action":"DUNNO"}"#));
-    let cfg = pol_cfg("  limits: { max_policy_attributes: 3 }\n", &b.url("/policy"), "");
+    let cfg = pol_cfg(&b.url("/policy"), "").server("limits: { max_policy_attributes: 3 }");
     let three = b"request=smtpd_access_policy\nsender=a@b\nrecipient=c@d\n\n";
     let four = b"request=smtpd_access_policy\nsender=a@b\nrecipient=c@d\nhelo_name=h\n\n";
     assert_eq!(text(&serve(&cfg, &[], three).stdout), "action=DUNNO\n\n");
@@ -354,14 +339,14 @@ fn request_of_len(n: usize) -> Vec<u8> {
 #[test]
 fn over_long_request_closes_without_reply() {
     let b = Backend::fixed(Reply::json(200, r#"{"action":"DUNNO"}"#));
-    let cfg = pol_cfg("  limits: { max_request_bytes: 100 }\n", &b.url("/policy"), "");
+    let cfg = pol_cfg(&b.url("/policy"), "").server("limits: { max_request_bytes: 100 }");
     assert_eq!(text(&serve(&cfg, &[], &request_of_len(100)).stdout), "action=DUNNO\n\n");
     let out = serve(&cfg, &[], &request_of_len(101));
     assert!(out.stdout.is_empty(), "{out:?}");
     assert_eq!(b.request_count(), 1);
 
     // The limit applies before the end of the request: no newline ever comes.
-    let mut child = Child::spawn(&["--config", cfg.arg(), "policy"]);
+    let mut child = Child::spawn(&["--config", &cfg.arg(), "policy"]);
     let mut line = b"recipient=".to_vec();
     line.extend(std::iter::repeat_n(b'x', 300));
     child.send(&line);
@@ -378,7 +363,7 @@ fn over_long_request_closes_without_reply() {
 fn attributes_are_template_variables() {
     let b = Backend::fixed(Reply::json(200, r#"{"action":"DUNNO"}"#));
     let extra = "    payload: '{\"rcpt\":\"{{ recipient }}\",\"helo\":\"{{ helo_name }}\"}'\n";
-    let cfg = pol_cfg("", &b.url("/policy"), extra);
+    let cfg = pol_cfg(&b.url("/policy"), extra);
     assert_eq!(text(&serve(&cfg, &[], REQ).stdout), "action=DUNNO\n\n");
     assert_eq!(b.requests()[0].body_str(), r#"{"rcpt":"ok@x","helo":""}"#);
 }
@@ -389,9 +374,9 @@ fn hostile_recipient_stays_inside_its_json_string() {
     let hostile = r#"x", "admin": true, "y": "\"#;
     let input = format!("request=smtpd_access_policy\nrecipient={hostile}\n\n");
     let b = Backend::fixed(Reply::json(200, r#"{"action":"DUNNO"}"#));
-    let cfg = pol_cfg("", &b.url("/policy"), "    payload: '{\"rcpt\":\"{{ recipient }}\"}'\n");
+    let cfg = pol_cfg(&b.url("/policy"), "    payload: '{\"rcpt\":\"{{ recipient }}\"}'\n");
     assert_eq!(text(&serve(&cfg, &[], input.as_bytes()).stdout), "action=DUNNO\n\n");
-    let cfg = pol_cfg("", &b.url("/policy"), "");
+    let cfg = pol_cfg(&b.url("/policy"), "");
     assert_eq!(text(&serve(&cfg, &[], input.as_bytes()).stdout), "action=DUNNO\n\n");
     let reqs = b.requests();
     assert_eq!(reqs[0].body_json(), serde_json::json!({ "rcpt": hostile }));
@@ -404,7 +389,7 @@ fn filters_domain_localpart_lower() {
     let b = Backend::fixed(Reply::json(200, r#"{"action":"DUNNO"}"#));
     let extra = "    payload: '{\"d\":\"{{ recipient | domain }}\",\"l\":\"{{ recipient | localpart }}\",\
                  \"s\":\"{{ sender | lower }}\"}'\n";
-    let cfg = pol_cfg("", &b.url("/policy"), extra);
+    let cfg = pol_cfg(&b.url("/policy"), extra);
     let out = serve(
         &cfg,
         &[],
@@ -419,7 +404,7 @@ fn filters_domain_localpart_lower() {
 fn url_template_is_percent_encoded() {
     let b = Backend::fixed(Reply::json(200, r#"{"action":"DUNNO"}"#));
     let target = format!("http://127.0.0.1:{}/check/{{{{ recipient }}}}", b.port());
-    let cfg = pol_cfg("", &target, "    method: GET\n");
+    let cfg = pol_cfg(&target, "    method: GET\n");
     let rcpt = "a b/c@x?y=1#z%";
     let input = format!("request=smtpd_access_policy\nrecipient={rcpt}\n\n");
     assert_eq!(text(&serve(&cfg, &[], input.as_bytes()).stdout), "action=DUNNO\n\n");
@@ -434,14 +419,8 @@ fn url_template_is_percent_encoded() {
 // ------------------------------------------------------------------ routing
 
 /// Two services `alpha` and `beta` on one backend, each answering with its own name.
-fn two_services(b: &Backend, server: &str) -> Cfg {
-    let server = if server.is_empty() { String::new() } else { format!("server:\n{server}") };
-    Cfg::new(&format!(
-        "{server}policy_services:\n  alpha:\n    target: '{}'\n    value_field: action\n  beta:\n    target: '{}'\n    \
-         value_field: action\n",
-        b.url("/alpha"),
-        b.url("/beta")
-    ))
+fn two_services(b: &Backend) -> Config {
+    Config::bare().policy("alpha", &b.url("/alpha")).policy("beta", &b.url("/beta"))
 }
 
 fn path_backend() -> Backend {
@@ -452,7 +431,7 @@ fn path_backend() -> Backend {
 #[test]
 fn policy_context_selects_the_service() {
     let b = path_backend();
-    let cfg = two_services(&b, "");
+    let cfg = two_services(&b);
     let out = serve(
         &cfg,
         &[],
@@ -469,7 +448,7 @@ fn policy_context_selects_the_service() {
 #[test]
 fn service_argument_wins_over_policy_context() {
     let b = path_backend();
-    let cfg = two_services(&b, "");
+    let cfg = two_services(&b);
     let out =
         serve(&cfg, &["beta"], b"request=smtpd_access_policy\npolicy_context=alpha\n\nrequest=smtpd_access_policy\n\n");
     assert_eq!(text(&out.stdout), "action=PREPEND X-Via: /beta\n\naction=PREPEND X-Via: /beta\n\n");
@@ -482,7 +461,7 @@ fn service_argument_wins_over_policy_context() {
 fn no_service_for_the_context_defers_and_logs() {
     let sink = SyslogSink::new();
     let b = path_backend();
-    let cfg = two_services(&b, &logging(&sink, ""));
+    let cfg = two_services(&b).syslog(&sink, "");
     let out = serve(
         &cfg,
         &[],
@@ -503,7 +482,7 @@ fn no_service_for_the_context_defers_and_logs() {
 #[test]
 fn single_service_needs_no_context() {
     let b = Backend::fixed(Reply::json(200, r#"{"action":"OK"}"#));
-    let cfg = pol_cfg("", &b.url("/policy"), "");
+    let cfg = pol_cfg(&b.url("/policy"), "");
     let out = serve(&cfg, &[], b"request=smtpd_access_policy\nrecipient=a@b\n\n");
     assert_eq!(text(&out.stdout), "action=OK\n\n");
     assert_eq!(b.request_count(), 1);
@@ -517,7 +496,7 @@ fn single_service_needs_no_context() {
 fn broken_config_defers_every_request() {
     let sink = SyslogSink::new();
     let b = Backend::fixed(Reply::json(200, r#"{"action":"OK"}"#));
-    let cfg = pol_cfg(&logging(&sink, ""), &b.url("/policy"), "    timeout: soon\n");
+    let cfg = pol_cfg(&b.url("/policy"), "    timeout: soon\n").syslog(&sink, "");
     let out = serve(&cfg, &[], &[REQ, REQ].concat());
     assert_eq!(text(&out.stdout), text(&[DEFER, DEFER].concat()));
     assert_eq!(b.request_count(), 0);
@@ -541,7 +520,7 @@ fn one_info_line_per_request_with_the_request_id() {
         let action = if r.body_json()["recipient"] == "one@x" { "DUNNO" } else { "DISCARD" };
         Reply::json(200, &format!(r#"{{"action":"{action}"}}"#))
     });
-    let cfg = pol_cfg(&logging(&sink, ""), &b.url("/policy"), "");
+    let cfg = pol_cfg(&b.url("/policy"), "").syslog(&sink, "");
     let out = serve(
         &cfg,
         &[],
@@ -569,7 +548,7 @@ fn one_info_line_per_request_with_the_request_id() {
 fn log_keys_false_hides_attribute_values() {
     let sink = SyslogSink::new();
     let b = Backend::fixed(Reply::json(200, r#"{"action":"DUNNO"}"#));
-    let cfg = pol_cfg(&logging(&sink, ", level: debug, log_keys: false"), &b.url("/policy"), "");
+    let cfg = pol_cfg(&b.url("/policy"), "").syslog(&sink, ", level: debug, log_keys: false");
     let secrets =
         ["198.51.100.77", "hidden-sender@secret.example", "hidden-rcpt@secret.example", "hidden-helo.example"];
     let input = format!(

@@ -3,8 +3,7 @@
 //!
 //! Every serving run checks the spawn(8) rules: nothing on stderr, exit status 0.
 
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use serde_json::json;
@@ -19,112 +18,42 @@ const READ: Duration = Duration::from_secs(5);
 
 // ------------------------------------------------------------------ config
 
-/// A `pfxhttp.yml` under construction: server settings and `socket_maps` entries. Each entry
-/// starts with `target`, `payload: '{"key":"{{ key }}"}'` and `value_field: result`; `set` and
-/// `unset` change the entry added last.
-struct Conf {
-    dir: tempfile::TempDir,
-    logging: String,
-    server: Vec<String>,
-    maps: Vec<(String, Vec<(String, String)>)>,
+/// A config with one map `demo` asking `target` (see [`Config::map`]); `set` and `unset` change
+/// the map added last.
+fn conf(target: &str) -> Config {
+    Config::new().map("demo", target)
 }
 
-impl Conf {
-    /// One map `demo` with the default fields, pointing at `target`.
-    fn new(target: &str) -> Conf {
-        let dir = temp_dir();
-        // A socket that does not exist: the serving process logs nothing (and never to stderr).
-        let logging = format!("{{ syslog_socket: {} }}", q(&dir.path().join("no-syslog").display().to_string()));
-        Conf { dir, logging, server: Vec::new(), maps: Vec::new() }.map("demo", target)
-    }
+/// How these tests run a config: `pfxhttp --config FILE socketmap`.
+trait Socketmap {
+    /// Runs it with `stdin`, checks the spawn rules, returns stdout.
+    fn serve(&self, stdin: &[u8]) -> Vec<u8>;
+    /// Like [`Socketmap::serve`], returning the whole output (for its timing).
+    fn run(&self, stdin: &[u8]) -> Output;
+    /// Like [`Socketmap::serve`] with extra environment variables.
+    fn serve_env(&self, env: &[(&str, &str)], stdin: &[u8]) -> Vec<u8>;
+    /// An interactive run.
+    fn child(&self) -> Child;
+}
 
-    /// Adds another map `name` with the default fields.
-    fn map(mut self, name: &str, target: &str) -> Conf {
-        let fields = vec![
-            ("target".to_string(), q(target)),
-            ("payload".to_string(), q(r#"{"key":"{{ key }}"}"#)),
-            ("value_field".to_string(), "result".to_string()),
-        ];
-        self.maps.push((name.to_string(), fields));
-        self
-    }
-
-    /// Sets `key: yaml` in the last map (replacing an earlier value).
-    fn set(mut self, key: &str, yaml: &str) -> Conf {
-        let fields = &mut self.maps.last_mut().expect("a map").1;
-        fields.retain(|(k, _)| k != key);
-        fields.push((key.to_string(), yaml.to_string()));
-        self
-    }
-
-    /// Removes `key` from the last map.
-    fn unset(mut self, key: &str) -> Conf {
-        self.maps.last_mut().expect("a map").1.retain(|(k, _)| k != key);
-        self
-    }
-
-    /// Adds a `server:` line such as `socketmap_max_reply_size: 10`.
-    fn server(mut self, line: &str) -> Conf {
-        self.server.push(line.to_string());
-        self
-    }
-
-    /// Sends the logs to `sink` (level info unless `extra` says otherwise).
-    fn syslog(mut self, sink: &SyslogSink, extra: &str) -> Conf {
-        self.logging = format!("{{ syslog_socket: {}{extra} }}", q(&sink.path().display().to_string()));
-        self
-    }
-
-    fn yaml(&self) -> String {
-        let mut y = format!("server:\n  logging: {}\n", self.logging);
-        if !self.server.iter().any(|l| l.starts_with("state_db") || l.starts_with("jwt_db_path")) {
-            // Each test its own state database, so that host health never leaks between tests.
-            let db = self.dir.path().join("state.db");
-            y.push_str(&format!("  state_db: {}\n", q(&db.display().to_string())));
-        }
-        for line in &self.server {
-            y.push_str(&format!("  {line}\n"));
-        }
-        y.push_str("socket_maps:\n");
-        for (name, fields) in &self.maps {
-            y.push_str(&format!("  {name}:\n"));
-            for (k, v) in fields {
-                y.push_str(&format!("    {k}: {v}\n"));
-            }
-        }
-        y
-    }
-
-    /// Writes the file and returns its path.
-    fn path(&self) -> PathBuf {
-        write_config(self.dir.path(), &self.yaml())
-    }
-
-    /// Runs `pfxhttp --config FILE socketmap` with `stdin`, checks the spawn rules, returns stdout.
+impl Socketmap for Config {
     fn serve(&self, stdin: &[u8]) -> Vec<u8> {
-        serve_file(&self.path(), stdin)
+        self.run(stdin).stdout
     }
 
-    /// Like [`Conf::serve`], returning the whole output (for its timing).
     fn run(&self, stdin: &[u8]) -> Output {
-        let path = self.path();
-        let out = run(&["--config", path.to_str().unwrap(), "socketmap"], stdin, RUN);
-        assert_clean(&out);
-        out
+        self.run_serving(&["socketmap"], stdin, RUN)
     }
 
-    /// Like [`Conf::serve`] with extra environment variables.
     fn serve_env(&self, env: &[(&str, &str)], stdin: &[u8]) -> Vec<u8> {
-        let path = self.path();
-        let out = run_env(&["--config", path.to_str().unwrap(), "socketmap"], env, stdin, RUN);
+        let path = self.arg();
+        let out = run_env(&["--config", &path, "socketmap"], env, stdin, RUN);
         assert_clean(&out);
         out.stdout
     }
 
-    /// An interactive `pfxhttp socketmap` on this config.
     fn child(&self) -> Child {
-        let path = self.path();
-        Child::spawn(&["--config", path.to_str().unwrap(), "socketmap"])
+        self.spawn(&["socketmap"])
     }
 }
 
@@ -191,21 +120,13 @@ where
     })
 }
 
-/// A URL on 127.0.0.1 where nothing listens (bound, then closed).
-fn closed_url() -> String {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let port = l.local_addr().expect("addr").port();
-    drop(l);
-    format!("http://127.0.0.1:{port}/lookup")
-}
-
 // ------------------------------------------------------------------ §5.3 reply table
 
 /// Accepted status and a value: `OK <value>`, framed with the right length.
 #[test]
 fn value_found_is_ok() {
     let b = value_backend(r#""mapped-ok""#);
-    let out = Conf::new(&b.url("/lookup")).serve(&req("demo", "user@example.org"));
+    let out = conf(&b.url("/lookup")).serve(&req("demo", "user@example.org"));
     assert_wire(&out, b"12:OK mapped-ok,");
     let reqs = b.requests();
     assert_eq!(reqs.len(), 1);
@@ -228,7 +149,7 @@ fn no_value_is_notfound() {
         };
         Reply::json(200, body)
     });
-    let out = Conf::new(&b.url("/lookup")).serve(&reqs(&["absent", "null", "empty", "object", "array"]));
+    let out = conf(&b.url("/lookup")).serve(&reqs(&["absent", "null", "empty", "object", "array"]));
     assert_wire(&out, &b"9:NOTFOUND ,".repeat(5));
     assert_eq!(b.request_count(), 5);
 }
@@ -237,9 +158,9 @@ fn no_value_is_notfound() {
 #[test]
 fn not_found_status_is_notfound() {
     let b = Backend::fixed(Reply::json(404, r#"{"error":"no such user"}"#));
-    let out = Conf::new(&b.url("/lookup")).set("not_found_status", "[404]").serve(&req("demo", "nobody"));
+    let out = conf(&b.url("/lookup")).set("not_found_status", "[404]").serve(&req("demo", "nobody"));
     assert_wire(&out, b"9:NOTFOUND ,");
-    let out = Conf::new(&b.url("/lookup")).serve(&req("demo", "nobody"));
+    let out = conf(&b.url("/lookup")).serve(&req("demo", "nobody"));
     assert_wire(&out, &netstring(b"PERM unexpected HTTP status 404"));
 }
 
@@ -258,7 +179,7 @@ fn error_field_says_error() {
         };
         Reply::json(200, body)
     });
-    let out = Conf::new(&b.url("/lookup"))
+    let out = conf(&b.url("/lookup"))
         .set("error_field", "error")
         .set("no_error_value", "none")
         .serve(&reqs(&["boom", "none", "empty", "false", "absent"]));
@@ -269,7 +190,7 @@ fn error_field_says_error() {
 #[test]
 fn unexpected_4xx_is_perm() {
     let b = Backend::fixed(Reply::json(403, r#"{"result":"v"}"#));
-    let out = Conf::new(&b.url("/lookup")).serve(&req("demo", "k"));
+    let out = conf(&b.url("/lookup")).serve(&req("demo", "k"));
     assert_wire(&out, &netstring(b"PERM unexpected HTTP status 403"));
 }
 
@@ -277,7 +198,7 @@ fn unexpected_4xx_is_perm() {
 #[test]
 fn status_5xx_is_temp() {
     let b = Backend::fixed(Reply::json(503, r#"{"result":"v"}"#));
-    let out = Conf::new(&b.url("/lookup")).serve(&req("demo", "k"));
+    let out = conf(&b.url("/lookup")).serve(&req("demo", "k"));
     assert_wire(&out, &netstring(b"TEMP unexpected HTTP status 503"));
 }
 
@@ -291,7 +212,7 @@ fn redirect_is_temp_and_not_followed() {
             Reply::json(200, r#"{"result":"followed"}"#)
         }
     });
-    let out = Conf::new(&b.url("/lookup")).serve(&req("demo", "k"));
+    let out = conf(&b.url("/lookup")).serve(&req("demo", "k"));
     assert_wire(&out, &netstring(b"TEMP unexpected HTTP status 302"));
     let reqs = b.requests();
     assert_eq!(reqs.len(), 1, "redirect must not be followed: {reqs:?}");
@@ -302,7 +223,7 @@ fn redirect_is_temp_and_not_followed() {
 #[test]
 fn status_429_is_temp() {
     let b = Backend::fixed(Reply::json(429, r#"{"result":"v"}"#));
-    let out = Conf::new(&b.url("/lookup")).serve(&req("demo", "k"));
+    let out = conf(&b.url("/lookup")).serve(&req("demo", "k"));
     let payload = assert_reply_starts(&out, "TEMP ");
     assert!(payload.contains("429"), "reason should name the status: {payload:?}");
 }
@@ -313,7 +234,7 @@ fn html_body_is_temp_invalid() {
     let b = Backend::fixed(
         Reply::status(200, "<html><body>Gateway error</body></html>").with_header("Content-Type", "text/html"),
     );
-    let out = Conf::new(&b.url("/lookup")).serve(&req("demo", "k"));
+    let out = conf(&b.url("/lookup")).serve(&req("demo", "k"));
     assert_reply_starts(&out, "TEMP invalid backend response");
 }
 
@@ -322,22 +243,22 @@ fn html_body_is_temp_invalid() {
 #[test]
 fn wrong_json_shape_is_temp_invalid() {
     let b = Backend::fixed(Reply::json(200, r#""just a string""#));
-    let out = Conf::new(&b.url("/lookup")).set("value_field", "data.result").serve(&req("demo", "k"));
+    let out = conf(&b.url("/lookup")).set("value_field", "data.result").serve(&req("demo", "k"));
     assert_reply_starts(&out, "TEMP invalid backend response");
 }
 
 /// Connection refused is a temporary failure.
 #[test]
 fn connection_refused_is_temp() {
-    let out = Conf::new(&closed_url()).serve(&req("demo", "k"));
+    let out = conf(&closed_url("/lookup")).serve(&req("demo", "k"));
     assert_reply_starts(&out, "TEMP ");
 }
 
 /// The failure reason never carries credentials from the target URL.
 #[test]
 fn failure_reason_hides_url_credentials() {
-    let url = closed_url().replace("http://", "http://someuser:url-pass-9c1e@");
-    let out = Conf::new(&url).serve(&req("demo", "k"));
+    let url = closed_url("/lookup").replace("http://", "http://someuser:url-pass-9c1e@");
+    let out = conf(&url).serve(&req("demo", "k"));
     let payload = assert_reply_starts(&out, "TEMP ");
     assert!(!payload.contains("url-pass-9c1e"), "credentials in the reply: {payload:?}");
 }
@@ -347,10 +268,10 @@ fn failure_reason_hides_url_credentials() {
 fn body_over_max_response_bytes_is_temp() {
     let big = format!(r#"{{"result":"{}"}}"#, "x".repeat(500));
     let b = Backend::fixed(Reply::json(200, &big));
-    let out = Conf::new(&b.url("/lookup")).set("max_response_bytes", "100").serve(&req("demo", "k"));
+    let out = conf(&b.url("/lookup")).set("max_response_bytes", "100").serve(&req("demo", "k"));
     assert_reply_starts(&out, "TEMP invalid backend response");
     // The same body under the limit is a value: the limit is what made the difference.
-    let out = Conf::new(&b.url("/lookup")).set("max_response_bytes", "1000").serve(&req("demo", "k"));
+    let out = conf(&b.url("/lookup")).set("max_response_bytes", "1000").serve(&req("demo", "k"));
     assert_reply_starts(&out, "OK xxx");
 }
 
@@ -358,7 +279,7 @@ fn body_over_max_response_bytes_is_temp() {
 #[test]
 fn slow_backend_is_timeout() {
     let b = Backend::fixed(Reply::Hang(Duration::from_secs(20)));
-    let out = Conf::new(&b.url("/lookup")).set("timeout", "300ms").run(&req("demo", "k"));
+    let out = conf(&b.url("/lookup")).set("timeout", "300ms").run(&req("demo", "k"));
     assert_reply_starts(&out.stdout, "TIMEOUT ");
     assert!(out.elapsed < Duration::from_secs(5), "TIMEOUT came too late: {:?}", out.elapsed);
     assert!(b.request_count() >= 1, "the backend was never asked");
@@ -370,7 +291,7 @@ fn slow_backend_is_timeout() {
 fn slow_body_is_timeout() {
     let body = br#"{"result":"v"}"#.to_vec();
     let b = Backend::fixed(Reply::Trickle { status: 200, body, every: Duration::from_millis(500) });
-    let out = Conf::new(&b.url("/lookup")).set("timeout", "300ms").run(&req("demo", "k"));
+    let out = conf(&b.url("/lookup")).set("timeout", "300ms").run(&req("demo", "k"));
     assert_reply_starts(&out.stdout, "TIMEOUT ");
     assert!(out.elapsed < Duration::from_secs(5), "TIMEOUT came too late: {:?}", out.elapsed);
 }
@@ -379,7 +300,7 @@ fn slow_body_is_timeout() {
 #[test]
 fn deadline_bounds_the_request() {
     let b = Backend::fixed(Reply::Hang(Duration::from_secs(20)));
-    let out = Conf::new(&b.url("/lookup")).set("timeout", "10s").set("deadline", "500ms").run(&req("demo", "k"));
+    let out = conf(&b.url("/lookup")).set("timeout", "10s").set("deadline", "500ms").run(&req("demo", "k"));
     assert_reply_starts(&out.stdout, "TIMEOUT ");
     assert!(out.elapsed < Duration::from_secs(4), "TIMEOUT came too late: {:?}", out.elapsed);
 }
@@ -397,7 +318,7 @@ fn truncated_body_is_temp() {
         ],
         body: br#"{"result":"v"}"#.to_vec(),
     });
-    let out = Conf::new(&b.url("/lookup")).serve(&req("demo", "k"));
+    let out = conf(&b.url("/lookup")).serve(&req("demo", "k"));
     assert_reply_starts(&out, "TEMP ");
 }
 
@@ -409,7 +330,7 @@ fn value_over_max_reply_size_is_perm() {
         let n = if key == "long" { 8 } else { 7 };
         Reply::json(200, &format!(r#"{{"result":"{}"}}"#, "v".repeat(n)))
     });
-    let out = Conf::new(&b.url("/lookup")).server("socketmap_max_reply_size: 10").serve(&reqs(&["long", "exact"]));
+    let out = conf(&b.url("/lookup")).server("socketmap_max_reply_size: 10").serve(&reqs(&["long", "exact"]));
     assert_wire(&out, &replies(&["PERM value too long (8 bytes)", "OK vvvvvvv"]));
 }
 
@@ -417,7 +338,7 @@ fn value_over_max_reply_size_is_perm() {
 #[test]
 fn unknown_map_is_perm() {
     let b = value_backend(r#""v""#);
-    let out = Conf::new(&b.url("/lookup")).serve(&req("nosuch", "k"));
+    let out = conf(&b.url("/lookup")).serve(&req("nosuch", "k"));
     assert_wire(&out, b"23:PERM unknown map nosuch,");
     assert_eq!(b.request_count(), 0);
 }
@@ -426,7 +347,7 @@ fn unknown_map_is_perm() {
 #[test]
 fn empty_key_is_notfound_without_request() {
     let b = value_backend(r#""v""#);
-    let out = Conf::new(&b.url("/lookup")).serve(b"5:demo ,");
+    let out = conf(&b.url("/lookup")).serve(b"5:demo ,");
     assert_wire(&out, b"9:NOTFOUND ,");
     assert_eq!(b.request_count(), 0, "no backend request for an empty key");
 }
@@ -435,7 +356,7 @@ fn empty_key_is_notfound_without_request() {
 #[test]
 fn map_names_are_case_insensitive() {
     let b = value_backend(r#""ok""#);
-    let conf = Conf::new(&b.url("/lookup")).map("DemoMap", &b.url("/other"));
+    let conf = conf(&b.url("/lookup")).map("DemoMap", &b.url("/other"));
     let out = conf.serve(&[req("DEMO", "ok"), req("demomap", "k"), req("DEMOMAP", "k")].concat());
     assert_wire(&out, &replies(&["OK ok", "OK ok", "OK ok"]));
     let paths: Vec<String> = b.requests().iter().map(|r| r.path().to_string()).collect();
@@ -457,7 +378,7 @@ fn scalar_and_array_values_convert() {
         };
         Reply::json(200, &format!(r#"{{"result":{v}}}"#))
     });
-    let out = Conf::new(&b.url("/lookup")).serve(&reqs(&["int", "float", "bool", "array"]));
+    let out = conf(&b.url("/lookup")).serve(&reqs(&["int", "float", "bool", "array"]));
     assert_wire(&out, &replies(&["OK 42", "OK 3.5", "OK true", "OK a@x,b@y,3"]));
 }
 
@@ -465,7 +386,7 @@ fn scalar_and_array_values_convert() {
 #[test]
 fn value_separator_joins_arrays() {
     let b = value_backend(r#"["a@x","b@y"]"#);
-    let out = Conf::new(&b.url("/lookup")).set("value_separator", "' '").serve(&req("demo", "k"));
+    let out = conf(&b.url("/lookup")).set("value_separator", "' '").serve(&req("demo", "k"));
     assert_wire(&out, &netstring(b"OK a@x b@y"));
 }
 
@@ -478,7 +399,7 @@ fn value_field_paths() {
     ));
     for (field, want) in [("data.result", "OK nested"), ("items.1.address", "OK second"), ("/data/result", "OK nested")]
     {
-        let out = Conf::new(&b.url("/lookup")).set("value_field", &q(field)).serve(&req("demo", "k"));
+        let out = conf(&b.url("/lookup")).set("value_field", &q(field)).serve(&req("demo", "k"));
         assert_wire(&out, &netstring(want.as_bytes()));
     }
 }
@@ -488,7 +409,7 @@ fn value_field_paths() {
 #[test]
 fn bare_name_is_found_breadth_first() {
     let b = Backend::fixed(Reply::json(200, r#"{"a":{"x":{"result":"deep"}},"b":{"result":"shallow"}}"#));
-    let out = Conf::new(&b.url("/lookup")).serve(&req("demo", "k"));
+    let out = conf(&b.url("/lookup")).serve(&req("demo", "k"));
     assert_wire(&out, b"10:OK shallow,");
 }
 
@@ -496,7 +417,7 @@ fn bare_name_is_found_breadth_first() {
 #[test]
 fn control_characters_are_removed_from_values() {
     let b = value_backend(r#""a\r\nb\u0000c\td""#);
-    let out = Conf::new(&b.url("/lookup")).serve(&req("demo", "k"));
+    let out = conf(&b.url("/lookup")).serve(&req("demo", "k"));
     assert_wire(&out, b"7:OK abcd,");
 }
 
@@ -505,7 +426,7 @@ fn control_characters_are_removed_from_values() {
 fn large_reply_is_framed_with_full_length() {
     let value = "x".repeat(70_000);
     let b = value_backend(&format!("\"{value}\""));
-    let out = Conf::new(&b.url("/lookup")).server("socketmap_max_reply_size: 200000").serve(&req("demo", "k"));
+    let out = conf(&b.url("/lookup")).server("socketmap_max_reply_size: 200000").serve(&req("demo", "k"));
     let mut want = b"70003:OK ".to_vec();
     want.extend_from_slice(value.as_bytes());
     want.push(b',');
@@ -518,7 +439,7 @@ fn large_reply_is_framed_with_full_length() {
 const HOSTILE_KEYS: &[&str] = &[r#"a"b\c"#, r#"x", "admin": true"#, "line\nbreak", "two words"];
 
 /// Runs the hostile keys through `conf` and returns the recorded request bodies.
-fn hostile_lookups(conf: &Conf, b: &Backend) -> Vec<Recorded> {
+fn hostile_lookups(conf: &Config, b: &Backend) -> Vec<Recorded> {
     let stdin: Vec<u8> = HOSTILE_KEYS.iter().flat_map(|k| req("demo", k)).collect();
     let out = conf.serve(&stdin);
     assert_wire(&out, &b"9:OK mapped,".repeat(HOSTILE_KEYS.len()));
@@ -532,7 +453,7 @@ fn hostile_lookups(conf: &Conf, b: &Backend) -> Vec<Recorded> {
 #[test]
 fn key_is_json_escaped_in_payload() {
     let b = value_backend(r#""mapped""#);
-    let reqs = hostile_lookups(&Conf::new(&b.url("/lookup")), &b);
+    let reqs = hostile_lookups(&conf(&b.url("/lookup")), &b);
     for (r, key) in reqs.iter().zip(HOSTILE_KEYS) {
         assert_eq!(r.body_json(), json!({ "key": key }), "body {:?}", r.body_str());
     }
@@ -542,7 +463,7 @@ fn key_is_json_escaped_in_payload() {
 #[test]
 fn go_style_payload_is_escaped_the_same() {
     let b = value_backend(r#""mapped""#);
-    let conf = Conf::new(&b.url("/lookup")).set("payload", &q(r#"{"key":"{{ .Key }}"}"#));
+    let conf = conf(&b.url("/lookup")).set("payload", &q(r#"{"key":"{{ .Key }}"}"#));
     let reqs = hostile_lookups(&conf, &b);
     for (r, key) in reqs.iter().zip(HOSTILE_KEYS) {
         assert_eq!(r.body_json(), json!({ "key": key }), "body {:?}", r.body_str());
@@ -553,7 +474,7 @@ fn go_style_payload_is_escaped_the_same() {
 #[test]
 fn json_filter_writes_a_quoted_value() {
     let b = value_backend(r#""mapped""#);
-    let conf = Conf::new(&b.url("/lookup")).set("payload", &q(r#"{"k":{{ key | json }},"n":{{ name | json }}}"#));
+    let conf = conf(&b.url("/lookup")).set("payload", &q(r#"{"k":{{ key | json }},"n":{{ name | json }}}"#));
     let reqs = hostile_lookups(&conf, &b);
     for (r, key) in reqs.iter().zip(HOSTILE_KEYS) {
         assert_eq!(r.body_json(), json!({ "k": key, "n": "demo" }), "body {:?}", r.body_str());
@@ -565,7 +486,7 @@ fn json_filter_writes_a_quoted_value() {
 fn key_is_percent_encoded_in_url() {
     let b = value_backend(r#""found""#);
     let target = format!("http://127.0.0.1:{}/users/{{{{ key }}}}", b.port());
-    let out = Conf::new(&target).set("method", "GET").unset("payload").serve(&req("demo", "a b/c"));
+    let out = conf(&target).set("method", "GET").unset("payload").serve(&req("demo", "a b/c"));
     assert_wire(&out, b"8:OK found,");
     let reqs = b.requests();
     assert_eq!(reqs.len(), 1);
@@ -579,7 +500,7 @@ fn key_is_percent_encoded_in_url() {
 fn dot_segment_keys_are_refused_in_url() {
     let b = value_backend(r#""found""#);
     let target = format!("http://127.0.0.1:{}/users/{{{{ key }}}}", b.port());
-    let out = Conf::new(&target).set("method", "GET").unset("payload").serve(&reqs(&["..", "."]));
+    let out = conf(&target).set("method", "GET").unset("payload").serve(&reqs(&["..", "."]));
     let perm = "PERM key not usable in a URL path";
     assert_wire(&out, &replies(&[perm, perm]));
     assert_eq!(b.request_count(), 0, "no request for a path-traversal key");
@@ -592,7 +513,7 @@ fn dot_segment_keys_are_refused_in_url() {
 fn raw_keys_cannot_form_dot_segments_after_parsing() {
     let b = value_backend(r#""found""#);
     let target = format!("http://127.0.0.1:{}/users/{{{{ key | raw }}}}", b.port());
-    let conf = Conf::new(&target).set("method", "GET").unset("payload");
+    let conf = conf(&target).set("method", "GET").unset("payload");
     let out = conf.serve(&reqs(&["..\\admin", ".\t./admin", "%2e\n%2e/admin"]));
     let perm = "PERM key not usable in a URL path";
     assert_wire(&out, &replies(&[perm, perm, perm]));
@@ -610,7 +531,7 @@ fn raw_keys_cannot_form_dot_segments_after_parsing() {
 #[test]
 fn default_request_headers() {
     let b = value_backend(r#""v""#);
-    let out = Conf::new(&b.url("/lookup")).serve(&reqs(&["k1", "k2"]));
+    let out = conf(&b.url("/lookup")).serve(&reqs(&["k1", "k2"]));
     assert_wire(&out, &replies(&["OK v", "OK v"]));
     let reqs = b.requests();
     assert_eq!(reqs.len(), 2);
@@ -627,7 +548,7 @@ fn default_request_headers() {
 #[test]
 fn content_type_is_configurable() {
     let b = value_backend(r#""v""#);
-    let out = Conf::new(&b.url("/lookup"))
+    let out = conf(&b.url("/lookup"))
         .set("content_type", "text/plain")
         .set("payload", &q("lookup {{ key }}"))
         .serve(&req("demo", "u@x"));
@@ -642,7 +563,7 @@ fn content_type_is_configurable() {
 #[test]
 fn custom_headers_last_wins_and_strip_control_characters() {
     let b = value_backend(r#""v""#);
-    let out = Conf::new(&b.url("/lookup"))
+    let out = conf(&b.url("/lookup"))
         .set("custom_headers", r#"["X-Test: one", "X-Test: two", "X-Key: {{ key }}"]"#)
         .serve(&reqs(&["user@example.org", "a\r\nX-Evil: 1\r\nb"]));
     assert_wire(&out, &replies(&["OK v", "OK v"]));
@@ -660,7 +581,7 @@ fn custom_headers_last_wins_and_strip_control_characters() {
 #[test]
 fn http_auth_basic_header() {
     let b = value_backend(r#""v""#);
-    let out = Conf::new(&b.url("/lookup")).set("http_auth_basic", "'user:pw'").serve(&req("demo", "k"));
+    let out = conf(&b.url("/lookup")).set("http_auth_basic", "'user:pw'").serve(&req("demo", "k"));
     assert_wire(&out, b"4:OK v,");
     assert_eq!(b.requests()[0].header_all("authorization"), ["Basic dXNlcjpwdw=="]);
 }
@@ -671,8 +592,7 @@ fn http_auth_basic_header() {
 #[test]
 fn response_text_mode() {
     let b = keyed(|key| if key == "empty" { Reply::text(200, " \n") } else { Reply::text(200, "  plain value \n") });
-    let out =
-        Conf::new(&b.url("/lookup")).set("response", "text").unset("value_field").serve(&reqs(&["full", "empty"]));
+    let out = conf(&b.url("/lookup")).set("response", "text").unset("value_field").serve(&reqs(&["full", "empty"]));
     assert_wire(&out, &replies(&["OK plain value", "NOTFOUND "]));
 }
 
@@ -683,7 +603,7 @@ fn response_header_mode() {
         let r = Reply::json(200, r#"{"result":"from-body"}"#);
         if key == "none" { r } else { r.with_header("X-Result", "from-header") }
     });
-    let out = Conf::new(&b.url("/lookup"))
+    let out = conf(&b.url("/lookup"))
         .set("response", "header")
         .set("value_field", "X-Result")
         .serve(&reqs(&["with", "none"]));
@@ -696,7 +616,7 @@ fn response_header_mode() {
 #[test]
 fn request_compression_gzips_the_body() {
     let b = value_backend(r#""v""#);
-    let out = Conf::new(&b.url("/lookup")).set("http_request_compression", "true").serve(&req("demo", "u@x"));
+    let out = conf(&b.url("/lookup")).set("http_request_compression", "true").serve(&req("demo", "u@x"));
     assert_wire(&out, b"4:OK v,");
     let r = &b.requests()[0];
     assert_eq!(r.header("content-encoding"), Some("gzip"));
@@ -707,7 +627,7 @@ fn request_compression_gzips_the_body() {
 #[test]
 fn response_compression_decodes_gzip() {
     let b = Backend::fixed(Reply::gzip_json(200, r#"{"result":"zipped"}"#));
-    let out = Conf::new(&b.url("/lookup")).set("http_response_compression", "true").serve(&req("demo", "k"));
+    let out = conf(&b.url("/lookup")).set("http_response_compression", "true").serve(&req("demo", "k"));
     assert_wire(&out, b"9:OK zipped,");
     let r = &b.requests()[0];
     assert!(
@@ -723,7 +643,7 @@ fn response_compression_decodes_gzip() {
 fn gzip_answer_over_max_response_bytes_is_temp() {
     let body = format!(r#"{{"result":"{}"}}"#, "z".repeat(50_000));
     let b = Backend::fixed(Reply::gzip_json(200, &body));
-    let out = Conf::new(&b.url("/lookup"))
+    let out = conf(&b.url("/lookup"))
         .set("http_response_compression", "true")
         .set("max_response_bytes", "1000")
         .serve(&req("demo", "k"));
@@ -736,7 +656,7 @@ fn gzip_answer_over_max_response_bytes_is_temp() {
 #[test]
 fn pipelined_requests_answered_in_order() {
     let b = keyed(|key| Reply::json(200, &format!(r#"{{"result":"v-{key}"}}"#)));
-    let conf = Conf::new(&b.url("/lookup"));
+    let conf = conf(&b.url("/lookup"));
     let mut child = conf.child();
     child.send(&reqs(&["one", "two", "three"]));
     let got: Vec<u8> = (0..3).flat_map(|_| child.read_netstring(READ)).collect();
@@ -750,7 +670,7 @@ fn pipelined_requests_answered_in_order() {
 #[test]
 fn keep_alive_uses_one_backend_connection() {
     let b = value_backend(r#""v""#);
-    let conf = Conf::new(&b.url("/lookup"));
+    let conf = conf(&b.url("/lookup"));
     let mut child = conf.child();
     for i in 0..5 {
         child.send(&req("demo", &format!("k{i}")));
@@ -766,8 +686,8 @@ fn keep_alive_uses_one_backend_connection() {
 #[test]
 fn failover_to_next_target_on_connect_error() {
     let b = value_backend(r#""second""#);
-    let target = format!("[{}, {}]", q(&closed_url()), q(&b.url("/lookup")));
-    let out = Conf::new("unused").set("target", &target).serve(&req("demo", "k"));
+    let target = format!("[{}, {}]", q(&closed_url("/lookup")), q(&b.url("/lookup")));
+    let out = conf("unused").set("target", &target).serve(&req("demo", "k"));
     assert_wire(&out, b"9:OK second,");
     assert_eq!(b.request_count(), 1);
 }
@@ -776,7 +696,7 @@ fn failover_to_next_target_on_connect_error() {
 #[test]
 fn malformed_netstrings_close_the_connection() {
     let b = value_backend(r#""v""#);
-    let conf = Conf::new(&b.url("/lookup"));
+    let conf = conf(&b.url("/lookup"));
     for bad in [&b"-1:,"[..], b"x7:demo ok,", b"7:demo ok;", b"4:demo,", b" 7:demo ok,"] {
         assert_malformed_closes(conf.child(), &b, bad);
     }
@@ -786,14 +706,14 @@ fn malformed_netstrings_close_the_connection() {
 #[test]
 fn huge_length_prefix_refused_promptly() {
     let b = value_backend(r#""v""#);
-    assert_malformed_closes(Conf::new(&b.url("/lookup")).child(), &b, b"100000000000000:");
+    assert_malformed_closes(conf(&b.url("/lookup")).child(), &b, b"100000000000000:");
 }
 
 /// A length just over `max_request_bytes` is refused at once; exactly the limit is served.
 #[test]
 fn max_request_bytes_is_enforced() {
     let b = value_backend(r#""v""#);
-    let conf = Conf::new(&b.url("/lookup")).server("limits: { max_request_bytes: 1000 }");
+    let conf = conf(&b.url("/lookup")).server("limits: { max_request_bytes: 1000 }");
     assert_malformed_closes(conf.child(), &b, b"1001:demo ");
     let at_limit = format!("demo {}", "k".repeat(995));
     let out = conf.serve(&netstring(at_limit.as_bytes()));
@@ -805,8 +725,7 @@ fn max_request_bytes_is_enforced() {
 #[test]
 fn malformed_request_ends_the_session() {
     let b = value_backend(r#""v""#);
-    let out =
-        Conf::new(&b.url("/lookup")).serve(&[req("demo", "a"), b"7:demo ok;".to_vec(), req("demo", "b")].concat());
+    let out = conf(&b.url("/lookup")).serve(&[req("demo", "a"), b"7:demo ok;".to_vec(), req("demo", "b")].concat());
     assert_wire(&out, b"4:OK v,");
     assert_eq!(b.request_count(), 1);
 }
@@ -830,7 +749,7 @@ fn fails_first(failures: usize, first: Reply) -> Backend {
 #[test]
 fn single_host_5xx_is_retried() {
     let b = fails_first(1, Reply::json(503, "{}"));
-    let out = Conf::new(&b.url("/lookup")).serve(&req("demo", "k"));
+    let out = conf(&b.url("/lookup")).serve(&req("demo", "k"));
     assert_wire(&out, b"4:OK v,");
     assert_eq!(b.request_count(), 2);
 }
@@ -839,7 +758,7 @@ fn single_host_5xx_is_retried() {
 #[test]
 fn single_host_429_is_retried() {
     let b = fails_first(1, Reply::json(429, "{}"));
-    let out = Conf::new(&b.url("/lookup")).serve(&req("demo", "k"));
+    let out = conf(&b.url("/lookup")).serve(&req("demo", "k"));
     assert_wire(&out, b"4:OK v,");
     assert_eq!(b.request_count(), 2);
 }
@@ -848,7 +767,7 @@ fn single_host_429_is_retried() {
 #[test]
 fn client_error_is_not_retried() {
     let b = fails_first(1, Reply::json(400, "{}"));
-    let out = Conf::new(&b.url("/lookup")).serve(&req("demo", "k"));
+    let out = conf(&b.url("/lookup")).serve(&req("demo", "k"));
     assert_wire(&out, &netstring(b"PERM unexpected HTTP status 400"));
     assert_eq!(b.request_count(), 1);
 }
@@ -857,7 +776,7 @@ fn client_error_is_not_retried() {
 #[test]
 fn max_attempts_one_does_not_retry() {
     let b = fails_first(1, Reply::json(503, "{}"));
-    let out = Conf::new(&b.url("/lookup")).set("max_attempts", "1").serve(&req("demo", "k"));
+    let out = conf(&b.url("/lookup")).set("max_attempts", "1").serve(&req("demo", "k"));
     assert_wire(&out, &netstring(b"TEMP unexpected HTTP status 503"));
     assert_eq!(b.request_count(), 1);
 }
@@ -869,7 +788,7 @@ fn max_attempts_one_does_not_retry() {
 fn tls_with_root_ca() {
     let tls = make_tls_files();
     let b = Backend::fixed_tls(&tls, Reply::json(200, r#"{"result":"secure"}"#));
-    let out = Conf::new(&b.url("/lookup"))
+    let out = conf(&b.url("/lookup"))
         .server(&format!("tls: {{ root_ca: {} }}", q(&tls.ca_pem.display().to_string())))
         .serve(&req("demo", "k"));
     assert_wire(&out, b"9:OK secure,");
@@ -880,7 +799,7 @@ fn tls_with_root_ca() {
 fn tls_unknown_ca_is_temp() {
     let tls = make_tls_files();
     let b = Backend::fixed_tls(&tls, Reply::json(200, r#"{"result":"secure"}"#));
-    let out = Conf::new(&b.url("/lookup")).serve(&req("demo", "k"));
+    let out = conf(&b.url("/lookup")).serve(&req("demo", "k"));
     assert_reply_starts(&out, "TEMP ");
     assert_eq!(b.request_count(), 0);
 }
@@ -890,7 +809,7 @@ fn tls_unknown_ca_is_temp() {
 fn tls_skip_verify() {
     let tls = make_tls_files();
     let b = Backend::fixed_tls(&tls, Reply::json(200, r#"{"result":"secure"}"#));
-    let out = Conf::new(&b.url("/lookup")).server("tls: { skip_verify: true }").serve(&req("demo", "k"));
+    let out = conf(&b.url("/lookup")).server("tls: { skip_verify: true }").serve(&req("demo", "k"));
     assert_wire(&out, b"9:OK secure,");
 }
 
@@ -900,7 +819,7 @@ fn tls_entry_overrides_server() {
     let tls = make_tls_files();
     let other = make_tls_files();
     let b = Backend::fixed_tls(&tls, Reply::json(200, r#"{"result":"secure"}"#));
-    let out = Conf::new(&b.url("/lookup"))
+    let out = conf(&b.url("/lookup"))
         .set("tls", &format!("{{ root_ca: {} }}", q(&tls.ca_pem.display().to_string())))
         .map("inherit", &b.url("/lookup"))
         .server(&format!("tls: {{ root_ca: {} }}", q(&other.ca_pem.display().to_string())))
@@ -923,7 +842,7 @@ fn tls_client_certificate() {
         q(&tls.client_cert_pem.display().to_string()),
         q(&tls.client_key_pem.display().to_string())
     );
-    let out = Conf::new(&b.url("/lookup")).server(&with_cert).serve(&req("demo", "k"));
+    let out = conf(&b.url("/lookup")).server(&with_cert).serve(&req("demo", "k"));
     assert_wire(&out, b"9:OK mutual,");
     let reqs = b.requests();
     assert_eq!(reqs.len(), 1);
@@ -931,7 +850,7 @@ fn tls_client_certificate() {
     let expected = crate::support::tls::load_certs(&tls.client_cert_pem);
     assert_eq!(presented.as_slice(), expected[0].as_ref());
 
-    let out = Conf::new(&b.url("/lookup")).server(&format!("tls: {{ root_ca: {ca} }}")).serve(&req("demo", "k"));
+    let out = conf(&b.url("/lookup")).server(&format!("tls: {{ root_ca: {ca} }}")).serve(&req("demo", "k"));
     assert_reply_starts(&out, "TEMP ");
     assert_eq!(b.request_count(), 1, "no request without a client certificate");
 }
@@ -942,7 +861,7 @@ fn tls_ssl_cert_file_env() {
     let tls = make_tls_files();
     let b = Backend::fixed_tls(&tls, Reply::json(200, r#"{"result":"secure"}"#));
     let ca = tls.ca_pem.display().to_string();
-    let out = Conf::new(&b.url("/lookup")).serve_env(&[("SSL_CERT_FILE", &ca)], &req("demo", "k"));
+    let out = conf(&b.url("/lookup")).serve_env(&[("SSL_CERT_FILE", &ca)], &req("demo", "k"));
     assert_wire(&out, b"9:OK secure,");
 }
 
@@ -953,7 +872,7 @@ fn tls_ssl_cert_file_env() {
 #[test]
 fn broken_config_answers_temp_naming_the_key() {
     let b = value_backend(r#""v""#);
-    let out = Conf::new(&b.url("/lookup")).set("bogus_key", "1").serve(&reqs(&["a", "b"]));
+    let out = conf(&b.url("/lookup")).set("bogus_key", "1").serve(&reqs(&["a", "b"]));
     let split = single_reply_prefix_len(&out);
     for part in [&out[..split], &out[split..]] {
         let payload = assert_reply_starts(part, "TEMP pfxhttp configuration error: ");
@@ -993,7 +912,7 @@ fn priority(line: &str) -> Option<u32> {
 fn one_info_line_per_request() {
     let sink = SyslogSink::new();
     let b = value_backend(r#""mapped""#);
-    let out = Conf::new(&b.url("/lookup")).syslog(&sink, ", level: info").serve(&req("demo", "user@example.org"));
+    let out = conf(&b.url("/lookup")).syslog(&sink, ", level: info").serve(&req("demo", "user@example.org"));
     assert_wire(&out, b"9:OK mapped,");
     let id = b.requests()[0].header("x-request-id").expect("X-Request-Id").to_string();
     assert!(sink.wait_for("map=demo", READ).is_some(), "no request line: {:?}", sink.lines());
@@ -1014,7 +933,7 @@ fn log_keys_false_hides_the_key() {
     let sink = SyslogSink::new();
     let b = value_backend(r#""mapped""#);
     let key = "hidden-key-5d2e@example.org";
-    let out = Conf::new(&b.url("/lookup")).syslog(&sink, ", level: debug, log_keys: false").serve(&req("demo", key));
+    let out = conf(&b.url("/lookup")).syslog(&sink, ", level: debug, log_keys: false").serve(&req("demo", key));
     assert_wire(&out, b"9:OK mapped,");
     assert!(sink.wait_for("map=demo", READ).is_some(), "no request line: {:?}", sink.lines());
     std::thread::sleep(Duration::from_millis(200));
@@ -1030,7 +949,7 @@ fn log_keys_false_hides_the_key() {
 fn unsendable_header_is_named_without_its_value() {
     let sink = SyslogSink::new();
     let b = value_backend(r#""mapped""#);
-    let out = Conf::new(&b.url("/lookup"))
+    let out = conf(&b.url("/lookup"))
         .set("custom_headers", r#"["Authorization: Bearer Hdr-5ecret-9{{ key | raw }}"]"#)
         .syslog(&sink, ", level: debug, log_keys: false")
         .serve(&req("demo", "tail\u{1}end"));
@@ -1059,10 +978,10 @@ fn basic_auth_credentials_never_logged() {
     let secret = "s3cr3t-pw-81f0";
     let encoded = base64::engine::general_purpose::STANDARD.encode(format!("user:{secret}"));
     let creds = q(&format!("user:{secret}"));
-    let out = Conf::new(&b.url("/lookup"))
+    let out = conf(&b.url("/lookup"))
         .syslog(&sink, ", level: debug")
         .set("http_auth_basic", &creds)
-        .map("down", &closed_url())
+        .map("down", &closed_url("/lookup"))
         .set("http_auth_basic", &creds)
         .serve(&[req("demo", "ok"), req("demo", "denied"), req("demo", "broken"), req("down", "x")].concat());
     assert!(out.starts_with(b"4:OK v,"), "{}", show(&out));
@@ -1079,7 +998,7 @@ fn basic_auth_credentials_never_logged() {
 fn broken_config_is_logged_to_configured_socket() {
     let sink = SyslogSink::new();
     let b = value_backend(r#""v""#);
-    let out = Conf::new(&b.url("/lookup")).syslog(&sink, "").set("bogus_key", "1").serve(&req("demo", "a"));
+    let out = conf(&b.url("/lookup")).syslog(&sink, "").set("bogus_key", "1").serve(&req("demo", "a"));
     assert_reply_starts(&out, "TEMP pfxhttp configuration error: ");
     assert!(sink.wait_for("socket_maps.demo.bogus_key", READ).is_some(), "config error not logged: {:?}", sink.lines());
 }

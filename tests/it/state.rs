@@ -5,8 +5,8 @@
 //! Fault cases all use the same lookup: host A refuses, host B answers, so the database would be
 //! needed. Each checks that the lookup is still answered from B, that exactly one error line
 //! about the database (with its path and a fix) reaches syslog, and the spawn(8) rules. Tests
-//! that need another user run pfxhttp as `nobody` (uid 65534) and are skipped, with a note,
-//! when the tests do not run as root.
+//! that need another user run pfxhttp as `nobody` (uid 65534); they need root, and are
+//! `#[ignore = "needs root"]` so that they run only when asked for (`--include-ignored`).
 
 use std::io::Write as _;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -16,7 +16,7 @@ use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::failover::{Conf, RUN, answering, down_line, host_port, origin, refused_url, req, request_lines, severity};
+use crate::failover::{RUN, Serve, answering, down_line, host_port, map_on, origin, req, request_lines, severity};
 use crate::support::*;
 
 /// uid and gid of `nobody`.
@@ -25,16 +25,20 @@ const NOBODY: u32 = 65534;
 // ------------------------------------------------------------------ helpers
 
 /// Whether the tests run as root (`id -u` says 0).
-fn is_root() -> bool {
+pub(crate) fn is_root() -> bool {
     Command::new("id").arg("-u").output().map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0").unwrap_or(false)
 }
 
+/// Fails at once, saying why, when the tests do not run as root. For the tests marked
+/// `#[ignore = "needs root"]`: they run only when asked for (`--include-ignored`, as CI does).
+#[track_caller]
+pub(crate) fn assert_root() {
+    assert!(is_root(), "this test needs root: run the tests as root, or without --include-ignored");
+}
+
 /// `pfxhttp --config F state ARGS...`.
-fn state(conf: &Conf, args: &[&str]) -> Output {
-    let path = conf.path();
-    let mut all = vec!["--config", path.to_str().unwrap(), "state"];
-    all.extend_from_slice(args);
-    run(&all, b"", RUN)
+fn state(conf: &Config, args: &[&str]) -> Output {
+    conf.run_command(&[&["state"], args].concat(), b"", RUN)
 }
 
 fn mode(path: &Path) -> u32 {
@@ -68,7 +72,7 @@ fn header_facts(path: &Path) -> (bool, bool, u32) {
 
 /// The fault-case lookup: A refuses, B answers. `conf` gets the targets; `sink` the logs.
 struct Setup {
-    conf: Conf,
+    conf: Config,
     b: Backend,
     sink: SyslogSink,
 }
@@ -78,9 +82,9 @@ struct Setup {
 fn setup(db: impl FnOnce(&Path) -> PathBuf) -> Setup {
     let b = answering("from-b");
     let sink = SyslogSink::new();
-    let a = refused_url();
-    let conf = Conf::map(&[&a, &b.url("/lookup")]).syslog(&sink, "");
-    let path = db(conf.dir.path());
+    let a = closed_url("/lookup");
+    let conf = map_on(&[&a, &b.url("/lookup")]).syslog(&sink, "");
+    let path = db(conf.dir());
     let conf = conf.state_db(&path.display().to_string());
     Setup { conf, b, sink }
 }
@@ -170,7 +174,7 @@ fn run_as_nobody(args: &[&str], stdin: &[u8], timeout: Duration) -> Output {
 
 /// Makes the config, its directory and the syslog sink usable by `nobody`.
 fn open_for_nobody(s: &Setup) {
-    chmod(s.conf.dir.path(), 0o755);
+    chmod(s.conf.dir(), 0o755);
     chmod(&s.conf.path(), 0o644);
     chmod(s.sink.path().parent().unwrap(), 0o755);
     chmod(s.sink.path(), 0o666);
@@ -237,13 +241,11 @@ impl Drop for LockHolder {
 
 /// As root, `state init` without `--user` refuses (exit 64) and creates nothing.
 #[test]
+#[ignore = "needs root"]
 fn init_as_root_without_user_is_refused() {
-    if !is_root() {
-        eprintln!("note: init_as_root_without_user_is_refused skipped: not running as root");
-        return;
-    }
-    let conf = Conf::map(&["http://127.0.0.1:9/"]);
-    let db = conf.dir.path().join("var/lib/pfxhttp/pfxhttp.db");
+    assert_root();
+    let conf = map_on(&["http://127.0.0.1:9/"]);
+    let db = conf.dir().join("var/lib/pfxhttp/pfxhttp.db");
     let conf = conf.state_db(&db.display().to_string());
     let out = state(&conf, &["init"]);
     assert_eq!(out.code(), Some(64), "{out:?}");
@@ -254,13 +256,11 @@ fn init_as_root_without_user_is_refused() {
 /// `state init --user nobody` creates the directory (0700) and the database (0600, WAL, schema
 /// version 1), owned by nobody; `state check` is happy with it.
 #[test]
+#[ignore = "needs root"]
 fn init_for_nobody_then_check() {
-    if !is_root() {
-        eprintln!("note: init_for_nobody_then_check skipped: not running as root");
-        return;
-    }
-    let conf = Conf::map(&["http://127.0.0.1:9/"]);
-    let db = conf.dir.path().join("var/lib/pfxhttp/pfxhttp.db");
+    assert_root();
+    let conf = map_on(&["http://127.0.0.1:9/"]);
+    let db = conf.dir().join("var/lib/pfxhttp/pfxhttp.db");
     let conf = conf.state_db(&db.display().to_string());
     let out = state(&conf, &["init", "--user", "nobody"]);
     assert_eq!(out.code(), Some(0), "{out:?}");
@@ -287,11 +287,9 @@ fn init_for_nobody_then_check() {
 
 /// `state init` on an existing, usable database keeps it (and its marks).
 #[test]
+#[ignore = "needs root"]
 fn init_keeps_an_existing_database() {
-    if !is_root() {
-        eprintln!("note: init_keeps_an_existing_database skipped: not running as root");
-        return;
-    }
+    assert_root();
     let s = setup(|dir| dir.join("state.db"));
     let out = s.serve_two();
     assert_clean(&out);
@@ -309,8 +307,8 @@ fn init_keeps_an_existing_database() {
 /// `state check` on a missing file: exit 1, the fix on stderr.
 #[test]
 fn check_on_a_missing_file_fails_with_the_fix() {
-    let conf = Conf::map(&["http://127.0.0.1:9/"]);
-    let db = conf.dir.path().join("missing.db");
+    let conf = map_on(&["http://127.0.0.1:9/"]);
+    let db = conf.dir().join("missing.db");
     let conf = conf.state_db(&db.display().to_string());
     let out = state(&conf, &["check"]);
     assert_eq!(out.code(), Some(1), "{out:?}");
@@ -323,8 +321,8 @@ fn check_on_a_missing_file_fails_with_the_fix() {
 /// `state check` on a missing directory: exit 1, the fix on stderr, nothing created.
 #[test]
 fn check_on_a_missing_directory_fails_with_the_fix() {
-    let conf = Conf::map(&["http://127.0.0.1:9/"]);
-    let db = conf.dir.path().join("nowhere/pfxhttp.db");
+    let conf = map_on(&["http://127.0.0.1:9/"]);
+    let db = conf.dir().join("nowhere/pfxhttp.db");
     let conf = conf.state_db(&db.display().to_string());
     let out = state(&conf, &["check"]);
     assert_eq!(out.code(), Some(1), "{out:?}");
@@ -335,8 +333,8 @@ fn check_on_a_missing_directory_fails_with_the_fix() {
 /// `state check` on a garbage file: exit 1, the problem on stderr, the file unchanged.
 #[test]
 fn check_on_a_garbage_file_fails() {
-    let conf = Conf::map(&["http://127.0.0.1:9/"]);
-    let db = conf.dir.path().join("garbage.db");
+    let conf = map_on(&["http://127.0.0.1:9/"]);
+    let db = conf.dir().join("garbage.db");
     std::fs::write(&db, vec![b'x'; 8192]).unwrap();
     let conf = conf.state_db(&db.display().to_string());
     let out = state(&conf, &["check"]);
@@ -403,8 +401,8 @@ fn check_escapes_control_characters_from_the_database() {
 #[test]
 fn serving_process_creates_the_database_private() {
     let b = answering("from-b");
-    let conf = Conf::map(&[&refused_url(), &b.url("/lookup")]);
-    let db = conf.dir.path().join("jwt.db");
+    let conf = map_on(&[&closed_url("/lookup"), &b.url("/lookup")]);
+    let db = conf.dir().join("jwt.db");
     let conf = conf.server(&format!("jwt_db_path: '{}'", db.display()));
     let (payload, _) = conf.lookup("k");
     assert_eq!(payload, "OK from-b");
@@ -420,7 +418,7 @@ fn serving_process_creates_the_database_private() {
 #[test]
 fn single_host_never_opens_the_database() {
     let b = answering("v");
-    let conf = Conf::map(&[&b.url("/lookup")]);
+    let conf = map_on(&[&b.url("/lookup")]);
     let (payload, _) = conf.lookup("k");
     assert_eq!(payload, "OK v");
     assert!(!conf.db_path().exists(), "the database is only for entries with 2+ targets");
@@ -483,22 +481,18 @@ fn assert_within_ms(out: &Output, ms: u64, what: &str) {
 /// A database owned by root with mode 0600, pfxhttp running as nobody: answered, one error
 /// line, the file unchanged.
 #[test]
+#[ignore = "needs root"]
 fn fault_foreign_owned_database() {
-    if !is_root() {
-        eprintln!("note: fault_foreign_owned_database skipped: not running as root");
-        return;
-    }
+    assert_root();
     foreign_database(0o600);
 }
 
 /// A database owned by root with mode 0644 (readable, not writable) in a directory nobody cannot
 /// write, pfxhttp running as nobody: answered, one error line.
 #[test]
+#[ignore = "needs root"]
 fn fault_read_only_database() {
-    if !is_root() {
-        eprintln!("note: fault_read_only_database skipped: not running as root");
-        return;
-    }
+    assert_root();
     foreign_database(0o644);
 }
 
@@ -521,11 +515,9 @@ fn foreign_database(file_mode: u32) {
 /// both lookups are answered with a token of the process's own (one token request), and one
 /// error line names the database.
 #[test]
+#[ignore = "needs root"]
 fn fault_foreign_owned_database_with_a_token() {
-    if !is_root() {
-        eprintln!("note: fault_foreign_owned_database_with_a_token skipped: not running as root");
-        return;
-    }
+    assert_root();
     let tokens = Backend::start(|_| Reply::json(200, r#"{"token":"tok-1","expires_in":3600}"#));
     let b = Backend::start(|r| {
         if r.header("authorization") == Some("Bearer tok-1") {
@@ -535,11 +527,11 @@ fn fault_foreign_owned_database_with_a_token() {
         }
     });
     let sink = SyslogSink::new();
-    let conf = Conf::map(&[&refused_url(), &b.url("/lookup")]).syslog(&sink, "").entry(&format!(
+    let conf = map_on(&[&closed_url("/lookup"), &b.url("/lookup")]).syslog(&sink, "").line(&format!(
         "jwt_auth: {{ token_endpoint: {}, credentials: {{ username: u, password: p }} }}",
         q(&tokens.url("/token"))
     ));
-    let db = conf.dir.path().join("state.db");
+    let db = conf.dir().join("state.db");
     let conf = conf.state_db(&db.display().to_string());
     let s = Setup { conf, b, sink };
     let init = state(&s.conf, &["init", "--user", "root"]);
@@ -553,11 +545,9 @@ fn fault_foreign_owned_database_with_a_token() {
 
 /// The nobody runner itself works: with a database nobody owns, no error is logged.
 #[test]
+#[ignore = "needs root"]
 fn nobody_with_its_own_database_logs_no_error() {
-    if !is_root() {
-        eprintln!("note: nobody_with_its_own_database_logs_no_error skipped: not running as root");
-        return;
-    }
+    assert_root();
     let s = setup(|dir| dir.join("db/state.db"));
     let init = state(&s.conf, &["init", "--user", "nobody"]);
     assert_eq!(init.code(), Some(0), "{init:?}");

@@ -5,7 +5,7 @@
 //! file is the target each time; it must come out with the same bytes, owner and mode. Also the
 //! directories `init` creates under umask 000, and serving processes given a symlinked path.
 //!
-//! The root-only tests are skipped with a note when the tests do not run as root.
+//! The root-only tests are `#[ignore = "needs root"]`: they run when asked for (`--include-ignored`).
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
@@ -14,36 +14,16 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use crate::failover::RUN;
+use crate::state::assert_root;
 use crate::support::*;
 
 const NOBODY: u32 = 65534;
 const SECRET: &[u8] = b"root's own file\n";
 
-fn is_root() -> bool {
-    euid() == 0
-}
-
-/// The effective uid, read from /proc.
-fn euid() -> u32 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let line = status.lines().find(|l| l.starts_with("Uid:")).unwrap_or("Uid: 1 1");
-    line.split_whitespace().nth(2).and_then(|u| u.parse().ok()).unwrap_or(1)
-}
-
-macro_rules! needs_root {
-    ($name:literal) => {
-        if !is_root() {
-            eprintln!("note: {} skipped: not running as root", $name);
-            return;
-        }
-    };
-}
-
 /// A temp dir (0755, root's) with a config whose state database is `state/pfxhttp.db`, a
 /// state directory owned by nobody (as a first `init` leaves it), and a root-owned target file.
 struct Scene {
-    dir: tempfile::TempDir,
-    config: PathBuf,
+    conf: Config,
 }
 
 impl Scene {
@@ -52,24 +32,25 @@ impl Scene {
     }
 
     fn with_db(db: &str) -> Scene {
-        let dir = temp_dir();
-        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-        let db = dir.path().join(db);
-        let yaml = format!(
-            "server:\n  state_db: {}\n  logging: {{ syslog_socket: {} }}\nsocket_maps:\n  demo:\n    \
-             target: http://127.0.0.1:9/x\n    value_field: v\n",
-            q(&db.display().to_string()),
-            q(&dir.path().join("no-syslog").display().to_string())
-        );
-        let config = write_config(dir.path(), &yaml);
-        let target = dir.path().join("target");
+        Scene::build(db, |conf| conf)
+    }
+
+    /// The scene with the database at `db` (inside the temp dir) and the config as `more` makes it.
+    fn build(db: &str, more: impl FnOnce(Config) -> Config) -> Scene {
+        let conf = Config::new();
+        std::fs::set_permissions(conf.dir(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let db = conf.dir().join(db);
+        let conf = conf.state_db(&db.display().to_string()).entry("socket_maps", "demo");
+        let conf = more(conf.set("target", "http://127.0.0.1:9/x").set("value_field", "v"));
+        conf.path();
+        let target = conf.dir().join("target");
         std::fs::write(&target, SECRET).unwrap();
         std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o600)).unwrap();
-        Scene { dir, config }
+        Scene { conf }
     }
 
     fn path(&self, rel: &str) -> PathBuf {
-        self.dir.path().join(rel)
+        self.conf.dir().join(rel)
     }
 
     fn target(&self) -> PathBuf {
@@ -86,7 +67,7 @@ impl Scene {
     }
 
     fn init(&self) -> Output {
-        run(&["--config", self.config.to_str().unwrap(), "state", "init", "--user", "nobody"], b"", RUN)
+        self.conf.run_command(&["state", "init", "--user", "nobody"], b"", RUN)
     }
 
     /// The target is untouched: same bytes, root's, 0600.
@@ -108,8 +89,9 @@ fn assert_refused(s: &Scene, out: &Output, what: &str) {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn a_planted_symlink_for_the_database_is_refused() {
-    needs_root!("a_planted_symlink_for_the_database_is_refused");
+    assert_root();
     let s = Scene::new();
     let state = s.nobody_state_dir();
     symlink(s.target(), state.join("pfxhttp.db")).unwrap();
@@ -117,8 +99,9 @@ fn a_planted_symlink_for_the_database_is_refused() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn planted_symlinks_for_the_companion_files_are_refused() {
-    needs_root!("planted_symlinks_for_the_companion_files_are_refused");
+    assert_root();
     for suffix in ["-wal", "-shm", "-journal"] {
         let s = Scene::new();
         let state = s.nobody_state_dir();
@@ -134,8 +117,9 @@ fn planted_symlinks_for_the_companion_files_are_refused() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn a_hard_link_or_a_fifo_for_the_database_is_refused() {
-    needs_root!("a_hard_link_or_a_fifo_for_the_database_is_refused");
+    assert_root();
     let s = Scene::new();
     let state = s.nobody_state_dir();
     std::fs::hard_link(s.target(), state.join("pfxhttp.db")).unwrap();
@@ -149,8 +133,9 @@ fn a_hard_link_or_a_fifo_for_the_database_is_refused() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn a_symlinked_state_directory_is_refused() {
-    needs_root!("a_symlinked_state_directory_is_refused");
+    assert_root();
     let s = Scene::new();
     let elsewhere = s.path("elsewhere");
     std::fs::create_dir(&elsewhere).unwrap();
@@ -162,8 +147,9 @@ fn a_symlinked_state_directory_is_refused() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn a_directory_others_can_write_is_refused() {
-    needs_root!("a_directory_others_can_write_is_refused");
+    assert_root();
     // A parent owned by nobody: it could swap the state directory for something else.
     let s = Scene::with_db("nobodys/state/pfxhttp.db");
     let parent = s.path("nobodys");
@@ -193,8 +179,9 @@ fn a_directory_others_can_write_is_refused() {
 /// moments, while root runs `init` a hundred times: the target is never written or given away
 /// (before, a link planted after SQLite's work and before the chown by name won 3 runs in 6).
 #[test]
+#[ignore = "needs root"]
 fn symlinks_planted_during_init_never_reach_the_target() {
-    needs_root!("symlinks_planted_during_init_never_reach_the_target");
+    assert_root();
     let s = Scene::new();
     s.nobody_state_dir();
     assert_eq!(s.init().code(), Some(0), "a first init");
@@ -240,11 +227,12 @@ fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
 /// Under umask 000 the directories `init` creates are 0755 (parents) and 0700 (the state
 /// directory), never wider, and the database 0600.
 #[test]
+#[ignore = "needs root"]
 fn init_under_umask_000_creates_nothing_wider() {
-    needs_root!("init_under_umask_000_creates_nothing_wider");
+    assert_root();
     let s = Scene::with_db("var/lib/pfxhttp/pfxhttp.db");
     let script =
-        format!("umask 000; exec {} --config {} state init --user nobody", bin().display(), s.config.display());
+        format!("umask 000; exec {} --config {} state init --user nobody", bin().display(), s.conf.path().display());
     let out = std::process::Command::new("sh").arg("-c").arg(script).output().unwrap();
     assert!(out.status.success(), "{out:?}");
     let mode = |rel: &str| std::fs::metadata(s.path(rel)).unwrap().mode() & 0o7777;
@@ -265,20 +253,15 @@ fn init_under_umask_000_creates_nothing_wider() {
 /// names the link, and the linked file is not written.
 #[test]
 fn a_serving_process_refuses_a_symlinked_database() {
-    let s = Scene::new();
     let sink = SyslogSink::new();
+    let s = Scene::build("state/pfxhttp.db", |conf| {
+        conf.syslog(&sink, "").targets(&["http://127.0.0.1:9/x", "http://127.0.0.1:9/y"])
+    });
     let real = s.path("real.db");
     std::fs::write(&real, b"").unwrap();
     std::fs::create_dir(s.path("state")).unwrap();
     symlink(&real, s.path("state/pfxhttp.db")).unwrap();
-    let yaml = std::fs::read_to_string(&s.config).unwrap().replace(
-        &format!("syslog_socket: {}", q(&s.path("no-syslog").display().to_string())),
-        &format!("syslog_socket: {}", q(&sink.path().display().to_string())),
-    );
-    let yaml = yaml.replace("target: http://127.0.0.1:9/x", "target: [http://127.0.0.1:9/x, http://127.0.0.1:9/y]");
-    std::fs::write(&s.config, yaml).unwrap();
-    let out = run(&["--config", s.config.to_str().unwrap(), "socketmap"], &netstring(b"demo k"), RUN);
-    assert_clean(&out);
+    let out = s.conf.run_serving(&["socketmap"], &netstring(b"demo k"), RUN);
     assert!(out.stdout_str().contains("TEMP "), "{out:?}");
     assert_eq!(std::fs::read(&real).unwrap(), b"", "the linked file is not written");
     sink.wait_for("symbolic link", Duration::from_secs(5)).expect("an error line about the link");

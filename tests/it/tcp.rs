@@ -3,8 +3,6 @@
 //!
 //! Every serving run checks the spawn(8) rules: nothing on stderr, exit status 0.
 
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde_json::json;
@@ -20,77 +18,40 @@ const MAX_LINE: usize = 4096;
 
 // ------------------------------------------------------------------ config
 
-/// A config with one `socket_maps.demo` entry (`payload: '{"key":"{{ key }}"}'`,
-/// `value_field: result`) plus `extra` lines in that entry and `server` lines.
-struct Conf {
-    dir: tempfile::TempDir,
-    target: String,
-    entry: Vec<String>,
-    server: Vec<String>,
+/// A config with one map `demo` asking `target` (see [`Config::map`]).
+fn conf(target: &str) -> Config {
+    Config::new().map("demo", target)
 }
 
-impl Conf {
-    fn new(target: &str) -> Conf {
-        Conf { dir: temp_dir(), target: target.to_string(), entry: Vec::new(), server: Vec::new() }
-    }
+/// How these tests run a config: `pfxhttp --config FILE tcp demo`.
+trait Tcp {
+    /// Runs it with `stdin`, checks the spawn rules, returns stdout.
+    fn serve(&self, stdin: &[u8]) -> Vec<u8>;
+    /// Like [`Tcp::serve`], returning the whole output (for its timing).
+    fn run(&self, stdin: &[u8]) -> Output;
+    /// An interactive run.
+    fn child(&self) -> Child;
+}
 
-    /// Adds a line to the `demo` entry, e.g. `timeout: 300ms`.
-    fn entry(mut self, line: &str) -> Conf {
-        self.entry.push(line.to_string());
-        self
-    }
-
-    /// Adds a line to `server:`, e.g. `limits: { max_request_bytes: 100 }`.
-    fn server(mut self, line: &str) -> Conf {
-        self.server.push(line.to_string());
-        self
-    }
-
-    /// Writes the file and returns its path.
-    fn path(&self) -> PathBuf {
-        let nolog = self.dir.path().join("no-syslog");
-        let mut y = format!("server:\n  logging: {{ syslog_socket: {} }}\n", q(&nolog.display().to_string()));
-        for line in &self.server {
-            y.push_str(&format!("  {line}\n"));
-        }
-        y.push_str(&format!(
-            "socket_maps:\n  demo:\n    target: {}\n    payload: {}\n    value_field: result\n",
-            q(&self.target),
-            q(r#"{"key":"{{ key }}"}"#)
-        ));
-        for line in &self.entry {
-            y.push_str(&format!("    {line}\n"));
-        }
-        write_config(self.dir.path(), &y)
-    }
-
-    /// Runs `pfxhttp --config FILE tcp demo` with `stdin`, checks the spawn rules, returns stdout.
+impl Tcp for Config {
     fn serve(&self, stdin: &[u8]) -> Vec<u8> {
-        serve_map(&self.path(), "demo", stdin)
+        serve_map(self, "demo", stdin)
     }
 
-    /// Like [`Conf::serve`], returning the whole output (for its timing).
     fn run(&self, stdin: &[u8]) -> Output {
-        let path = self.path();
-        let out = run(&["--config", path.to_str().unwrap(), "tcp", "demo"], stdin, RUN);
-        assert_clean(&out);
-        out
+        self.run_serving(&["tcp", "demo"], stdin, RUN)
     }
 
-    /// An interactive `pfxhttp tcp demo`.
     fn child(&self) -> Child {
-        let path = self.path();
-        Child::spawn(&["--config", path.to_str().unwrap(), "tcp", "demo"])
+        self.spawn(&["tcp", "demo"])
     }
 }
 
 // ------------------------------------------------------------------ running and checking
 
 /// Runs `pfxhttp --config FILE tcp MAP`, checks the spawn rules, returns stdout.
-fn serve_map(path: &Path, map: &str, stdin: &[u8]) -> Vec<u8> {
-    let out = run(&["--config", path.to_str().unwrap(), "tcp", map], stdin, RUN);
-    assert_clean(&out);
-    out.stdout
+fn serve_map(conf: &Config, map: &str, stdin: &[u8]) -> Vec<u8> {
+    conf.run_serving(&["tcp", map], stdin, RUN).stdout
 }
 
 /// Checks that `out` is exactly one reply line of at most 4096 bytes starting with `400 `.
@@ -114,14 +75,6 @@ fn value_backend(value_json: &str) -> Backend {
     Backend::fixed(Reply::json(200, &format!(r#"{{"result":{value_json}}}"#)))
 }
 
-/// A URL on 127.0.0.1 where nothing listens (bound, then closed).
-fn closed_url() -> String {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let port = l.local_addr().expect("addr").port();
-    drop(l);
-    format!("http://127.0.0.1:{port}/lookup")
-}
-
 // ------------------------------------------------------------------ §5.5 replies
 
 /// The `%XX`-encoded key is decoded before the lookup; the value goes back `%XX`-encoded like
@@ -129,7 +82,7 @@ fn closed_url() -> String {
 #[test]
 fn get_decodes_key_and_encodes_value() {
     let b = value_backend(r#""a b%é@x""#);
-    let out = Conf::new(&b.url("/lookup")).serve(b"get user%40example.org\n");
+    let out = conf(&b.url("/lookup")).serve(b"get user%40example.org\n");
     assert_wire(&out, b"200 a%20b%25%C3%A9@x\n");
     let reqs = b.requests();
     assert_eq!(reqs.len(), 1);
@@ -140,7 +93,7 @@ fn get_decodes_key_and_encodes_value() {
 #[test]
 fn escaped_key_bytes_are_decoded() {
     let b = value_backend(r#""v""#);
-    let out = Conf::new(&b.url("/lookup")).serve(b"get a%20b%25c%C3%A9\n");
+    let out = conf(&b.url("/lookup")).serve(b"get a%20b%25c%C3%A9\n");
     assert_wire(&out, b"200 v\n");
     assert_eq!(b.requests()[0].body_json(), json!({"key": "a b%cé"}));
 }
@@ -150,7 +103,7 @@ fn escaped_key_bytes_are_decoded() {
 #[test]
 fn key_not_utf8_is_400_without_a_request() {
     let b = value_backend(r#""v""#);
-    let out = Conf::new(&b.url("/lookup")).serve(b"get a%FF\nget a%EF%BF%BD\n");
+    let out = conf(&b.url("/lookup")).serve(b"get a%FF\nget a%EF%BF%BD\n");
     assert_wire(&out, b"400 key is not valid UTF-8\n200 v\n");
     assert_eq!(b.requests().len(), 1);
 }
@@ -159,9 +112,9 @@ fn key_not_utf8_is_400_without_a_request() {
 #[test]
 fn not_found_is_500() {
     let b = Backend::fixed(Reply::json(200, r#"{"other":"x"}"#));
-    assert_wire(&Conf::new(&b.url("/lookup")).serve(b"get k\n"), b"500 not found\n");
+    assert_wire(&conf(&b.url("/lookup")).serve(b"get k\n"), b"500 not found\n");
     let b = Backend::fixed(Reply::json(404, r#"{"error":"no such key"}"#));
-    let out = Conf::new(&b.url("/lookup")).entry("not_found_status: [404]").serve(b"get k\n");
+    let out = conf(&b.url("/lookup")).line("not_found_status: [404]").serve(b"get k\n");
     assert_wire(&out, b"500 not found\n");
 }
 
@@ -169,48 +122,48 @@ fn not_found_is_500() {
 #[test]
 fn control_characters_are_removed() {
     let b = value_backend(r#""a\r\nb\u0000c""#);
-    assert_wire(&Conf::new(&b.url("/lookup")).serve(b"get k\n"), b"200 abc\n");
+    assert_wire(&conf(&b.url("/lookup")).serve(b"get k\n"), b"200 abc\n");
 }
 
 /// A 5xx is a `400` line, never `500 not found`.
 #[test]
 fn status_5xx_is_400() {
     let b = Backend::fixed(Reply::json(503, r#"{"result":"v"}"#));
-    assert_lookup_400(&Conf::new(&b.url("/lookup")).serve(b"get k\n"));
+    assert_lookup_400(&conf(&b.url("/lookup")).serve(b"get k\n"));
 }
 
 /// An unexpected 4xx is a `400` line too.
 #[test]
 fn unexpected_4xx_is_400() {
     let b = Backend::fixed(Reply::json(404, r#"{"result":"v"}"#));
-    assert_lookup_400(&Conf::new(&b.url("/lookup")).serve(b"get k\n"));
+    assert_lookup_400(&conf(&b.url("/lookup")).serve(b"get k\n"));
 }
 
 /// An error field that says error is a `400` line.
 #[test]
 fn error_field_is_400() {
     let b = Backend::fixed(Reply::json(200, r#"{"error":"boom","result":"v"}"#));
-    assert_lookup_400(&Conf::new(&b.url("/lookup")).entry("error_field: error").serve(b"get k\n"));
+    assert_lookup_400(&conf(&b.url("/lookup")).line("error_field: error").serve(b"get k\n"));
 }
 
 /// Connection refused is a `400` line.
 #[test]
 fn connection_refused_is_400() {
-    assert_lookup_400(&Conf::new(&closed_url()).serve(b"get k\n"));
+    assert_lookup_400(&conf(&closed_url("/lookup")).serve(b"get k\n"));
 }
 
 /// A non-JSON body with status 200 is a `400` line.
 #[test]
 fn non_json_body_is_400() {
     let b = Backend::fixed(Reply::status(200, "<html>oops</html>").with_header("Content-Type", "text/html"));
-    assert_lookup_400(&Conf::new(&b.url("/lookup")).serve(b"get k\n"));
+    assert_lookup_400(&conf(&b.url("/lookup")).serve(b"get k\n"));
 }
 
 /// A backend slower than `timeout` gives a `400` line well before it would answer.
 #[test]
 fn timeout_is_400() {
     let b = Backend::fixed(Reply::Hang(Duration::from_secs(20)));
-    let out = Conf::new(&b.url("/lookup")).entry("timeout: 300ms").run(b"get k\n");
+    let out = conf(&b.url("/lookup")).line("timeout: 300ms").run(b"get k\n");
     assert_lookup_400(&out.stdout);
     assert!(b.request_count() >= 1, "the backend was never asked");
     assert!(out.elapsed < Duration::from_secs(5), "answer came too late: {:?}", out.elapsed);
@@ -220,8 +173,8 @@ fn timeout_is_400() {
 #[test]
 fn unknown_map_argument_is_400() {
     let b = value_backend(r#""v""#);
-    let conf = Conf::new(&b.url("/lookup"));
-    let out = serve_map(&conf.path(), "nosuch", b"get k\n");
+    let conf = conf(&b.url("/lookup"));
+    let out = serve_map(&conf, "nosuch", b"get k\n");
     assert_lookup_400(&out);
     assert_eq!(b.request_count(), 0);
 }
@@ -230,7 +183,7 @@ fn unknown_map_argument_is_400() {
 #[test]
 fn broken_config_is_400() {
     let b = value_backend(r#""v""#);
-    let out = Conf::new(&b.url("/lookup")).entry("bogus_key: 1").serve(b"get a\nget b\n");
+    let out = conf(&b.url("/lookup")).line("bogus_key: 1").serve(b"get a\nget b\n");
     let split = out.iter().position(|&c| c == b'\n').map_or(out.len(), |p| p + 1);
     assert_one_400(&out[..split]);
     assert_one_400(&out[split..]);
@@ -251,14 +204,14 @@ fn reply_line_limit_counts_the_encoded_value() {
         };
         Reply::json(200, &json!({ "result": value }).to_string())
     });
-    let out = Conf::new(&b.url("/lookup")).serve(b"get fits\n");
+    let out = conf(&b.url("/lookup")).serve(b"get fits\n");
     let mut want = b"200 ".to_vec();
     want.extend_from_slice(&[b'x'; 4091]);
     want.push(b'\n');
     assert_eq!(want.len(), MAX_LINE);
     assert_wire(&out, &want);
-    assert_lookup_400(&Conf::new(&b.url("/lookup")).serve(b"get over\n"));
-    assert_lookup_400(&Conf::new(&b.url("/lookup")).serve(b"get grows\n"));
+    assert_lookup_400(&conf(&b.url("/lookup")).serve(b"get over\n"));
+    assert_lookup_400(&conf(&b.url("/lookup")).serve(b"get grows\n"));
 }
 
 // ------------------------------------------------------------------ connection handling
@@ -274,7 +227,7 @@ fn pipelined_gets_answered_in_order() {
             Reply::json(200, &json!({ "result": format!("v {key}") }).to_string())
         }
     });
-    let conf = Conf::new(&b.url("/lookup"));
+    let conf = conf(&b.url("/lookup"));
     let mut child = conf.child();
     child.send(b"get one\nget missing\nget three\n");
     let got: Vec<u8> = (0..3).flat_map(|_| child.read_until(b"\n", READ)).collect();
@@ -289,7 +242,7 @@ fn pipelined_gets_answered_in_order() {
 #[test]
 fn malformed_requests_close_the_connection() {
     let b = value_backend(r#""v""#);
-    let conf = Conf::new(&b.url("/lookup"));
+    let conf = conf(&b.url("/lookup"));
     for bad in [&b"put x\n"[..], b"get a%zz\n", b"get a%2\n"] {
         assert_malformed_closes(conf.child(), &b, bad);
     }
@@ -300,7 +253,7 @@ fn malformed_requests_close_the_connection() {
 #[test]
 fn over_long_line_is_refused_promptly() {
     let b = value_backend(r#""v""#);
-    let conf = Conf::new(&b.url("/lookup")).server("limits: { max_request_bytes: 100 }");
+    let conf = conf(&b.url("/lookup")).server("limits: { max_request_bytes: 100 }");
     let mut long = b"get ".to_vec();
     long.extend_from_slice(&[b'k'; 300]);
     assert_malformed_closes(conf.child(), &b, &long);
@@ -313,7 +266,7 @@ fn over_long_line_is_refused_promptly() {
 #[test]
 fn malformed_line_ends_the_session() {
     let b = value_backend(r#""v""#);
-    let out = Conf::new(&b.url("/lookup")).serve(b"get a\nput x\nget b\n");
+    let out = conf(&b.url("/lookup")).serve(b"get a\nput x\nget b\n");
     assert_wire(&out, b"200 v\n");
     assert_eq!(b.request_count(), 1);
 }

@@ -32,13 +32,10 @@ enum Via {
     Fd3,
 }
 
-fn config(b: &Backend, sink: &SyslogSink) -> Cfg {
-    Cfg::new(&format!(
-        "server:\n  logging: {{ syslog_socket: {} }}\n  limits: {{ idle_timeout: 1s }}\nsocket_maps:\n  demo:\n    \
-         target: {}\n    value_field: result\n",
-        q(&sink.path().display().to_string()),
-        q(&b.url("/map"))
-    ))
+/// Map `demo` on `b` (see [`Config::map`]) without its payload, logging to `sink`, idle timeout 1 s.
+fn config(b: &Backend, sink: &SyslogSink) -> Config {
+    let conf = Config::bare().syslog(sink, "").server("limits: { idle_timeout: 1s }");
+    conf.map("demo", &b.url("/map")).unset("payload")
 }
 
 /// The process with its connection on stdin and stdout: one socket, or two pipes. Returns the
@@ -94,18 +91,19 @@ fn never_reads(via: Via) {
     let sink = SyslogSink::new();
     let value = "v".repeat(VALUE);
     let b = Backend::start(move |_| Reply::json(200, &format!(r#"{{"result":"{value}"}}"#)));
-    let cfg = config(&b, &sink);
+    let conf = config(&b, &sink);
+    let cfg = conf.arg();
     let started = Instant::now();
     let (status, stderr, writer) = match via {
         Via::Fd3 => {
-            let (child, stream) = spawn_fd3(&["--config", cfg.arg(), "socketmap"]);
+            let (child, stream) = spawn_fd3(&["--config", &cfg, "socketmap"]);
             let writer = send_all(Box::new(stream.try_clone().expect("clone socket")));
             let out = child.wait(EXIT_WITHIN);
             drop(stream);
             (out.status, out.stderr, writer)
         }
         _ => {
-            let (mut child, to, unread) = start_stdio(matches!(via, Via::Socket), cfg.arg());
+            let (mut child, to, unread) = start_stdio(matches!(via, Via::Socket), &cfg);
             let writer = send_all(to);
             let status = wait_exit(&mut child, EXIT_WITHIN, via);
             drop(unread);

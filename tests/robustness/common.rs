@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
+use crate::support::http::ResetServer;
 use crate::support::peak::Measured;
 use crate::support::*;
 
@@ -121,13 +122,10 @@ pub(crate) const RELAXED: Timing = Timing { timeout: Duration::from_secs(5), dea
 /// A config with the map `demo` and the policy service `pol` on the same target(s), logging to
 /// a sink of its own, with a state database in its own temp dir.
 pub(crate) struct Setup {
-    dir: tempfile::TempDir,
+    conf: Config,
     pub(crate) sink: SyslogSink,
-    level: &'static str,
-    targets: Vec<String>,
+    hosts: usize,
     timing: Timing,
-    server: Vec<String>,
-    entry: Vec<String>,
 }
 
 impl Setup {
@@ -137,25 +135,34 @@ impl Setup {
 
     /// Several hosts: `target` is a list.
     pub(crate) fn hosts(targets: &[&str]) -> Setup {
-        Setup {
-            dir: temp_dir(),
-            sink: SyslogSink::new(),
-            level: "info",
-            targets: targets.iter().map(|t| q(t)).collect(),
+        let sink = SyslogSink::new();
+        let conf = Config::new().syslog(&sink, ", level: info");
+        let conf = conf.entry("socket_maps", "demo").set("payload", &q(r#"{"key":"{{ key }}"}"#));
+        let conf = conf.entry("policy_services", "pol").set("default_action", &q(DEFAULT_ACTION));
+        let target = match targets {
+            [one] => q(one),
+            all => format!("[{}]", all.iter().map(|t| q(t)).collect::<Vec<_>>().join(", ")),
+        };
+        let conf = conf.set_all("target", &target).set_all("value_field", "data.result");
+        let setup = Setup {
+            conf: conf.set_all("max_response_bytes", &MAX_RESPONSE.to_string()),
+            sink,
+            hosts: targets.len(),
             timing: RELAXED,
-            server: Vec::new(),
-            entry: Vec::new(),
-        }
+        };
+        setup.timing(RELAXED)
     }
 
     /// `server.logging.level`.
     pub(crate) fn level(mut self, level: &'static str) -> Setup {
-        self.level = level;
+        self.conf = self.conf.syslog(&self.sink, &format!(", level: {level}"));
         self
     }
 
     /// The entries' `timeout` and `deadline` ([`RELAXED`] unless set).
     pub(crate) fn timing(mut self, timing: Timing) -> Setup {
+        let ms = |d: Duration| format!("{}ms", d.as_millis());
+        self.conf = self.conf.set_all("timeout", &ms(timing.timeout)).set_all("deadline", &ms(timing.deadline));
         self.timing = timing;
         self
     }
@@ -167,13 +174,14 @@ impl Setup {
 
     /// A line in `server:`, e.g. `limits: { idle_timeout: 1s }`.
     pub(crate) fn server(mut self, line: &str) -> Setup {
-        self.server.push(line.to_string());
+        self.conf = self.conf.server(line);
         self
     }
 
     /// A line in both entries, e.g. `http_auth_basic: 'u:p'`.
     pub(crate) fn entry(mut self, line: &str) -> Setup {
-        self.entry.push(line.to_string());
+        let (key, yaml) = line.split_once(':').unwrap_or_else(|| panic!("not a `key: value` line: {line:?}"));
+        self.conf = self.conf.set_all(key.trim(), yaml.trim());
         self
     }
 
@@ -185,45 +193,18 @@ impl Setup {
     /// The least time a TIMEOUT can take: the deadline, or every attempt's full timeout when
     /// they all fit into it (the default number of attempts: the hosts, at least 2).
     pub(crate) fn least_timeout(&self) -> Duration {
-        let attempts = self.targets.len().max(2) as u32;
+        let attempts = self.hosts.max(2) as u32;
         self.timing.deadline.min(self.timing.timeout * attempts)
-    }
-
-    fn yaml(&self) -> String {
-        let sink = q(&self.sink.path().display().to_string());
-        let db = q(&self.dir.path().join("state.db").display().to_string());
-        let mut y =
-            format!("server:\n  logging: {{ syslog_socket: {sink}, level: {} }}\n  state_db: {db}\n", self.level);
-        for line in &self.server {
-            y.push_str(&format!("  {line}\n"));
-        }
-        let target = match self.targets.as_slice() {
-            [one] => one.clone(),
-            all => format!("[{}]", all.join(", ")),
-        };
-        let common = format!(
-            "    target: {target}\n    value_field: data.result\n    timeout: {}ms\n    deadline: {}ms\n    \
-             max_response_bytes: {MAX_RESPONSE}\n{}",
-            self.timing.timeout.as_millis(),
-            self.timing.deadline.as_millis(),
-            self.entry.iter().map(|l| format!("    {l}\n")).collect::<String>()
-        );
-        y.push_str(&format!("socket_maps:\n  demo:\n{common}    payload: {}\n", q(r#"{"key":"{{ key }}"}"#)));
-        y.push_str(&format!("policy_services:\n  pol:\n{common}    default_action: {}\n", q(DEFAULT_ACTION)));
-        y
     }
 
     /// Writes the file and returns its path.
     pub(crate) fn path(&self) -> String {
-        write_config(self.dir.path(), &self.yaml()).display().to_string()
+        self.conf.arg()
     }
 
     /// `pfxhttp --config FILE ARGS...`, interactive.
     pub(crate) fn child(&self, proto: Proto) -> Child {
-        let path = self.path();
-        let mut args = vec!["--config", path.as_str()];
-        args.extend_from_slice(proto.args());
-        Child::spawn(&args)
+        self.conf.spawn(proto.args())
     }
 
     /// The same under the peak-RSS parent.
@@ -243,7 +224,7 @@ impl Setup {
     /// The bytes of the state database's files (database, WAL, shared memory), for a search.
     pub(crate) fn state_bytes(&self) -> Vec<u8> {
         let mut all = Vec::new();
-        for entry in std::fs::read_dir(self.dir.path()).expect("read the temp dir").flatten() {
+        for entry in std::fs::read_dir(self.conf.dir()).expect("read the temp dir").flatten() {
             if entry.file_name().to_string_lossy().starts_with("state.db") {
                 all.extend(std::fs::read(entry.path()).unwrap_or_default());
             }
@@ -408,11 +389,7 @@ impl Faults {
             None => extra(r),
         });
         let reset = ResetServer::start(200, WRONG.as_bytes(), 1000, Duration::from_millis(300));
-        let refused = {
-            let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-            let port = l.local_addr().expect("addr").port();
-            format!("127.0.0.1:{port}")
-        };
+        let refused = closed_url("").trim_start_matches("http://").to_string();
         let host = backend.addr().to_string();
         let reset_host = reset.url("").trim_start_matches("http://").to_string();
         let temp = |r: String| Expect::Fail("TEMP", r);

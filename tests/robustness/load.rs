@@ -105,21 +105,14 @@ fn two_hundred_connections_of_a_hundred_lookups() {
     });
     let (a, b) = (target(true), target(false));
     let sink = SyslogSink::new();
-    let dir = temp_dir();
-    let cfg = write_config(
-        dir.path(),
-        &format!(
-            "server:\n  logging: {{ syslog_socket: {}, level: warn }}\n  state_db: {}\nsocket_maps:\n  demo:\n    \
-             target: [{}, {}]\n    payload: '{{\"key\":\"{{{{ key }}}}\"}}'\n    value_field: result\n    \
-             jwt_auth: {{ token_endpoint: {}, credentials: {{ username: postfix, password: load }} }}\n",
-            q(&sink.path().display().to_string()),
-            q(&dir.path().join("state.db").display().to_string()),
-            q(&a.url("/lookup")),
-            q(&b.url("/lookup")),
-            q(&tokens.url("/token")),
-        ),
+    let jwt = format!(
+        "{{ token_endpoint: {}, credentials: {{ username: postfix, password: load }} }}",
+        q(&tokens.url("/token"))
     );
-    let cfg = cfg.to_str().unwrap();
+    let conf = Config::new().syslog(&sink, ", level: warn").map("demo", "");
+    let conf = conf.targets(&[&a.url("/lookup"), &b.url("/lookup")]).set("jwt_auth", &jwt);
+    let cfg = conf.arg();
+    let cfg = cfg.as_str();
 
     let started = Instant::now();
     let children: Vec<Child> = (0..CONNECTIONS).map(|_| Child::spawn(&["--config", cfg, "socketmap"])).collect();

@@ -303,12 +303,6 @@ impl Backend {
         format!("{scheme}://{}{path}", self.addr)
     }
 
-    /// Like [`Backend::url`] but with host `localhost` (for TLS name checks).
-    pub fn url_localhost(&self, path: &str) -> String {
-        let scheme = if self.shared.tls.is_some() { "https" } else { "http" };
-        format!("{scheme}://localhost:{}{path}", self.addr.port())
-    }
-
     /// Every request received so far, in order.
     pub fn requests(&self) -> Vec<Recorded> {
         lock(&self.shared.requests).clone()
@@ -819,6 +813,8 @@ pub fn read_response<S: Read>(io: &mut S, buf: &mut Vec<u8>) -> io::Result<RawRe
 
 // ---------------------------------------------------------------- reset mid-body
 
+// Used by the robustness tests only (a test binary of their own).
+#[allow(dead_code)]
 /// A raw TCP server on 127.0.0.1 for the one fault [`Backend`] cannot script: a connection
 /// *reset* (RST, not an orderly FIN) in the middle of a response body.
 ///
@@ -834,6 +830,8 @@ pub struct ResetServer {
     accept: Option<JoinHandle<()>>,
 }
 
+// Used by the robustness tests only (a test binary of their own).
+#[allow(dead_code)]
 impl ResetServer {
     /// Answers `status` with `Content-Length: declared`, sends `partial` (shorter), then resets.
     pub fn start(status: u16, partial: &[u8], declared: usize, pause: Duration) -> ResetServer {
@@ -877,6 +875,8 @@ impl ResetServer {
     }
 }
 
+// Used by the robustness tests only (a test binary of their own).
+#[allow(dead_code)]
 /// Waits (bounded) until a whole request is queued, answers `out` without reading the request,
 /// waits `pause`, and drops the socket: the unread request makes the kernel send a RST.
 fn reset_after(stream: TcpStream, out: &[u8], pause: Duration) {
@@ -895,6 +895,8 @@ fn reset_after(stream: TcpStream, out: &[u8], pause: Duration) {
     thread::sleep(pause);
 }
 
+// Used by the robustness tests only (a test binary of their own).
+#[allow(dead_code)]
 /// Whether `b` holds a request head and its `Content-Length` body.
 fn request_is_complete(b: &[u8]) -> bool {
     let Some(end) = find(b, b"\r\n\r\n") else { return false };

@@ -73,12 +73,6 @@ impl Output {
     pub fn code(&self) -> Option<i32> {
         self.status.code()
     }
-
-    /// The signal that killed the child, if any.
-    pub fn signal(&self) -> Option<i32> {
-        use std::os::unix::process::ExitStatusExt;
-        self.status.signal()
-    }
 }
 
 impl fmt::Debug for Output {
@@ -198,18 +192,6 @@ impl Reader {
         }
     }
 
-    /// Bytes received but not yet consumed.
-    pub fn buffered(&mut self) -> &[u8] {
-        self.drain_now();
-        &self.buf
-    }
-
-    /// Whether the stream has ended (and everything was received).
-    pub fn at_eof(&mut self) -> bool {
-        self.drain_now();
-        self.eof
-    }
-
     /// Generic timed read: `parse` looks at the buffer and returns
     /// Ok(Some(n)) to consume n bytes, Ok(None) for "need more", Err(why)
     /// for malformed data.
@@ -246,11 +228,6 @@ impl Reader {
         self.read_with(timeout, |b| {
             Ok(b.windows(terminator.len()).position(|w| w == terminator).map(|p| p + terminator.len()))
         })
-    }
-
-    /// Exactly `n` bytes.
-    pub fn try_read_exact(&mut self, n: usize, timeout: Duration) -> Result<Vec<u8>, ReadError> {
-        self.read_with(timeout, |b| Ok((b.len() >= n).then_some(n)))
     }
 
     /// Everything until the stream ends.
@@ -354,20 +331,10 @@ pub struct Child {
     started: Instant,
 }
 
-/// A child started by [`spawn_fd3`]: it has no stdin of ours (`send` and
-/// `close_stdin` panic / do nothing); its stdout is still a pipe that tests
-/// can check stays empty.
-pub type Child3 = Child;
-
 impl Child {
     /// pfxhttp with an empty environment except `PATH`.
     pub fn spawn(args: &[&str]) -> Child {
         Child::spawn_program(&bin(), args, &[])
-    }
-
-    /// pfxhttp with extra environment variables.
-    pub fn spawn_env(args: &[&str], env: &[(&str, &str)]) -> Child {
-        Child::spawn_program(&bin(), args, env)
     }
 
     /// Any program (used to test the harness itself).
@@ -455,22 +422,9 @@ impl Child {
         }
     }
 
-    /// Stdout until the child closes it.
-    pub fn read_to_eof(&mut self, timeout: Duration) -> Vec<u8> {
-        match self.stdout.try_read_to_eof(timeout) {
-            Ok(v) => v,
-            Err(e) => panic!("{}", self.explain("reading stdout to its end", &e)),
-        }
-    }
-
     /// Whatever arrives on stdout within `wait` (possibly nothing).
     pub fn read_available(&mut self, wait: Duration) -> Vec<u8> {
         self.stdout.read_available(wait)
-    }
-
-    /// Direct access to the stdout reader.
-    pub fn stdout(&mut self) -> &mut Reader {
-        &mut self.stdout
     }
 
     /// Close the child's stdin (EOF for it). Idempotent.
@@ -488,12 +442,6 @@ impl Child {
         if let Some(c) = self.child.as_mut() {
             let _ = c.kill();
         }
-    }
-
-    /// Send a signal (e.g. 15 for SIGTERM) with kill(1).
-    pub fn signal(&mut self, sig: i32) {
-        let pid = self.id().to_string();
-        let _ = Command::new("kill").arg(format!("-{sig}")).arg(pid).env_clear().env("PATH", child_path()).status();
     }
 
     /// Wait for the child to exit (stdin is NOT closed: call
@@ -578,18 +526,15 @@ exec "$0" "$@""#;
 
 /// Start pfxhttp the way systemd does with `Accept=yes`: the connection on
 /// fd 3 (`LISTEN_FDS=1`, `LISTEN_PID` = the child's pid), stdin /dev/null,
-/// stdout and stderr pipes. The test talks over the returned socket.
-pub fn spawn_fd3(args: &[&str]) -> (Child3, UnixStream) {
+/// stdout and stderr pipes. The test talks over the returned socket. The child has no stdin of
+/// ours (`send` panics, `close_stdin` does nothing); its stdout is still a pipe that tests can
+/// check stays empty.
+pub fn spawn_fd3(args: &[&str]) -> (Child, UnixStream) {
     spawn_fd3_program(&bin(), args, &[])
 }
 
-/// [`spawn_fd3`] with extra environment variables.
-pub fn spawn_fd3_env(args: &[&str], env: &[(&str, &str)]) -> (Child3, UnixStream) {
-    spawn_fd3_program(&bin(), args, env)
-}
-
 /// [`spawn_fd3_env`] for any program (used to test the harness itself).
-pub fn spawn_fd3_program(program: &Path, args: &[&str], env: &[(&str, &str)]) -> (Child3, UnixStream) {
+pub fn spawn_fd3_program(program: &Path, args: &[&str], env: &[(&str, &str)]) -> (Child, UnixStream) {
     let (ours, theirs) = UnixStream::pair().expect("socketpair");
     let mut cmd = command(Path::new("/bin/sh"), &["-c", FD3_SCRIPT], env);
     cmd.arg(program).args(args);
@@ -610,10 +555,6 @@ impl Conn {
         Conn { stream, reader }
     }
 
-    pub fn stream(&self) -> &UnixStream {
-        &self.stream
-    }
-
     pub fn try_send(&mut self, bytes: &[u8]) -> io::Result<()> {
         self.stream.write_all(bytes)?;
         self.stream.flush()
@@ -628,32 +569,16 @@ impl Conn {
         let _ = self.stream.shutdown(std::net::Shutdown::Write);
     }
 
-    pub fn reader(&mut self) -> &mut Reader {
-        &mut self.reader
-    }
-
     pub fn read_netstring(&mut self, timeout: Duration) -> Vec<u8> {
         self.reader.read_netstring(timeout)
-    }
-
-    pub fn try_read_netstring(&mut self, timeout: Duration) -> Result<Vec<u8>, ReadError> {
-        self.reader.try_read_netstring(timeout)
     }
 
     pub fn read_until(&mut self, terminator: &[u8], timeout: Duration) -> Vec<u8> {
         self.reader.read_until(terminator, timeout)
     }
 
-    pub fn try_read_until(&mut self, terminator: &[u8], timeout: Duration) -> Result<Vec<u8>, ReadError> {
-        self.reader.try_read_until(terminator, timeout)
-    }
-
     pub fn read_to_eof(&mut self, timeout: Duration) -> Vec<u8> {
         self.reader.read_to_eof(timeout)
-    }
-
-    pub fn read_available(&mut self, wait: Duration) -> Vec<u8> {
-        self.reader.read_available(wait)
     }
 }
 

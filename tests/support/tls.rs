@@ -22,8 +22,6 @@ pub struct TlsFiles {
     pub leaf_cert_pem: PathBuf,
     /// The server key (PKCS#8).
     pub leaf_key_pem: PathBuf,
-    /// Server certificate followed by the CA certificate.
-    pub leaf_chain_pem: PathBuf,
     /// A client certificate (EKU clientAuth) signed by the same CA.
     pub client_cert_pem: PathBuf,
     /// The client key (PKCS#8).
@@ -74,7 +72,6 @@ pub fn make_tls_files() -> TlsFiles {
         ca_pem: write(&d, "ca.pem", &ca_cert.pem()),
         leaf_cert_pem: write(&d, "leaf.pem", &leaf_cert.pem()),
         leaf_key_pem: write(&d, "leaf.key", &leaf_key.serialize_pem()),
-        leaf_chain_pem: write(&d, "leaf-chain.pem", &format!("{}{}", leaf_cert.pem(), ca_cert.pem())),
         client_cert_pem: write(&d, "client.pem", &client_cert.pem()),
         client_key_pem: write(&d, "client.key", &client_key.serialize_pem()),
         dir,
