@@ -51,8 +51,9 @@ pub struct Stats {
     pub bytes: u64,
 }
 
-/// How many writes pass between two sweeps of expired and surplus rows, on average.
-const SWEEP_EVERY: u32 = 32;
+/// How many writes (by any process) pass between two sweeps of expired and surplus rows: an
+/// entry holds at most `max_entries` plus this many rows.
+const SWEEP_EVERY: i64 = 64;
 
 /// The cache's own state within a [`Store`].
 #[derive(Default)]
@@ -110,13 +111,14 @@ impl Cache<'_> {
         .flatten()
     }
 
-    /// Stores `row` under `key`; now and then also removes expired rows of the entry and the
-    /// oldest beyond `max_entries`.
+    /// Stores `row` under `key`; every [`SWEEP_EVERY`] writes also removes the entry's expired
+    /// rows and its oldest beyond `max_entries`.
     pub fn put(&self, key: &Key, row: &Row, max_entries: u64) {
         self.run(|db| {
             db.execute(
-                "INSERT OR REPLACE INTO response_cache (entry, key, found, value, stored_at, fresh_until, stale_until)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                "INSERT OR REPLACE INTO response_cache
+                 (entry, key, found, value, stored_at, fresh_until, stale_until, expires_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, max(?6, ?7))",
                 params![
                     key.entry,
                     key.hash,
@@ -127,7 +129,8 @@ impl Cache<'_> {
                     row.stale_until
                 ],
             )?;
-            if fastrand::u32(..SWEEP_EVERY) == 0 {
+            // Every write takes a new rowid, whichever process makes it.
+            if db.last_insert_rowid() % SWEEP_EVERY == 0 {
                 sweep(db, &key.entry, row.stored_at, max_entries)?;
             }
             Ok(())
@@ -209,10 +212,7 @@ fn open_memory() -> rusqlite::Result<Connection> {
 
 /// Removes the entry's rows that can no longer answer, then its oldest beyond `max_entries`.
 fn sweep(db: &Connection, entry: &str, now: i64, max_entries: u64) -> rusqlite::Result<()> {
-    db.execute(
-        "DELETE FROM response_cache WHERE entry = ?1 AND max(fresh_until, stale_until) <= ?2",
-        params![entry, now],
-    )?;
+    db.execute("DELETE FROM response_cache WHERE entry = ?1 AND expires_at <= ?2", params![entry, now])?;
     let rows: i64 = db.query_row("SELECT count(*) FROM response_cache WHERE entry = ?1", [entry], |r| r.get(0))?;
     let surplus = rows - max_entries as i64;
     if surplus > 0 {

@@ -51,9 +51,11 @@ CREATE TABLE IF NOT EXISTS response_cache (
     stored_at INTEGER NOT NULL,
     fresh_until INTEGER NOT NULL,
     stale_until INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL,
     PRIMARY KEY (entry, key)
 );
 CREATE INDEX IF NOT EXISTS response_cache_age ON response_cache (entry, stored_at);
+CREATE INDEX IF NOT EXISTS response_cache_expiry ON response_cache (entry, expires_at);
 ";
 
 /// Whether an error only means that other processes hold a lock right now.
@@ -205,6 +207,11 @@ pub struct CheckReport {
 /// `pfxhttp state check`: reports on the file without changing it.
 pub fn check(path: &Path) -> CheckReport {
     let mut report = CheckReport { facts: Vec::new(), problems: Vec::new(), down: Vec::new() };
+    // As root, SQLite must not open what the directory's owner may have planted.
+    if let Err(e) = super::walk::become_owner_as_root(path) {
+        report.problems.push(e.to_string());
+        return report;
+    }
     let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
     match std::fs::metadata(dir) {
         Ok(m) => report.facts.push(format!(

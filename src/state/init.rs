@@ -17,17 +17,15 @@
 //!   whatever the user swaps in meanwhile can touch no file but the user's own.
 
 use super::db::{self, DbError, SCHEMA_VERSION};
-use rustix::fs::{CWD, FileType, Gid, Mode, OFlags, Uid, fchmod, fchown, fstat, mkdirat, openat};
+use super::walk::{self, become_user, give, open_state_dir};
+use rustix::fs::{FileType, Mode, OFlags, fchmod, fstat, openat};
 use rustix::io::Errno;
-use std::os::fd::{AsFd, OwnedFd};
-use std::path::{Component, Path, PathBuf};
+use std::os::fd::OwnedFd;
+use std::path::Path;
 
 /// The files SQLite keeps beside the database.
 const COMPANIONS: [&str; 3] = ["-wal", "-shm", "-journal"];
 
-const ANCESTOR_FIX: &str = "keep the state database under directories that only root can write (such as /var/lib)";
-const STATE_DIR_FIX: &str = "the state directory must belong to root or to the --user and be writable by its owner \
-                             only (chmod 0700); or choose another server.state_db";
 const FILE_FIX: &str = "remove it (pfxhttp never follows a symbolic link or a second hard link for its state) and \
                         run `pfxhttp state init --user USER` again";
 
@@ -41,11 +39,23 @@ pub fn init(path: &Path, owner: Option<Owner>) -> Result<Vec<String>, DbError> {
         .file_name()
         .and_then(|n| n.to_str())
         .ok_or_else(|| DbError::new(path, "it names no file in UTF-8", "give server.state_db a file name"))?;
-    let root = rustix::process::geteuid().is_root();
+    let root = walk::is_root();
     let mut done = Vec::new();
-    let dir = open_state_dir(path, root, owner, &mut done)?;
-    let existed = settle_files(path, &dir, name, root, owner)?;
-    drop(dir);
+    let dir = open_state_dir(path, true, owner, &mut done)?;
+    let files: Vec<String> = std::iter::once("").chain(COMPANIONS).map(|s| format!("{name}{s}")).collect();
+    if let Some(owner) = owner {
+        // Before anything is created in it.
+        dir.check_givable(path, owner, &files)?;
+    }
+    let (existed, opened) = settle_files(path, &dir.fd, &files, root, owner)?;
+    // Nothing is given away before everything has been checked.
+    if let Some((uid, gid)) = owner {
+        dir.give(path, uid, gid)?;
+        for (file, fd) in &opened {
+            give(fd, uid, gid).map_err(|e| DbError::new(path, format!("cannot chown {file}: {e}"), "run as root"))?;
+        }
+    }
+    drop((dir, opened));
     if let Some((uid, gid)) = owner.filter(|&(uid, _)| root && uid != 0) {
         become_user(path, uid, gid)?;
     }
@@ -63,130 +73,34 @@ pub fn init(path: &Path, owner: Option<Owner>) -> Result<Vec<String>, DbError> {
     Ok(done)
 }
 
-/// Opens the directory that holds the database, creating what is missing, one component at a
-/// time without following a symbolic link, and gives it to `owner`.
-fn open_state_dir(path: &Path, root: bool, owner: Option<Owner>, done: &mut Vec<String>) -> Result<OwnedFd, DbError> {
-    let parent = path.parent().unwrap_or(Path::new(""));
-    let parts = components(path, parent)?;
-    let mut shown = PathBuf::from(if parent.is_absolute() { "/" } else { "." });
-    let mut dir = open_dir(CWD, &shown).map_err(|e| walk_error(path, &shown, e))?;
-    for (i, part) in parts.iter().enumerate() {
-        if root {
-            check_ancestor(&dir)
-                .map_err(|why| DbError::new(path, format!("{}: {why}", shown.display()), ANCESTOR_FIX))?;
-        }
-        shown.push(part);
-        let mode = if i + 1 == parts.len() { 0o700 } else { 0o755 };
-        let (next, created) = open_or_create_dir(&dir, part, mode).map_err(|e| walk_error(path, &shown, e))?;
-        if created {
-            done.push(format!("created {} (mode {mode:04o})", shown.display()));
-        }
-        dir = next;
-    }
-    if root {
-        check_state_dir(&dir, owner)
-            .map_err(|why| DbError::new(path, format!("{}: {why}", shown.display()), STATE_DIR_FIX))?;
-    }
-    if let Some((uid, gid)) = owner {
-        give(&dir, uid, gid)
-            .map_err(|e| DbError::new(path, format!("cannot chown {}: {e}", shown.display()), "run as root"))?;
-    }
-    Ok(dir)
-}
-
-/// The directory names from `/` (or the working directory) down to the state directory.
-fn components<'a>(path: &Path, parent: &'a Path) -> Result<Vec<&'a str>, DbError> {
-    parent
-        .components()
-        .filter_map(|c| match c {
-            Component::Normal(p) => Some(p.to_str()),
-            Component::ParentDir => Some(Some("..")),
-            Component::RootDir | Component::CurDir | Component::Prefix(_) => None,
-        })
-        .collect::<Option<Vec<_>>>()
-        .ok_or_else(|| DbError::new(path, "its directory name is not UTF-8", "rename it"))
-}
-
-fn walk_error(path: &Path, at: &Path, e: Errno) -> DbError {
-    let what = match e {
-        Errno::LOOP | Errno::NOTDIR => format!("{} is a symbolic link or not a directory", at.display()),
-        e => format!("{}: {e}", at.display()),
-    };
-    DbError::new(path, what, "pfxhttp never follows a symbolic link for its state; name the real directory")
-}
-
-fn open_dir(at: impl AsFd, name: &Path) -> Result<OwnedFd, Errno> {
-    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-    openat(at, name, flags, Mode::empty())
-}
-
-/// Opens directory `name` in `dir`, creating it with `mode` (exactly, whatever the umask) first
-/// if it does not exist. Says whether it was created.
-fn open_or_create_dir(dir: &OwnedFd, name: &str, mode: u32) -> Result<(OwnedFd, bool), Errno> {
-    let created = match mkdirat(dir, name, Mode::from_raw_mode(mode)) {
-        Ok(()) => true,
-        Err(Errno::EXIST) => false,
-        Err(e) => return Err(e),
-    };
-    let fd = open_dir(dir, Path::new(name))?;
-    if created {
-        // The umask can only have narrowed the mode; the service user needs it exactly.
-        fchmod(&fd, Mode::from_raw_mode(mode))?;
-    }
-    Ok((fd, created))
-}
-
-/// A directory above the state directory: root's, and writable by no one else unless sticky.
-fn check_ancestor(dir: &OwnedFd) -> Result<(), String> {
-    let st = fstat(dir).map_err(|e| e.to_string())?;
-    let mode = st.st_mode & 0o7777;
-    if st.st_uid != 0 {
-        return Err(format!("owned by uid {}, not root: its owner could swap the state directory", st.st_uid));
-    }
-    let others_write = mode & 0o002 != 0 || (mode & 0o020 != 0 && st.st_gid != 0);
-    if others_write && mode & 0o1000 == 0 {
-        return Err(format!("writable by users other than root (mode {mode:04o})"));
-    }
-    Ok(())
-}
-
-/// The state directory: root's or the owner's, writable by its owner only.
-fn check_state_dir(dir: &OwnedFd, owner: Option<Owner>) -> Result<(), String> {
-    let st = fstat(dir).map_err(|e| e.to_string())?;
-    let mode = st.st_mode & 0o7777;
-    if st.st_uid != 0 && Some(st.st_uid) != owner.map(|o| o.0) {
-        return Err(format!("owned by uid {}, neither root nor the --user", st.st_uid));
-    }
-    if mode & 0o022 != 0 {
-        return Err(format!("writable by users other than its owner (mode {mode:04o})"));
-    }
-    Ok(())
-}
-
-/// Checks the database and its companion files, creating the database (0600) if missing, and
-/// gives them to `owner`. Says whether the database existed.
-fn settle_files(path: &Path, dir: &OwnedFd, name: &str, root: bool, owner: Option<Owner>) -> Result<bool, DbError> {
+/// Checks the database and its companion files, creating the database (0600) if missing. Says
+/// whether the database existed, and hands back the files, open.
+fn settle_files(
+    path: &Path,
+    dir: &OwnedFd,
+    files: &[String],
+    root: bool,
+    owner: Option<Owner>,
+) -> Result<(bool, Vec<(String, OwnedFd)>), DbError> {
     let mut existed = true;
-    for suffix in std::iter::once("").chain(COMPANIONS) {
-        let file = format!("{name}{suffix}");
-        let shown = path.with_file_name(&file);
+    let mut opened = Vec::new();
+    for (i, file) in files.iter().enumerate() {
+        let shown = path.with_file_name(file);
         let fail = |what: String| DbError::new(path, format!("{}: {what}", shown.display()), FILE_FIX);
-        let fd = match open_file(dir, &file) {
+        let fd = match open_file(dir, file) {
             Ok(fd) => fd,
-            Err(Errno::NOENT) if suffix.is_empty() => {
+            Err(Errno::NOENT) if i == 0 => {
                 existed = false;
-                create_file(dir, &file).map_err(|e| fail(format!("cannot create it: {e}")))?
+                create_file(dir, file).map_err(|e| fail(format!("cannot create it: {e}")))?
             }
             Err(Errno::NOENT) => continue,
             Err(Errno::LOOP) => return Err(fail("it is a symbolic link".into())),
             Err(e) => return Err(fail(e.to_string())),
         };
         check_file(&fd, root, owner).map_err(fail)?;
-        if let Some((uid, gid)) = owner {
-            give(&fd, uid, gid).map_err(|e| fail(format!("cannot chown it: {e}")))?;
-        }
+        opened.push((file.clone(), fd));
     }
-    Ok(existed)
+    Ok((existed, opened))
 }
 
 fn open_file(dir: &OwnedFd, name: &str) -> Result<OwnedFd, Errno> {
@@ -215,30 +129,4 @@ fn check_file(fd: &OwnedFd, root: bool, owner: Option<Owner>) -> Result<(), Stri
         return Err(format!("it is owned by uid {}, neither root nor the --user", st.st_uid));
     }
     Ok(())
-}
-
-/// Changes the owner of an open file or directory, if it differs.
-fn give(fd: &OwnedFd, uid: u32, gid: u32) -> Result<(), Errno> {
-    let st = fstat(fd)?;
-    if st.st_uid == uid && st.st_gid == gid {
-        return Ok(());
-    }
-    fchown(fd, Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid)))
-}
-
-/// Drops root's privileges for good: this command does nothing as root after this.
-fn become_user(path: &Path, uid: u32, gid: u32) -> Result<(), DbError> {
-    let (u, g) = (Uid::from_raw(uid), Gid::from_raw(gid));
-    rustix::thread::set_thread_groups(&[g])
-        .and_then(|()| rustix::thread::set_thread_res_gid(g, g, g))
-        .and_then(|()| rustix::thread::set_thread_res_uid(u, u, u))
-        .map_err(|e| DbError::new(path, format!("cannot take the identity of uid {uid}: {e}"), "run as root"))?;
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    std::fs::read_dir(dir).map(drop).map_err(|e| {
-        DbError::new(
-            path,
-            format!("uid {uid} cannot reach {}: {e}", dir.display()),
-            "every directory above it must be searchable by the spawn service's user (mode 0755)",
-        )
-    })
 }

@@ -12,8 +12,9 @@ mod db;
 mod health;
 mod init;
 mod tokens;
+mod walk;
 
-pub use db::{DbError, SCHEMA_VERSION, check, open as try_open};
+pub use db::{DbError, SCHEMA_VERSION, check};
 pub use health::{Mark, backoff, now_ms};
 pub use init::{Owner, init};
 pub use tokens::TokenRow;
@@ -22,6 +23,14 @@ use crate::config::StateDb;
 use crate::log;
 use std::cell::{OnceCell, RefCell};
 use std::collections::HashMap;
+
+/// Opens the database at `path` for an admin command. Run as root, this first takes the
+/// identity of the state directory's owner for good, so call it after everything
+/// that needs root.
+pub fn try_open(path: &std::path::Path) -> Result<rusqlite::Connection, DbError> {
+    walk::become_owner_as_root(path)?;
+    db::open(path)
+}
 
 /// This process's view of the shared state.
 pub struct Store {
@@ -85,7 +94,7 @@ impl Store {
         self.db.get_or_init(|| {
             let opened = match &self.setting {
                 StateDb::Memory => None,
-                StateDb::File(path) => match db::open(path) {
+                StateDb::File(path) => match walk::may_open(path).and_then(|()| db::open(path)) {
                     Ok(conn) => Some(conn),
                     Err(e) => {
                         log::error(&format!("{e}; carrying on with state kept by this process only"));

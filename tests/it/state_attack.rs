@@ -270,3 +270,71 @@ fn a_serving_process_refuses_a_symlinked_database() {
     assert_eq!(errors.len(), 1, "{lines:?}");
     assert!(errors[0].contains(&s.path("state/pfxhttp.db").display().to_string()), "{lines:?}");
 }
+
+/// Root's `state check` on a directory nobody owns, where a hard link to a file of root's sits
+/// as `-shm` or `-wal` (a link nobody can make itself only where `fs.protected_hardlinks` is 0):
+/// `check` runs as the directory's owner, so SQLite cannot write or chown the target.
+#[test]
+#[ignore = "needs root"]
+fn root_state_check_cannot_be_made_to_touch_roots_files() {
+    assert_root();
+    for suffix in ["-shm", "-wal"] {
+        let s = Scene::new();
+        s.nobody_state_dir();
+        assert_eq!(s.init().code(), Some(0), "a first init");
+        std::fs::hard_link(s.target(), s.path(&format!("state/pfxhttp.db{suffix}"))).unwrap();
+        let out = s.conf.run_command(&["state", "check"], b"", RUN);
+        assert!(out.stdout_str().contains("owner uid 65534"), "{out:?}");
+        s.assert_target_untouched();
+    }
+}
+
+/// `state init --user nobody` never gives away a directory of root's that holds anything but
+/// pfxhttp's files: `state_db` naming a file straight in such a directory, or naming an existing
+/// directory (whose parent would then be the state directory), is refused and nothing changes.
+#[test]
+#[ignore = "needs root"]
+fn init_never_gives_away_a_directory_of_roots() {
+    assert_root();
+    let s = Scene::with_db("shared/pfxhttp.db");
+    let shared = s.path("shared");
+    std::fs::create_dir(&shared).unwrap();
+    std::fs::write(shared.join("other.conf"), b"root's").unwrap();
+    assert_refused(&s, &s.init(), "holds \"other.conf\", which is not pfxhttp's");
+    assert_eq!(std::fs::metadata(&shared).unwrap().uid(), 0, "still root's");
+    assert!(!shared.join("pfxhttp.db").exists(), "nothing created in it");
+
+    let s = Scene::with_db("shared/sub");
+    std::fs::create_dir_all(s.path("shared/sub")).unwrap();
+    assert_refused(&s, &s.init(), "sub: it is not a regular file");
+    assert_eq!(std::fs::metadata(s.path("shared")).unwrap().uid(), 0, "still root's");
+
+    // An empty directory of root's (made by a package, say) is given to the user.
+    let s = Scene::new();
+    std::fs::create_dir(s.path("state")).unwrap();
+    assert_eq!(s.init().code(), Some(0));
+    assert_eq!(std::fs::metadata(s.path("state")).unwrap().uid(), NOBODY);
+}
+
+/// A serving process run by root (an administrator trying a lookup by hand) does not open a
+/// state database in a directory another user owns: it carries on with state of its own, and
+/// the database is not touched.
+#[test]
+#[ignore = "needs root"]
+fn a_serving_process_run_by_root_leaves_another_users_database_alone() {
+    assert_root();
+    let sink = SyslogSink::new();
+    let s = Scene::build("state/pfxhttp.db", |c| {
+        c.syslog(&sink, "").set("target", "[http://127.0.0.1:9/x, http://127.0.0.1:9/y]")
+    });
+    s.nobody_state_dir();
+    assert_eq!(s.init().code(), Some(0), "a first init");
+    let db = s.path("state/pfxhttp.db");
+    let before = std::fs::read(&db).unwrap();
+    let out = s.conf.run_serving(&["socketmap"], &netstring(b"demo k"), RUN);
+    assert!(out.stdout_str().contains("TEMP "), "{out:?}");
+    let line = sink.wait_for("does not open a state database", Duration::from_secs(5));
+    assert!(line.is_some_and(|l| l.contains("which uid 65534 owns")), "{:?}", sink.lines());
+    assert_eq!(std::fs::read(&db).unwrap(), before, "not written");
+    assert!(!s.path("state/pfxhttp.db-wal").exists(), "not opened");
+}
