@@ -232,12 +232,12 @@ fn query(path: Result<std::path::PathBuf, String>, format: Format, map: &str, ke
             eprintln!("{}", printable(line));
         }
     }
-    let text = reply::socketmap(&outcome, config.socketmap_max_reply_size);
-    println!("{text}");
-    match text.split(' ').next() {
-        Some("OK") => exit::OK,
-        Some("NOTFOUND") => exit::NOT_FOUND,
-        _ => exit::TEMPFAIL,
+    let reply = reply::socketmap(&outcome, config.socketmap_max_reply_size);
+    println!("{}", reply.wire);
+    match reply.kind {
+        reply::Kind::Found => exit::OK,
+        reply::Kind::NotFound => exit::NOT_FOUND,
+        reply::Kind::Failed => exit::TEMPFAIL,
     }
 }
 
