@@ -1,13 +1,14 @@
 //! What each command does. Serving commands write only protocol replies; the others print to
 //! the terminal.
 
+use crate::auth::Tokens;
 use crate::cli::{Cli, Command, StateAction};
 use crate::config::{self, Format, Loaded, StateDb};
 use crate::connection::{Connection, End};
 use crate::http::Clients;
 use crate::proto::policy;
 use crate::serve::Server;
-use crate::state::{self, Store};
+use crate::state::{self, Store, TokenRow};
 use crate::text::printable;
 use crate::{exit, log, reply};
 use clap::Parser;
@@ -367,10 +368,10 @@ fn token(path: Result<std::path::PathBuf, String>, format: Format, name: &str, r
         eprintln!("pfxhttp: no socket map or policy service called {name}");
         return exit::USAGE;
     };
-    let Some(auth) = &entry.auth else {
+    if entry.auth.is_none() {
         eprintln!("pfxhttp: {} has no jwt_auth or backend_oidc_auth", entry.name);
         return exit::USAGE;
-    };
+    }
     // Only an existing database is used: run by hand as root, this must not create one that the
     // spawn service's user could then not open.
     let setting = match &config.state_db {
@@ -388,12 +389,14 @@ fn token(path: Result<std::path::PathBuf, String>, format: Format, name: &str, r
         StateDb::Memory => StateDb::Memory,
     };
     let store = Store::new(&setting);
-    println!("{}: {}", entry.name, crate::auth::describe(auth));
+    let clients = Clients::new(&config.clients);
+    let deadline = std::time::Instant::now() + entry.deadline;
+    let Some(tokens) = Tokens::for_entry(entry, &store, &clients, deadline) else {
+        return exit::USAGE;
+    };
+    println!("{}: {}", entry.name, tokens.describe());
     if refresh {
-        let clients = Clients::new(&config.clients);
-        let deadline = std::time::Instant::now() + entry.deadline;
-        let fetch = crate::auth::fetch::Fetch::for_entry(entry, &clients, deadline);
-        if let Err(e) = crate::auth::refresh(auth, &store, &fetch) {
+        if let Err(e) = tokens.refresh() {
             eprintln!("pfxhttp: {}", printable(&e.to_string()));
             return exit::TEMPFAIL;
         }
@@ -403,31 +406,31 @@ fn token(path: Result<std::path::PathBuf, String>, format: Format, name: &str, r
             println!("fetched a new token");
         }
     }
+    print_token_status(tokens.status());
+    exit::OK
+}
+
+/// The shared token row as `pfxhttp token` shows it: ages and times, never the token.
+fn print_token_status(row: Option<TokenRow>) {
     let now = state::now_ms();
     let secs = |ms: i64| (ms + 999) / 1000;
-    match store.token(&crate::auth::key(auth)) {
-        Some(row) => {
-            match &row.token {
-                Some(t) if t.expires_at > now => println!(
-                    "token: valid for {} s more, fetched {} s ago, renewed from {}",
-                    secs(t.expires_at - now),
-                    (now - row.fetched_at) / 1000,
-                    if row.refresh_from > now {
-                        format!("in {} s", secs(row.refresh_from - now))
-                    } else {
-                        "now".into()
-                    }
-                ),
-                Some(_) => println!("token: expired"),
-                None => println!("token: none"),
-            }
-            if row.lease_until > now {
-                println!("lease: held by process {} for {} s more", row.lease_pid, secs(row.lease_until - now));
-            } else {
-                println!("lease: free");
-            }
-        }
-        None => println!("token: none yet\nlease: free"),
+    let Some(row) = row else {
+        println!("token: none yet\nlease: free");
+        return;
+    };
+    match &row.token {
+        Some(t) if t.expires_at > now => println!(
+            "token: valid for {} s more, fetched {} s ago, renewed from {}",
+            secs(t.expires_at - now),
+            (now - row.fetched_at) / 1000,
+            if row.refresh_from > now { format!("in {} s", secs(row.refresh_from - now)) } else { "now".into() }
+        ),
+        Some(_) => println!("token: expired"),
+        None => println!("token: none"),
     }
-    exit::OK
+    if row.lease_until > now {
+        println!("lease: held by process {} for {} s more", row.lease_pid, secs(row.lease_until - now));
+    } else {
+        println!("lease: free");
+    }
 }

@@ -1,9 +1,10 @@
 //! Getting a token over HTTP: jwt_auth login and refresh (Go pfxhttp v1.1, Nauthilus 1.x) and the
 //! OAuth2 client-credentials grant with optional discovery (backend_oidc_auth).
 
-use super::token::{self, Token};
+use super::token;
 use crate::config::{JwtAuth, OidcAuth, OidcMethod};
 use crate::http::{self, Attempt, HttpError, Request, Transport};
+use crate::state::Token;
 use crate::template::percent_encode;
 use base64::Engine as _;
 use reqwest::header::{self, HeaderName, HeaderValue};

@@ -15,7 +15,7 @@ mod tokens;
 pub use db::{DbError, SCHEMA_VERSION, check, open as try_open};
 pub use health::{Mark, backoff, now_ms};
 pub use init::{Owner, init};
-pub use tokens::TokenRow;
+pub use tokens::{Token, TokenRow};
 
 use crate::config::StateDb;
 use crate::log;
