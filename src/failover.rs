@@ -6,7 +6,7 @@
 //! `Retry-After` is honoured when it fits the deadline. `max_attempts` caps the attempts.
 //!
 //! Hosts that failed are marked down in the shared state ([`crate::state::Store`]) so that other
-//! processes skip them for a while; see [`order`] and [`marks_down`].
+//! processes skip them for a while; see `order` and `marks_down`.
 
 use crate::config::{Balance, Entry};
 use crate::http::{self, HttpError, Response};

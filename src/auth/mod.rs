@@ -45,7 +45,8 @@ impl<'a> Tokens<'a> {
         Some(Tokens::new(auth, store, Fetch::for_entry(entry, transport, deadline)))
     }
 
-    /// A valid token: the shared one, or a new one (see [`obtain`]).
+    /// A valid token: the shared one, or a new one fetched by this process if it wins the lease,
+    /// or one another process fetches while this one waits (until the deadline).
     pub fn bearer(&self) -> Result<Token, AuthError> {
         obtain(self.auth, self.store, &self.fetch)
     }
