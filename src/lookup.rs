@@ -92,7 +92,10 @@ pub fn run(
 
 /// No token: a temporary failure, or a timeout when the deadline ran out.
 fn auth_failure(e: AuthError) -> Outcome {
-    if e.timed_out { Outcome::timeout(e.text) } else { Outcome::temporary(e.text) }
+    match e {
+        AuthError::TimedOut(text) => Outcome::timeout(text),
+        AuthError::Failed(text) => Outcome::temporary(text),
+    }
 }
 
 /// Replaces any `Authorization` header with the bearer token.

@@ -175,10 +175,7 @@ fn obtain(auth: &Auth, store: &Store, fetch: &Fetch) -> Result<Token, AuthError>
             });
         }
         if Instant::now() + POLL >= fetch.deadline {
-            return Err(AuthError {
-                timed_out: true,
-                ..AuthError::new("no token in time (another process is fetching one)")
-            });
+            return Err(AuthError::TimedOut("no token in time (another process is fetching one)".into()));
         }
         std::thread::sleep(POLL);
     }
