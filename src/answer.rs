@@ -135,15 +135,8 @@ fn error_text(v: &serde_json::Value) -> Option<String> {
         Value::Object(o) if o.is_empty() => None,
         Value::String(s) => Some(s.clone()),
         other => {
-            let mut text = other.to_string();
-            if text.len() > 200 {
-                let mut end = 200;
-                while !text.is_char_boundary(end) {
-                    end -= 1;
-                }
-                text.truncate(end);
-            }
-            Some(text)
+            let text = other.to_string();
+            Some(crate::text::cut(&text, 200).to_string())
         }
     }
 }

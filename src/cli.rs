@@ -73,10 +73,3 @@ pub enum StateAction {
     /// Report what is wrong with the database, and the hosts currently marked down.
     Check,
 }
-
-impl Command {
-    /// Serving commands talk to Postfix on stdin/stdout and must never write to stderr.
-    pub fn is_serving(&self) -> bool {
-        matches!(self, Command::Socketmap | Command::Policy { .. } | Command::Tcp { .. })
-    }
-}

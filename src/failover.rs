@@ -6,7 +6,7 @@
 //! `Retry-After` is honoured when it fits the deadline. `max_attempts` caps the attempts.
 //!
 //! Hosts that failed are marked down in the shared state ([`crate::state::Store`]) so that other
-//! processes skip them for a while; see [`order`] and [`marks_down`].
+//! processes skip them for a while; see `order` and `marks_down`.
 
 use crate::config::{Balance, Entry};
 use crate::http::{self, HttpError, Response};
@@ -101,7 +101,7 @@ fn order(entry: &Entry, down: &[bool]) -> Vec<usize> {
 fn marks_down(entry: &Entry, result: &Result<Response, HttpError>) -> bool {
     match result {
         Ok(r) => !expected(entry, r.status) && (500..600).contains(&r.status),
-        Err(e) => matches!(e, HttpError::Connect(_) | HttpError::Tls(_) | HttpError::Timeout),
+        Err(e) => e.host_at_fault(),
     }
 }
 
@@ -109,7 +109,7 @@ fn marks_down(entry: &Entry, result: &Result<Response, HttpError>) -> bool {
 pub fn retryable(entry: &Entry, result: &Result<Response, HttpError>) -> bool {
     match result {
         Ok(r) => !expected(entry, r.status) && (r.status == 429 || (500..600).contains(&r.status)),
-        Err(e) => matches!(e, HttpError::Connect(_) | HttpError::Tls(_) | HttpError::Timeout),
+        Err(e) => e.host_at_fault(),
     }
 }
 

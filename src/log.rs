@@ -224,16 +224,9 @@ pub fn request(fields: &[(&str, Field)]) {
     });
 }
 
+/// A field value as logged: at most 512 bytes.
 fn cut(v: &str) -> &str {
-    const MAX: usize = 512;
-    if v.len() <= MAX {
-        return v;
-    }
-    let mut end = MAX;
-    while !v.is_char_boundary(end) {
-        end -= 1;
-    }
-    &v[..end]
+    crate::text::cut(v, 512)
 }
 
 /// Quotes a value for a `name=value` line when it has spaces, quotes or control characters.

@@ -2,12 +2,8 @@
 //! deadline (retries as [`failover`] decides), and interpret the answer.
 
 use crate::answer::{self, Outcome};
-use crate::auth::{
-    self,
-    fetch::{AuthError, Fetch},
-    token::Token,
-};
-use crate::config::{Auth, Entry, Level};
+use crate::auth::{AuthError, Token, Tokens};
+use crate::config::{Entry, Level};
 use crate::failover;
 use crate::failover::Hosts;
 use crate::http::{self, Attempt, HttpError, Request, Transport};
@@ -75,54 +71,31 @@ pub fn run(
         }
     }
     let hosts = Hosts::new(entry, urls, store);
-    let Some(auth) = &entry.auth else {
+    let Some(tokens) = Tokens::for_entry(entry, store, transport, deadline) else {
         let last = attempts(entry, &hosts, &headers, &body, deadline, transport, &mut report, verbose);
         report.outcome = outcome(entry, last);
         return report;
     };
-    // With backend authentication: a bearer token, and one more try with a new token after a 401.
-    let mut token = match bearer(entry, auth, store, transport, deadline) {
-        Ok(t) => t,
-        Err(e) => {
-            report.outcome = auth_failure(e);
-            return report;
-        }
-    };
-    set_bearer(&mut headers, &token);
-    let mut last = attempts(entry, &hosts, &headers, &body, deadline, transport, &mut report, verbose);
-    if matches!(&last, Some((_, Ok(r))) if r.status == 401) {
-        store.drop_token(&auth::key(auth), &token);
-        token = match bearer(entry, auth, store, transport, deadline) {
-            Ok(t) => t,
-            Err(e) => {
-                report.outcome = auth_failure(e);
-                return report;
-            }
-        };
-        set_bearer(&mut headers, &token);
-        last = attempts(entry, &hosts, &headers, &body, deadline, transport, &mut report, verbose);
-    }
-    report.outcome = match &last {
-        Some((_, Ok(r))) if r.status == 401 => Outcome::temporary("the backend refused a new token too (HTTP 401)"),
-        _ => outcome(entry, last),
+    let sent = tokens.send(
+        |token| {
+            set_bearer(&mut headers, token);
+            attempts(entry, &hosts, &headers, &body, deadline, transport, &mut report, verbose)
+        },
+        |last| last.as_ref().and_then(|(_, r)| r.as_ref().ok()).map(|r| r.status),
+    );
+    report.outcome = match sent {
+        Ok(last) => outcome(entry, last),
+        Err(e) => auth_failure(e),
     };
     report
 }
 
-/// A token for `auth` within the deadline.
-fn bearer(
-    entry: &Entry,
-    auth: &Auth,
-    store: &Store,
-    transport: &dyn Transport,
-    deadline: Instant,
-) -> Result<Token, AuthError> {
-    auth::obtain(auth, store, &Fetch::for_entry(entry, transport, deadline))
-}
-
 /// No token: a temporary failure, or a timeout when the deadline ran out.
 fn auth_failure(e: AuthError) -> Outcome {
-    if e.timed_out { Outcome::timeout(e.text) } else { Outcome::temporary(e.text) }
+    match e {
+        AuthError::TimedOut(text) => Outcome::timeout(text),
+        AuthError::Failed(text) => Outcome::temporary(text),
+    }
 }
 
 /// Replaces any `Authorization` header with the bearer token.

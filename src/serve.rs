@@ -11,8 +11,9 @@ use crate::http::Transport;
 use crate::log::{self, Field};
 use crate::lookup::{self, Report};
 use crate::proto::{netstring, policy, socketmap, tcp};
+use crate::reply::{self, Reply};
 use crate::state::Store;
-use crate::{reply, template};
+use crate::template;
 use std::collections::BTreeMap;
 use std::time::Instant;
 
@@ -38,10 +39,10 @@ impl Server<'_> {
             let started = Instant::now();
             let (outcome, report) = self.map_lookup(&req.name, &req.key);
             let max_reply = self.config.as_ref().map_or(100_000, |c| c.socketmap_max_reply_size);
-            let text = reply::socketmap(&outcome, max_reply);
+            let reply = reply::socketmap(&outcome, max_reply);
             // The reply goes first: the client is waiting for it, the log line can wait.
-            let sent = conn.reply(&netstring::encode(text.as_bytes()));
-            self.log_lookup("socketmap", &req.name, &req.key, report.as_ref(), &text, started);
+            let sent = conn.reply(&netstring::encode(reply.wire.as_bytes()));
+            self.log_lookup("socketmap", &req.name, &req.key, report.as_ref(), &reply, started);
             if let Err(end) = sent {
                 return end;
             }
@@ -57,10 +58,9 @@ impl Server<'_> {
             };
             let started = Instant::now();
             let (outcome, report) = self.map_lookup(name, &key);
-            let line = reply::tcp(&outcome);
-            let shown = String::from_utf8_lossy(&line[..line.len() - 1]).into_owned();
-            let sent = conn.reply(&line);
-            self.log_lookup("tcp", name, &key, report.as_ref(), &shown, started);
+            let reply = reply::tcp(&outcome);
+            let sent = conn.reply(&reply.wire);
+            self.log_lookup("tcp", name, &key, report.as_ref(), &reply, started);
             if let Err(end) = sent {
                 return end;
             }
@@ -131,13 +131,25 @@ impl Server<'_> {
         (action, Some(report), entry.name.clone())
     }
 
-    fn log_lookup(&self, proto: &str, name: &str, key: &[u8], report: Option<&Report>, reply: &str, started: Instant) {
+    fn log_lookup<W>(
+        &self,
+        proto: &str,
+        name: &str,
+        key: &[u8],
+        report: Option<&Report>,
+        reply: &Reply<W>,
+        started: Instant,
+    ) {
         let mut fields = vec![("proto", Field::Text(proto)), ("map", Field::Text(name))];
         let key = String::from_utf8_lossy(key);
         if self.config.as_ref().map_or(true, |c| c.logging.log_keys) {
             fields.push(("key", Field::Text(&key)));
         }
-        log::request(&finish_fields(fields, report, &reply_fields(reply), started));
+        let mut said = vec![("reply", Field::Text(reply.word))];
+        if let Some(reason) = &reply.reason {
+            said.push(("reason", Field::Text(reason)));
+        }
+        log::request(&finish_fields(fields, report, &said, started));
     }
 
     fn log_policy(
@@ -186,18 +198,6 @@ fn finish_fields<'a>(
         fields.push(("id", Field::Text(id)));
     }
     fields
-}
-
-/// The reply kind of a socketmap or tcp reply, and a failure's reason; never the value (it may
-/// be as private as the key).
-fn reply_fields(reply: &str) -> Vec<(&'static str, Field<'_>)> {
-    match reply.split_once(' ') {
-        Some((word, reason)) if !matches!(word, "OK" | "200" | "NOTFOUND" | "500") && !reason.is_empty() => {
-            vec![("reply", Field::Text(word)), ("reason", Field::Text(reason))]
-        }
-        Some((word, _)) => vec![("reply", Field::Text(word))],
-        None => vec![("reply", Field::Text(reply))],
-    }
 }
 
 /// The policy service for a request: the named one, else the one `policy_context` names, else

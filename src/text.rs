@@ -1,4 +1,4 @@
-//! Text shown to a person at a terminal.
+//! Text helpers: text shown to a person at a terminal, and text cut to a length.
 
 use std::borrow::Cow;
 
@@ -20,9 +20,30 @@ pub fn printable(s: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
+/// The longest start of `s` that has at most `max` bytes and ends on a character boundary.
+pub fn cut(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
 #[cfg(test)]
 mod tests {
-    use super::printable;
+    use super::{cut, printable};
+
+    #[test]
+    fn cut_ends_on_a_character_boundary() {
+        assert_eq!(cut("abc", 3), "abc");
+        assert_eq!(cut("abc", 2), "ab");
+        assert_eq!(cut("aé", 2), "a", "é takes two bytes");
+        assert_eq!(cut("aé", 3), "aé");
+        assert_eq!(cut("€", 0), "");
+    }
 
     #[test]
     fn control_characters_are_escaped() {

@@ -1,9 +1,10 @@
 //! Getting a token over HTTP: jwt_auth login and refresh (Go pfxhttp v1.1, Nauthilus 1.x) and the
 //! OAuth2 client-credentials grant with optional discovery (backend_oidc_auth).
 
-use super::token::{self, Token};
+use super::token;
 use crate::config::{JwtAuth, OidcAuth, OidcMethod};
 use crate::http::{self, Attempt, HttpError, Request, Transport};
+use crate::state::Token;
 use crate::template::percent_encode;
 use base64::Engine as _;
 use reqwest::header::{self, HeaderName, HeaderValue};
@@ -12,21 +13,26 @@ use std::time::{Duration, Instant};
 /// Why no token could be had. The text names the endpoint's host and what went wrong, never a
 /// credential or a token.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{text}")]
-pub struct AuthError {
-    pub text: String,
+pub enum AuthError {
     /// The request's deadline ran out.
-    pub timed_out: bool,
+    #[error("{0}")]
+    TimedOut(String),
+    #[error("{0}")]
+    Failed(String),
 }
 
 impl AuthError {
     /// A problem not tied to an endpoint.
     pub fn new(text: impl Into<String>) -> AuthError {
-        AuthError { text: text.into(), timed_out: false }
+        AuthError::Failed(text.into())
     }
 
     fn at(host: &str, what: impl std::fmt::Display) -> AuthError {
         AuthError::new(format!("token endpoint {host}: {what}"))
+    }
+
+    fn at_deadline(host: &str, what: &str) -> AuthError {
+        AuthError::TimedOut(format!("token endpoint {host}: {what}"))
     }
 }
 
@@ -82,7 +88,7 @@ impl Fetch<'_> {
         let fail = |what: String| AuthError::at(&host, what);
         let left = self.deadline.saturating_duration_since(Instant::now());
         if left < Duration::from_millis(20) {
-            return Err(AuthError { timed_out: true, ..fail("no time left before the deadline".into()) });
+            return Err(AuthError::at_deadline(&host, "no time left before the deadline"));
         }
         let attempt = Attempt { timeout: self.attempt.timeout.min(left), ..self.attempt };
         headers.push((header::ACCEPT, HeaderValue::from_static("application/json")));
@@ -93,9 +99,11 @@ impl Fetch<'_> {
         match self.transport.send(&request, attempt) {
             Ok(r) if (200..300).contains(&r.status) => Ok(r.body),
             Ok(r) => Err(fail(format!("HTTP {}", r.status))),
-            Err(HttpError::Timeout) => {
-                Err(AuthError { timed_out: attempt.timeout < self.attempt.timeout, ..fail("no answer in time".into()) })
+            // Cut short by the deadline, or the endpoint's own slowness.
+            Err(HttpError::Timeout) if attempt.timeout < self.attempt.timeout => {
+                Err(AuthError::at_deadline(&host, "no answer in time"))
             }
+            Err(HttpError::Timeout) => Err(fail("no answer in time".into())),
             Err(e) => Err(fail(e.to_string())),
         }
     }
@@ -350,7 +358,10 @@ mod tests {
             "not a url",
         ] {
             let e = trusted_discovery(doc, refused).unwrap_err();
-            assert!(e.text.starts_with("token endpoint idp.test: token_endpoint in discovery "), "{refused}: {e}");
+            assert!(
+                e.to_string().starts_with("token endpoint idp.test: token_endpoint in discovery "),
+                "{refused}: {e}"
+            );
         }
     }
 }

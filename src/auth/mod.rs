@@ -1,24 +1,105 @@
 //! Tokens for backends behind `jwt_auth` or `backend_oidc_auth` (spec §7), shared by every
 //! process through the state database: one process fetches, the others use its token.
 
-pub mod fetch;
-pub mod token;
+mod fetch;
+mod token;
 
-use crate::config::{Auth, Secret};
-use crate::state::{Store, now_ms};
-use fetch::{AuthError, Fetch};
+use crate::config::{Auth, Entry, Secret};
+use crate::http::Transport;
+pub use crate::state::Token;
+use crate::state::{Store, TokenRow, now_ms};
+pub use fetch::AuthError;
+use fetch::Fetch;
 use std::time::{Duration, Instant};
-use token::Token;
 
 /// How often a process without a token looks whether another process has stored one.
 const POLL: Duration = Duration::from_millis(25);
+
+/// The status a backend answers when it refuses a token.
+const REFUSED: u16 = 401;
+
+/// The tokens of one auth setting, shared through the state database: what a lookup or
+/// `pfxhttp token` needs of backend authentication.
+pub struct Tokens<'a> {
+    auth: &'a Auth,
+    /// The cache key, see [`key`].
+    key: String,
+    store: &'a Store,
+    fetch: Fetch<'a>,
+}
+
+impl<'a> Tokens<'a> {
+    fn new(auth: &'a Auth, store: &'a Store, fetch: Fetch<'a>) -> Tokens<'a> {
+        Tokens { auth, key: key(auth), store, fetch }
+    }
+
+    /// The tokens for `entry`'s requests, fetched within `deadline`; `None` when the entry has
+    /// no backend authentication.
+    pub fn for_entry(
+        entry: &'a Entry,
+        store: &'a Store,
+        transport: &'a dyn Transport,
+        deadline: Instant,
+    ) -> Option<Tokens<'a>> {
+        let auth = entry.auth.as_ref()?;
+        Some(Tokens::new(auth, store, Fetch::for_entry(entry, transport, deadline)))
+    }
+
+    /// A valid token: the shared one, or a new one fetched by this process if it wins the lease,
+    /// or one another process fetches while this one waits (until the deadline).
+    pub fn bearer(&self) -> Result<Token, AuthError> {
+        obtain(self.auth, self.store, &self.fetch)
+    }
+
+    /// The backend refused `token`: it is dropped for every process, unless another one has
+    /// already replaced it.
+    pub fn rejected(&self, token: &Token) {
+        self.store.drop_token(&self.key, token);
+    }
+
+    /// Runs `attempt` with a valid token. When the backend refuses it (`status` of the result
+    /// is 401), the token is dropped and `attempt` runs once more with a new one; a refusal of
+    /// that one too is an error, as is having no token.
+    pub fn send<T>(
+        &self,
+        mut attempt: impl FnMut(&Token) -> T,
+        status: impl Fn(&T) -> Option<u16>,
+    ) -> Result<T, AuthError> {
+        let token = self.bearer()?;
+        let first = attempt(&token);
+        if status(&first) != Some(REFUSED) {
+            return Ok(first);
+        }
+        self.rejected(&token);
+        let second = attempt(&self.bearer()?);
+        if status(&second) == Some(REFUSED) {
+            return Err(AuthError::new("the backend refused a new token too (HTTP 401)"));
+        }
+        Ok(second)
+    }
+
+    /// Fetches a new token now, unless another process holds the lease (`pfxhttp token --refresh`).
+    pub fn refresh(&self) -> Result<Token, AuthError> {
+        refresh(self.auth, self.store, &self.fetch)
+    }
+
+    /// The shared row: the token, when it was fetched, and the lease; `None` before the first.
+    pub fn status(&self) -> Option<TokenRow> {
+        self.store.token(&self.key)
+    }
+
+    /// Where the tokens come from: kinds and hosts only (URLs may hold secrets).
+    pub fn describe(&self) -> String {
+        describe(self.auth)
+    }
+}
 
 /// The cache key of an auth setting: a SHA-256 over what names the token, none of it secret:
 /// the config file and entry ([`Auth::owner`]), the endpoints, the client id or user name, the
 /// scopes. No password or client secret goes into it, so the database holds nothing from which
 /// one could be guessed offline. A changed secret is noticed by the backend or token endpoint
 /// refusing the old token (401), which drops it and fetches a new one with the new secret.
-pub fn key(auth: &Auth) -> String {
+fn key(auth: &Auth) -> String {
     let text = match auth {
         Auth::Jwt(j) => {
             // The credentials' names, and the values of those that name the account only.
@@ -73,7 +154,7 @@ fn longest_lease(fetch: &Fetch) -> Duration {
 
 /// A valid token for `auth`: the shared one, or a new one fetched by this process if it wins the
 /// lease, or one another process fetches while this one waits (until `fetch.deadline`).
-pub fn obtain(auth: &Auth, store: &Store, fetch: &Fetch) -> Result<Token, AuthError> {
+fn obtain(auth: &Auth, store: &Store, fetch: &Fetch) -> Result<Token, AuthError> {
     let key = key(auth);
     loop {
         let now = now_ms();
@@ -94,10 +175,7 @@ pub fn obtain(auth: &Auth, store: &Store, fetch: &Fetch) -> Result<Token, AuthEr
             });
         }
         if Instant::now() + POLL >= fetch.deadline {
-            return Err(AuthError {
-                timed_out: true,
-                ..AuthError::new("no token in time (another process is fetching one)")
-            });
+            return Err(AuthError::TimedOut("no token in time (another process is fetching one)".into()));
         }
         std::thread::sleep(POLL);
     }
@@ -120,8 +198,8 @@ fn renew_ahead(auth: &Auth, key: &str, store: &Store, fetch: &Fetch, token: Toke
     }
 }
 
-/// Fetches a new token now (`pfxhttp token --refresh`), unless another process holds the lease.
-pub fn refresh(auth: &Auth, store: &Store, fetch: &Fetch) -> Result<Token, AuthError> {
+/// Fetches a new token now, unless another process holds the lease.
+fn refresh(auth: &Auth, store: &Store, fetch: &Fetch) -> Result<Token, AuthError> {
     let key = key(auth);
     let row = store.token(&key).unwrap_or_default();
     if !store.try_lease(&key, fetch.lease(), longest_lease(fetch), row.fetched_at) {
@@ -130,8 +208,8 @@ pub fn refresh(auth: &Auth, store: &Store, fetch: &Fetch) -> Result<Token, AuthE
     renew(auth, &key, store, fetch, row.token.as_ref()).inspect_err(|_| store.release(&key))
 }
 
-/// Where tokens come from, for `pfxhttp token`: kinds and hosts only (URLs may hold secrets).
-pub fn describe(auth: &Auth) -> String {
+/// Where tokens come from: kinds and hosts only (URLs may hold secrets).
+fn describe(auth: &Auth) -> String {
     let host = |url: &str| reqwest::Url::parse(url).map_or_else(|_| "?".into(), |u| crate::http::host_of(&u));
     match auth {
         Auth::Jwt(j) => format!("jwt_auth, token endpoint at {}", host(&j.token_endpoint)),

@@ -1,35 +1,10 @@
 //! Tokens as token endpoints return them.
 
-use crate::state::now_ms;
+use crate::state::{Token, now_ms};
 use base64::Engine as _;
 
 /// How long a token without any expiry information is used.
 const DEFAULT_LIFETIME_MS: i64 = 5 * 60 * 1000;
-
-/// An access token. Its text never goes to a log line, a reply or an error message.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Token {
-    pub access: String,
-    pub refresh: Option<String>,
-    /// Unix milliseconds.
-    pub expires_at: i64,
-}
-
-impl std::fmt::Debug for Token {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Token(***, expires_at {})", self.expires_at)
-    }
-}
-
-impl Token {
-    /// When one process should start fetching a new one: max(30 s, 10 % of the lifetime) before
-    /// expiry, so that the token in use stays valid meanwhile; for a short-lived token, halfway.
-    pub fn refresh_from(&self, fetched_at: i64) -> i64 {
-        let lifetime = self.expires_at - fetched_at;
-        let ahead = (lifetime / 10).max(30_000).min(lifetime / 2);
-        self.expires_at - ahead
-    }
-}
 
 /// Reads a token endpoint's JSON answer: `access_token` or `token`, `refresh_token`,
 /// `expires_at` (unix seconds) or `expires_in` (seconds); without either, the JWT's `exp`

@@ -23,7 +23,7 @@ pub(super) fn config(root: &Value, identity: &str, mut d: Diagnostics) -> Loaded
     let mut logging = LogSettings::default();
     let mut limits = Limits::default();
     let Some(mut top) = Table::open(root, "", d) else {
-        return Loaded { config: None, logging, limits, diagnostics: std::mem::take(d) };
+        return Loaded::new(None, logging, limits, std::mem::take(d));
     };
     let mut inherited = Inherited {
         timeout: Duration::from_secs(5),
@@ -105,7 +105,7 @@ pub(super) fn config(root: &Value, identity: &str, mut d: Diagnostics) -> Loaded
         policies,
         clients,
     });
-    Loaded { config, logging, limits, diagnostics: std::mem::take(d) }
+    Loaded::new(config, logging, limits, std::mem::take(d))
 }
 
 fn logging_settings(path: &str, v: &Value, out: &mut LogSettings, d: &mut Diagnostics) {

@@ -63,17 +63,34 @@ impl Config {
     }
 }
 
-/// What loading produced: the config if it is valid, and what is known in any case.
+/// What loading produced: the valid config or every error, and what is known in any case.
 #[derive(Debug)]
 pub struct Loaded {
-    /// `None` when there were errors.
-    pub config: Option<Config>,
+    /// The configuration, or every error that makes it unusable, each with its YAML path.
+    pub config: Result<Config, Vec<String>>,
+    /// Things that load but do not do what the file may expect, each with its path; a valid
+    /// configuration may have some too.
+    pub warnings: Vec<String>,
     /// Logging settings as far as the file could be read (defaults otherwise), so that even a
     /// broken configuration can be reported to the right syslog socket.
     pub logging: LogSettings,
     /// Request limits as far as known.
     pub limits: Limits,
-    pub diagnostics: Diagnostics,
+    /// Paths of secrets written in the file itself, for the warning about a file that other
+    /// users can read.
+    inline_secrets: Vec<String>,
+}
+
+impl Loaded {
+    /// The result of loading: `config` counts only when `found` has no error.
+    fn new(config: Option<Config>, logging: LogSettings, limits: Limits, found: Diagnostics) -> Loaded {
+        let Diagnostics { errors, warnings, inline_secrets } = found;
+        let config = match config {
+            Some(config) if errors.is_empty() => Ok(config),
+            _ => Err(errors),
+        };
+        Loaded { config, warnings, logging, limits, inline_secrets }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -334,7 +351,10 @@ pub fn load(path: &Path, format: Format) -> Loaded {
             // share a token, and it takes no secret that a reader of the database could guess.
             let identity = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
             let mut loaded = load_text(&text, format, &origin, &identity.display().to_string());
-            source::warn_readable_secrets(&origin, mode, &mut loaded.diagnostics);
+            let mut readable =
+                Diagnostics { inline_secrets: std::mem::take(&mut loaded.inline_secrets), ..Default::default() };
+            source::warn_readable_secrets(&origin, mode, &mut readable);
+            loaded.warnings.append(&mut readable.warnings);
             loaded
         }
         Err(e) => refused(&origin, e),
@@ -368,7 +388,7 @@ fn load_text(text: &str, format: Format, origin: &str, identity: &str) -> Loaded
 fn refused(origin: &str, why: String) -> Loaded {
     let mut diagnostics = Diagnostics::default();
     diagnostics.error(origin, why);
-    Loaded { config: None, logging: LogSettings::default(), limits: Limits::default(), diagnostics }
+    Loaded::new(None, LogSettings::default(), Limits::default(), diagnostics)
 }
 
 #[cfg(test)]

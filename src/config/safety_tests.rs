@@ -14,9 +14,9 @@ fn load(yaml: &str) -> Loaded {
 /// The skip_verify warnings of a config: (path, message).
 fn skip_verify_warnings(yaml: &str) -> Vec<(String, String)> {
     let loaded = load(yaml);
-    assert!(loaded.diagnostics.errors.is_empty(), "{:?}", loaded.diagnostics.errors);
+    assert!(loaded.config.is_ok(), "{:?}", loaded.config.as_ref().err());
     let split = |w: &String| w.split_once(": ").map(|(p, m)| (p.to_string(), m.to_string())).unwrap();
-    loaded.diagnostics.warnings.iter().filter(|w| w.contains("skip_verify")).map(split).collect()
+    loaded.warnings.iter().filter(|w| w.contains("skip_verify")).map(split).collect()
 }
 
 #[test]
@@ -42,18 +42,19 @@ fn skip_verify_warns_the_same_in_every_spelling_and_place() {
 fn proxy_schemes_reqwest_would_ignore_are_errors() {
     for scheme in ["ftp", "socks5", "socks5h", "socks4", "socks4a"] {
         let url = format!("{scheme}://proxy.example:1080");
-        let errors = load(&format!("server:\n  http_client: {{ proxy: '{url}' }}\n{DEMO}")).diagnostics.errors;
+        let errors =
+            load(&format!("server:\n  http_client: {{ proxy: '{url}' }}\n{DEMO}")).config.err().unwrap_or_default();
         assert!(
             errors.iter().any(|e| e.starts_with("server.http_client.proxy: ") && e.contains(&format!("{scheme:?}"))),
             "{url}: {errors:?}"
         );
         let entry = format!("socket_maps:\n  demo: {{ target: 'http://a/x', value_field: r, proxy: '{url}' }}\n");
-        let errors = load(&entry).diagnostics.errors;
+        let errors = load(&entry).config.err().unwrap_or_default();
         assert!(errors.iter().any(|e| e.starts_with("socket_maps.demo.proxy: ")), "{url}: {errors:?}");
     }
     for url in ["http://proxy.example:3128", "https://user:pw@proxy.example", ""] {
         let loaded = load(&format!("server:\n  http_client: {{ proxy: '{url}' }}\n{DEMO}"));
-        assert!(loaded.config.is_some(), "{url}: {:?}", loaded.diagnostics.errors);
+        assert!(loaded.config.is_ok(), "{url}: {:?}", loaded.config.as_ref().err());
     }
 }
 
@@ -99,9 +100,9 @@ const SECRET_PATHS: &[&str] = &[
 fn inline_secrets_in_a_file_others_can_read_are_a_warning() {
     let dir = tempfile::tempdir().unwrap();
     let loaded = load_file(SECRETS, 0o644, dir.path());
-    assert!(loaded.config.is_some(), "{:?}", loaded.diagnostics.errors);
-    let warnings: Vec<&String> = loaded.diagnostics.warnings.iter().filter(|w| w.contains("0644")).collect();
-    assert_eq!(warnings.len(), 1, "{:?}", loaded.diagnostics.warnings);
+    assert!(loaded.config.is_ok(), "{:?}", loaded.config.as_ref().err());
+    let warnings: Vec<&String> = loaded.warnings.iter().filter(|w| w.contains("0644")).collect();
+    assert_eq!(warnings.len(), 1, "{:?}", loaded.warnings);
     let w = warnings[0];
     assert!(w.starts_with(&format!("{}: ", dir.path().join("pfxhttp.yml").display())), "{w}");
     for path in SECRET_PATHS {
@@ -112,11 +113,11 @@ fn inline_secrets_in_a_file_others_can_read_are_a_warning() {
     }
     assert!(w.contains("_file"), "suggests the *_file forms: {w}");
     for pw in ["proxypw", "basicpw", "jwtpw", "oidcpw", "hdrpw", "keypw"] {
-        assert!(!loaded.diagnostics.warnings.concat().contains(pw), "secret {pw} in a warning");
+        assert!(!loaded.warnings.concat().contains(pw), "secret {pw} in a warning");
     }
 
     // Group-readable only: no warning, nor for secrets kept in files.
-    let quiet = |l: &Loaded| !l.diagnostics.warnings.iter().any(|w| w.contains("mode 0"));
+    let quiet = |l: &Loaded| !l.warnings.iter().any(|w| w.contains("mode 0"));
     assert!(quiet(&load_file(SECRETS, 0o640, dir.path())), "group-readable is the usual root:postfix 0640");
     let pw = dir.path().join("pw");
     std::fs::write(&pw, "user:pw").unwrap();
@@ -125,7 +126,7 @@ fn inline_secrets_in_a_file_others_can_read_are_a_warning() {
         pw.display()
     );
     let loaded = load_file(&files, 0o644, dir.path());
-    assert!(loaded.config.is_some() && quiet(&loaded), "{:?}", loaded.diagnostics);
+    assert!(loaded.config.is_ok() && quiet(&loaded), "{:?}", loaded.warnings);
 }
 
 #[test]
@@ -136,7 +137,7 @@ fn a_file_over_1_mib_is_refused_before_parsing() {
         let path = dir.path().join("big.yml");
         std::fs::write(&path, &big).unwrap();
         let loaded = super::load(&path, format);
-        let errors = loaded.diagnostics.errors;
+        let errors = loaded.config.err().unwrap_or_default();
         assert_eq!(errors.len(), 1, "{errors:?}");
         assert!(errors[0].starts_with(&format!("{}: ", path.display())), "{errors:?}");
         assert!(
@@ -147,7 +148,7 @@ fn a_file_over_1_mib_is_refused_before_parsing() {
     // Just under the limit still loads.
     let fits = format!("{DEMO}#{}\n", "x".repeat((1 << 20) - DEMO.len() - 2));
     assert_eq!(fits.len(), 1 << 20);
-    assert!(load(&fits).config.is_some());
+    assert!(load(&fits).config.is_ok());
 }
 
 /// One anchor of `anchor_bytes` repeated `times` times by alias.
@@ -162,7 +163,7 @@ fn aliases_expanding_beyond_the_bound_are_refused_quickly() {
     let bomb = alias_bomb(512 << 10, 300);
     assert!(bomb.len() < 1 << 20);
     let started = Instant::now();
-    let errors = load(&bomb).diagnostics.errors;
+    let errors = load(&bomb).config.err().unwrap_or_default();
     assert!(started.elapsed().as_secs() < 2, "took {:?}", started.elapsed());
     assert_eq!(errors.len(), 1, "{errors:?}");
     assert!(errors[0].starts_with("test.yml: ") && errors[0].contains("4 MiB"), "{errors:?}");
@@ -170,11 +171,11 @@ fn aliases_expanding_beyond_the_bound_are_refused_quickly() {
     // Many small aliases: the node count is bounded as well.
     let nodes =
         format!("{DEMO}x-small: &s [{}]\nx-many: [{}]\n", vec!["1"; 1000].join(","), vec!["*s"; 2000].join(","));
-    let errors = load(&nodes).diagnostics.errors;
+    let errors = load(&nodes).config.err().unwrap_or_default();
     assert!(errors.len() == 1 && errors[0].contains("nodes"), "{errors:?}");
 
     // Modest use of aliases is fine (the unknown keys are the only errors).
-    let errors = load(&alias_bomb(1000, 100)).diagnostics.errors;
+    let errors = load(&alias_bomb(1000, 100)).config.err().unwrap_or_default();
     assert!(errors.iter().all(|e| e.contains("unknown key")), "{errors:?}");
 }
 
@@ -184,10 +185,10 @@ fn defaults_merged_into_many_entries_are_bounded_too() {
     let entries: String = (0..100).map(|i| format!("  e{i}: {{}}\n")).collect();
     let yaml =
         format!("socket_maps:\n  defaults: {{ target: http://a/x, value_field: r, payload: '{payload}' }}\n{entries}");
-    let errors = load(&yaml).diagnostics.errors;
+    let errors = load(&yaml).config.err().unwrap_or_default();
     assert!(errors.iter().any(|e| e.starts_with("socket_maps.defaults: ") && e.contains("4 MiB")), "{errors:?}");
     let few: String = (0..10).map(|i| format!("  e{i}: {{}}\n")).collect();
     let yaml =
         format!("socket_maps:\n  defaults: {{ target: http://a/x, value_field: r, payload: '{payload}' }}\n{few}");
-    assert!(load(&yaml).config.is_some());
+    assert!(load(&yaml).config.is_ok());
 }

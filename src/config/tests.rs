@@ -6,8 +6,8 @@ fn load(yaml: &str) -> Loaded {
 
 fn errors(yaml: &str) -> Vec<String> {
     let loaded = load(yaml);
-    assert!(loaded.config.is_none(), "expected errors, got a config");
-    loaded.diagnostics.errors
+    assert!(loaded.config.is_err(), "expected errors, got a config");
+    loaded.config.err().unwrap_or_default()
 }
 
 /// The Go pfxhttp v1.1 era: listeners, jwt_auth with a SQLite path, viper-lowercased names.
@@ -101,7 +101,7 @@ socket_maps:
 #[test]
 fn go_v1_1_config_loads() {
     let loaded = load(GO_V1_1);
-    assert!(loaded.diagnostics.errors.is_empty(), "{:?}", loaded.diagnostics.errors);
+    assert!(loaded.config.is_ok(), "{:?}", loaded.config.as_ref().err());
     let config = loaded.config.unwrap();
     let map = config.map("demomap").expect("names match case-insensitively");
     assert!(config.map("DEMOMAP").is_some());
@@ -110,7 +110,7 @@ fn go_v1_1_config_loads() {
     assert_eq!(map.timeout, Duration::from_secs(10));
     assert!(config.clients[map.client].tls.skip_verify, "http_client_skip_verify is an alias");
     assert_eq!(config.state_db, StateDb::File("/tmp/pfxhttp-test.db".into()));
-    let warnings = loaded.diagnostics.warnings.join("\n");
+    let warnings = loaded.warnings.join("\n");
     for key in
         ["server.listen", "server.http_client.max_connections_per_host", "server.http_client.idle_connection_timeout"]
     {
@@ -121,7 +121,7 @@ fn go_v1_1_config_loads() {
 #[test]
 fn go_v2_config_loads_with_defaults_merged() {
     let loaded = load(GO_V2);
-    assert!(loaded.diagnostics.errors.is_empty(), "{:?}", loaded.diagnostics.errors);
+    assert!(loaded.config.is_ok(), "{:?}", loaded.config.as_ref().err());
     let config = loaded.config.unwrap();
     let demo = config.map("demo").unwrap();
     assert_eq!(demo.targets.len(), 1, "target comes from defaults");
@@ -131,7 +131,7 @@ fn go_v2_config_loads_with_defaults_merged() {
     assert!(config.map("defaults").is_none());
     assert_eq!(config.logging.level, Level::Debug);
     assert!(config.logging.json);
-    let warnings = loaded.diagnostics.warnings.join("\n");
+    let warnings = loaded.warnings.join("\n");
     for key in [
         "server.run_as_user",
         "server.response_cache",
@@ -200,7 +200,7 @@ fn names_differing_only_in_case_are_an_error() {
 fn value_field_is_required_except_for_text() {
     let errs = errors("socket_maps:\n  m: { target: 'http://x/' }\n");
     assert!(errs[0].contains("value_field is required"), "{errs:?}");
-    assert!(load("socket_maps:\n  m: { target: 'http://x/', response: text }\n").config.is_some());
+    assert!(load("socket_maps:\n  m: { target: 'http://x/', response: text }\n").config.is_ok());
 }
 
 #[test]
@@ -242,7 +242,7 @@ fn not_found_status_cannot_swallow_outages() {
     let errs = errors("socket_maps:\n  m: { target: 'http://x/', value_field: r, not_found_status: [404, 503] }\n");
     assert!(errs[0].starts_with("socket_maps.m.not_found_status: 5xx and 429"), "{errs:?}");
     let loaded = load("socket_maps:\n  m: { target: 'http://x/', value_field: r, not_found_status: 200 }\n");
-    assert!(loaded.diagnostics.warnings[0].contains("not_found_status wins"), "{:?}", loaded.diagnostics);
+    assert!(loaded.warnings[0].contains("not_found_status wins"), "{:?}", loaded.warnings);
 }
 
 #[test]

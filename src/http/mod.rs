@@ -62,6 +62,14 @@ pub enum HttpError {
     Other(String),
 }
 
+impl HttpError {
+    /// Whether the host is to blame: no connection, no TLS, or no answer in time. Another host
+    /// may do better then; after a broken or oversized answer, or a local problem, it would not.
+    pub fn host_at_fault(&self) -> bool {
+        matches!(self, HttpError::Connect(_) | HttpError::Tls(_) | HttpError::Timeout)
+    }
+}
+
 /// Sends requests.
 pub trait Transport {
     fn send(&self, request: &Request, attempt: Attempt) -> Result<Response, HttpError>;

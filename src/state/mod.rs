@@ -17,7 +17,7 @@ mod walk;
 pub use db::{DbError, SCHEMA_VERSION, check};
 pub use health::{Mark, backoff, now_ms};
 pub use init::{Owner, init};
-pub use tokens::TokenRow;
+pub use tokens::{Token, TokenRow};
 
 use crate::config::StateDb;
 use crate::log;

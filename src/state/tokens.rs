@@ -10,9 +10,33 @@
 
 use super::Store;
 use super::health::now_ms;
-use crate::auth::token::Token;
 use rusqlite::{OptionalExtension, params};
 use std::time::Duration;
+
+/// An access token. Its text never goes to a log line, a reply or an error message.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Token {
+    pub access: String,
+    pub refresh: Option<String>,
+    /// Unix milliseconds.
+    pub expires_at: i64,
+}
+
+impl std::fmt::Debug for Token {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Token(***, expires_at {})", self.expires_at)
+    }
+}
+
+impl Token {
+    /// When one process should start fetching a new one: max(30 s, 10 % of the lifetime) before
+    /// expiry, so that the token in use stays valid meanwhile; for a short-lived token, halfway.
+    pub fn refresh_from(&self, fetched_at: i64) -> i64 {
+        let lifetime = self.expires_at - fetched_at;
+        let ahead = (lifetime / 10).max(30_000).min(lifetime / 2);
+        self.expires_at - ahead
+    }
+}
 
 /// A token row: the token (if any) and when to refresh it.
 #[derive(Debug, Clone, Default)]

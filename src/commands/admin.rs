@@ -1,0 +1,169 @@
+//! The commands run by hand that look things up: `check`, `query` and `policy-query`, and the
+//! setup every command run by hand shares.
+
+use crate::answer::Outcome;
+use crate::config::{self, Config, Entry, Format, Loaded, StateDb};
+use crate::http::Clients;
+use crate::serve::Server;
+use crate::state::Store;
+use crate::text::printable;
+use crate::{exit, log, reply};
+use std::collections::BTreeMap;
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+
+/// What a command run by hand works with, built once: the valid configuration and its HTTP
+/// clients.
+pub(super) struct Setup {
+    pub config: Config,
+    pub clients: Clients,
+}
+
+impl Setup {
+    /// Loads the configuration at `path`; when it is not valid, prints its warnings and errors
+    /// and gives the exit status.
+    pub(super) fn load(path: Result<PathBuf, String>, format: Format) -> Result<Setup, u8> {
+        let (loaded, _) = load(path, format)?;
+        match loaded.config {
+            Ok(config) => {
+                let clients = Clients::new(&config.clients);
+                Ok(Setup { config, clients })
+            }
+            Err(ref errors) => {
+                print_diagnostics(&loaded.warnings, errors);
+                Err(exit::CONFIG)
+            }
+        }
+    }
+
+    /// A server for a lookup run by hand. Its state is its own: run as root, it must not create
+    /// root-owned database files that the spawn service's user could then not open.
+    fn server<'a>(&'a self, store: &'a Store, verbose: bool) -> Server<'a> {
+        Server { config: Ok(&self.config), transport: &self.clients, store, verbose }
+    }
+}
+
+/// Loads the configuration for a command run by hand; with no file to load, prints why.
+fn load(path: Result<PathBuf, String>, format: Format) -> Result<(Loaded, PathBuf), u8> {
+    let path = path.map_err(|e| {
+        eprintln!("pfxhttp: {e}");
+        exit::CONFIG
+    })?;
+    let loaded = config::load(&path, format);
+    log::init(&loaded.logging);
+    Ok((loaded, path))
+}
+
+fn print_diagnostics(warnings: &[String], errors: &[String]) {
+    for w in warnings {
+        eprintln!("warning: {w}");
+    }
+    for e in errors {
+        eprintln!("error: {e}");
+    }
+}
+
+pub(super) fn check(path: Result<PathBuf, String>, format: Format) -> u8 {
+    let (loaded, path) = match load(path, format) {
+        Ok(l) => l,
+        Err(code) => return code,
+    };
+    let config = match &loaded.config {
+        Ok(config) => config,
+        Err(errors) => {
+            print_diagnostics(&loaded.warnings, errors);
+            eprintln!("{}: {} error(s)", path.display(), errors.len());
+            return exit::CONFIG;
+        }
+    };
+    print_diagnostics(&loaded.warnings, &[]);
+    for note in notes(config) {
+        eprintln!("{note}");
+    }
+    let names = |entries: &[Entry]| entries.iter().map(|e| e.name.as_str()).collect::<Vec<_>>().join(", ");
+    println!(
+        "{}: OK ({} socket map(s): {}; {} policy service(s): {})",
+        path.display(),
+        config.maps.len(),
+        names(&config.maps),
+        config.policies.len(),
+        names(&config.policies)
+    );
+    exit::OK
+}
+
+/// What `check` warns of in a valid configuration beyond the file itself.
+fn notes(config: &Config) -> Vec<String> {
+    let mut notes = Vec::new();
+    if !Path::new(&config.logging.syslog_socket).exists() {
+        notes.push(format!(
+            "warning: server.logging.syslog_socket: {} does not exist; serving processes log nothing",
+            config.logging.syslog_socket.display()
+        ));
+    }
+    if let StateDb::Memory = config.state_db
+        && config.maps.iter().chain(&config.policies).any(|e| e.auth.is_some())
+    {
+        notes.push("warning: server.state_db: with :memory: every process fetches a token of its own".to_string());
+    }
+    notes
+}
+
+pub(super) fn query(path: Result<PathBuf, String>, format: Format, map: &str, key: &str, verbose: bool) -> u8 {
+    let setup = match Setup::load(path, format) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let store = Store::new(&StateDb::Memory);
+    let (outcome, report) = setup.server(&store, verbose).map_lookup(map, key.as_bytes());
+    if let Some(r) = &report {
+        for line in &r.transcript {
+            eprintln!("{}", printable(line));
+        }
+    }
+    let reply = reply::socketmap(&outcome, setup.config.socketmap_max_reply_size);
+    println!("{}", reply.wire);
+    match reply.kind {
+        reply::Kind::Found => exit::OK,
+        reply::Kind::NotFound => exit::NOT_FOUND,
+        reply::Kind::Failed => exit::TEMPFAIL,
+    }
+}
+
+pub(super) fn policy_query(
+    path: Result<PathBuf, String>,
+    format: Format,
+    service: &str,
+    args: &[String],
+    verbose: bool,
+) -> u8 {
+    let setup = match Setup::load(path, format) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let lines: Vec<String> = if args.is_empty() {
+        std::io::stdin().lock().lines().map_while(Result::ok).take_while(|l| !l.trim().is_empty()).collect()
+    } else {
+        args.to_vec()
+    };
+    let mut attrs = BTreeMap::new();
+    for line in &lines {
+        let Some((name, value)) = line.split_once('=') else {
+            eprintln!("pfxhttp: {line:?} is not name=value");
+            return exit::USAGE;
+        };
+        attrs.insert(name.trim().to_string(), value.trim().to_string());
+    }
+    let store = Store::new(&StateDb::Memory);
+    let (action, report, _) = setup.server(&store, verbose).policy_check(Some(service), &attrs);
+    if let Some(r) = &report {
+        for line in &r.transcript {
+            eprintln!("{}", printable(line));
+        }
+    }
+    println!("action={action}");
+    match report.map(|r| r.outcome) {
+        Some(Outcome::Failure(_)) | None => exit::TEMPFAIL,
+        _ => exit::OK,
+    }
+}
