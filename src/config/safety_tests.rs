@@ -192,3 +192,19 @@ fn defaults_merged_into_many_entries_are_bounded_too() {
         format!("socket_maps:\n  defaults: {{ target: http://a/x, value_field: r, payload: '{payload}' }}\n{few}");
     assert!(load(&yaml).config.is_ok());
 }
+
+#[test]
+fn deeply_nested_flow_collections_are_refused_before_parsing() {
+    // 20,000 levels took the YAML parser seconds (quadratic) before its own recursion limit
+    // ("recursion limit exceeded"); the depth is now checked first.
+    let deep = format!("{DEMO}x: {}{}\n", "[".repeat(20_000), "]".repeat(20_000));
+    let errors = load(&deep).config.err().unwrap_or_default();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(errors[0].contains("nested more than 64 deep at line"), "{errors:?}");
+    let braces = format!("{DEMO}x: {}\n", "{a: ".repeat(100));
+    assert!(load(&braces).config.err().unwrap_or_default()[0].contains("nested more than 64 deep"));
+    // Templates and ordinary nesting are far from it.
+    let fine = format!("{DEMO}x-nested: [[[[{{a: [1, {{b: '{{{{ key }}}}'}}]}}]]]]\n");
+    let errors = load(&fine).config.err().unwrap_or_default();
+    assert!(errors.iter().all(|e| e.contains("unknown key")), "{errors:?}");
+}

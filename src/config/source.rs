@@ -106,12 +106,39 @@ impl Cost {
 /// is first walked without building anything (aliases replay parser events, nothing is
 /// copied), so a hostile file is refused after reading at most the bounds.
 pub fn parse_yaml(text: &str) -> Result<Value, String> {
+    if let Some(line) = too_deep(text) {
+        return Err(format!("flow collections ([ ] and {{ }}) nested more than {MAX_FLOW_DEPTH} deep at line {line}"));
+    }
     let cost = Cost::default();
     if Count(&cost).deserialize(serde_yaml::Deserializer::from_str(text)).is_err() && cost.exceeded.get() {
         return Err(Cost::message("its aliases expand to"));
     }
     // Other errors are reported by the parse that builds the tree, as they always were.
     serde_yaml::from_str(text).map_err(|e| format!("not valid YAML: {e}"))
+}
+
+/// How deep `[`/`{` may nest. The YAML parser takes time quadratic in the depth before its own
+/// recursion limit stops it (a 400 KB file kept `check` busy for minutes), so deeper files are
+/// refused before parsing; a real config nests a few levels.
+pub const MAX_FLOW_DEPTH: usize = 64;
+
+/// The line where `[`/`{` first nest deeper than [`MAX_FLOW_DEPTH`], if they do. Brackets in
+/// quoted strings count too: a template's `{{ }}` is two levels, and nothing real comes near.
+fn too_deep(text: &str) -> Option<usize> {
+    let mut depth = 0usize;
+    let mut line = 1;
+    for b in text.bytes() {
+        match b {
+            b'[' | b'{' => depth += 1,
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            b'\n' => line += 1,
+            _ => {}
+        }
+        if depth > MAX_FLOW_DEPTH {
+            return Some(line);
+        }
+    }
+    None
 }
 
 /// A visitor that only counts what it is shown.
