@@ -1,7 +1,7 @@
 //! Backend authentication blocks: `jwt_auth` (Go pfxhttp v1.1) and `backend_oidc_auth` (v2).
 //! They are parsed and validated here; fetching tokens is the job of the auth module.
 
-use super::build::{Inherited, client_index, tls};
+use super::http_client::{Inherited, client_index, tls};
 use super::tree::{self, Diagnostics, Table, join};
 use super::*;
 use serde_yaml::Value;

@@ -1,10 +1,18 @@
 //! One `socket_maps` or `policy_services` entry: targets, request, answer and auth settings.
 
-use super::build::{Scope, client_index, http_client, http_keys, tls};
+use super::http_client::{Inherited, client_index, http_client, http_keys, tls};
 use super::tree::{self, Diagnostics, Table};
 use super::*;
 use crate::template::{self, Context, Template};
 use serde_yaml::Value;
+
+/// Where a section's entries stand: the config file's identity, the section's name, and the
+/// server-level settings.
+pub(super) struct Scope<'a> {
+    pub(super) identity: &'a str,
+    pub(super) section: &'a str,
+    pub(super) inherited: &'a Inherited,
+}
 
 pub(super) fn entry(
     path: &str,

@@ -9,6 +9,7 @@ mod auth;
 mod build;
 pub mod duration;
 mod entry;
+mod http_client;
 mod source;
 mod tree;
 
