@@ -391,7 +391,7 @@ fn token(path: Result<std::path::PathBuf, String>, format: Format, name: &str, r
     println!("{}: {}", entry.name, crate::auth::describe(auth));
     if refresh {
         let clients = Clients::new(&config.clients);
-        let deadline = std::time::Instant::now() + entry.deadline;
+        let deadline = std::time::Instant::now() + entry.retry.deadline;
         let fetch = crate::auth::fetch::Fetch::for_entry(entry, &clients, deadline);
         if let Err(e) = crate::auth::refresh(auth, &store, &fetch) {
             eprintln!("pfxhttp: {}", printable(&e.to_string()));
