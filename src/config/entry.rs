@@ -36,7 +36,7 @@ pub(super) fn entry(
     let (targets, plain_targets) = targets(path, &mut t, &sample, d);
     let retry = retry(&mut t, &http, targets.len(), d);
     let ctx = Ctx { path, kind, sample: &sample, plain_targets: plain_targets.as_deref() };
-    let mut request = request(&mut t, &ctx, http.user_agent.clone(), d);
+    let mut request = request(&mut t, &ctx, http.user_agent, d);
     let mut answer = answer(path, &mut t, http.max_response_bytes, d);
     request.compression = flag(&mut t, "http_request_compression", d);
     answer.compression = flag(&mut t, "http_response_compression", d);
