@@ -4,6 +4,12 @@
 //! ([`tree::Diagnostics`]). Files written for the Go pfxhttp load unchanged: daemon-only keys are
 //! accepted with a warning, `defaults` sections are merged into their entries, `{{ .Key }}`
 //! payloads are rewritten, and names match case-insensitively.
+//!
+//! Reading runs one way, top down: `build` reads the file and its `server` section, `entry` reads
+//! each `socket_maps` or `policy_services` entry from its parts (`request`, `answer`, `retry`, and
+//! `auth` for the token blocks), `http_client` reads the HTTP client and TLS settings an entry
+//! inherits from `server`, `templates` compiles and tries templates, and `tree` walks the YAML and
+//! collects the [`Diagnostics`].
 
 mod answer;
 mod auth;
