@@ -52,10 +52,10 @@ impl Outcome {
 /// Maps a response to an outcome as `entry` describes.
 pub fn interpret(entry: &Entry, response: &Response) -> Outcome {
     let status = response.status;
-    if entry.not_found_status.contains(&status) {
+    if entry.answer.not_found_status.contains(&status) {
         return Outcome::NotFound;
     }
-    if !entry.status_codes.contains(&status) {
+    if !entry.answer.status_codes.contains(&status) {
         let reason = format!("unexpected HTTP status {status}");
         // 4xx says the request is wrong and will stay wrong; 429 only means "busy".
         return if (400..500).contains(&status) && status != 429 {
@@ -64,7 +64,7 @@ pub fn interpret(entry: &Entry, response: &Response) -> Outcome {
             Outcome::temporary(reason)
         };
     }
-    match entry.response {
+    match entry.answer.mode {
         ResponseMode::Text => {
             let html = response
                 .headers
@@ -84,12 +84,12 @@ pub fn interpret(entry: &Entry, response: &Response) -> Outcome {
                     .map(|v| String::from_utf8_lossy(v.as_bytes()).trim().to_string())
                     .filter(|v| !v.is_empty())
             };
-            if let Some(err) = header(&entry.error_header)
-                && err != entry.no_error_value
+            if let Some(err) = header(&entry.answer.error_header)
+                && err != entry.answer.no_error_value
             {
                 return Outcome::permanent(format!("backend error: {err}"));
             }
-            header(&entry.value_header).map_or(Outcome::NotFound, Outcome::Found)
+            header(&entry.answer.value_header).map_or(Outcome::NotFound, Outcome::Found)
         }
         ResponseMode::Json => json(entry, &response.body),
     }
@@ -103,11 +103,11 @@ fn json(entry: &Entry, body: &[u8]) -> Outcome {
         }
         Err(e) => return Outcome::temporary(format!("invalid backend response: not JSON ({})", json_error(&e))),
     };
-    if let Some(field) = &entry.error_field {
+    if let Some(field) = &entry.answer.error_field {
         match field.find(&doc) {
             Found::Value(v) => {
                 if let Some(text) = error_text(v)
-                    && text != entry.no_error_value
+                    && text != entry.answer.no_error_value
                 {
                     return Outcome::permanent(format!("backend error: {text}"));
                 }
@@ -116,9 +116,9 @@ fn json(entry: &Entry, body: &[u8]) -> Outcome {
             Found::WrongShape(e) => return Outcome::temporary(format!("invalid backend response: {e}")),
         }
     }
-    let Some(field) = &entry.value_field else { return Outcome::NotFound };
+    let Some(field) = &entry.answer.value_field else { return Outcome::NotFound };
     match field.find(&doc) {
-        Found::Value(v) => value::to_text(v, &entry.value_separator).map_or(Outcome::NotFound, Outcome::Found),
+        Found::Value(v) => value::to_text(v, &entry.answer.value_separator).map_or(Outcome::NotFound, Outcome::Found),
         Found::Absent => Outcome::NotFound,
         Found::WrongShape(e) => Outcome::temporary(format!("invalid backend response: {e}")),
     }

@@ -89,7 +89,7 @@ impl<'s> Hosts<'s> {
 /// `balance` order, then the marked ones in config order (tried anyway when all are marked).
 fn order(entry: &Entry, down: &[bool]) -> Vec<usize> {
     let (mut healthy, marked): (Vec<usize>, Vec<usize>) = (0..entry.targets.len()).partition(|&i| !down[i]);
-    if entry.balance == Balance::Random {
+    if entry.retry.balance == Balance::Random {
         fastrand::shuffle(&mut healthy);
     }
     healthy.extend(marked);
@@ -115,7 +115,7 @@ pub fn retryable(entry: &Entry, result: &Result<Response, HttpError>) -> bool {
 
 /// A status the entry accepts as an answer (value or "not found").
 fn expected(entry: &Entry, status: u16) -> bool {
-    entry.status_codes.contains(&status) || entry.not_found_status.contains(&status)
+    entry.answer.status_codes.contains(&status) || entry.answer.not_found_status.contains(&status)
 }
 
 /// How long to wait before attempt number `attempt` (0-based) on host number `slot` of the

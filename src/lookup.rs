@@ -43,7 +43,7 @@ pub fn run(
     verbose: bool,
 ) -> Report {
     let started = Instant::now();
-    let deadline = started + entry.deadline;
+    let deadline = started + entry.retry.deadline;
     let mut report = Report {
         // Every path below sets the outcome; should one not, the lookup fails rather than answers.
         outcome: Outcome::temporary("no attempt was made"),
@@ -121,7 +121,7 @@ fn attempts(
     verbose: bool,
 ) -> Last {
     let mut last: Last = None;
-    for attempt in 0..entry.max_attempts {
+    for attempt in 0..entry.retry.max_attempts {
         let index = hosts.pick(attempt);
         if let Some((_, result)) = &last {
             let wait = failover::wait_before(attempt, hosts.len(), result);
@@ -134,16 +134,16 @@ fn attempts(
             break;
         };
         let request = Request {
-            method: entry.method.clone(),
+            method: entry.request.method.clone(),
             url: hosts.url(index).clone(),
             headers: headers.clone(),
             body: body.clone(),
         };
         let limits = Attempt {
             client: entry.client,
-            timeout: entry.timeout.min(remaining),
-            max_response_bytes: entry.max_response_bytes,
-            gunzip: entry.response_compression,
+            timeout: entry.retry.timeout.min(remaining),
+            max_response_bytes: entry.answer.max_response_bytes,
+            gunzip: entry.answer.compression,
         };
         let host = http::host_of(&request.url);
         if verbose {
@@ -166,7 +166,7 @@ fn attempts(
             };
             log::debug(&format!("{} attempt {} to {host}: {said}", entry.name, attempt + 1));
         }
-        hosts.record(entry, index, &result, limits.timeout < entry.timeout);
+        hosts.record(entry, index, &result, limits.timeout < entry.retry.timeout);
         let again = failover::retryable(entry, &result);
         last = Some((host, result));
         if !again {
@@ -181,7 +181,7 @@ fn outcome(entry: &Entry, last: Last) -> Outcome {
     match last {
         Some((_, Ok(response))) => answer::interpret(entry, &response),
         Some((host, Err(e))) => failure(&host, e),
-        None => Outcome::timeout(format!("deadline of {} ms passed", entry.deadline.as_millis())),
+        None => Outcome::timeout(format!("deadline of {} ms passed", entry.retry.deadline.as_millis())),
     }
 }
 
@@ -208,29 +208,29 @@ fn prepare(entry: &Entry, vars: &upon::Value, request_id: &str) -> Result<(http:
     let value = |name: &HeaderName, s: &str| {
         HeaderValue::from_str(s).map_err(|_| format!("header {name}: the value holds a byte that cannot be sent"))
     };
-    set(header::USER_AGENT, value(&header::USER_AGENT, &entry.user_agent)?);
+    set(header::USER_AGENT, value(&header::USER_AGENT, &entry.request.user_agent)?);
     let request_id_header = HeaderName::from_static("x-request-id");
     set(request_id_header.clone(), value(&request_id_header, request_id)?);
     let mut body = None;
-    if let Some(payload) = &entry.payload {
+    if let Some(payload) = &entry.request.payload {
         let rendered = payload.render(vars).map_err(|e| format!("payload template: {e}"))?;
-        set(header::CONTENT_TYPE, value(&header::CONTENT_TYPE, &entry.content_type)?);
-        body = Some(if entry.request_compression {
+        set(header::CONTENT_TYPE, value(&header::CONTENT_TYPE, &entry.request.content_type)?);
+        body = Some(if entry.request.compression {
             set(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
             gzip(rendered.as_bytes())
         } else {
             rendered.into_bytes()
         });
     }
-    if entry.response_compression {
+    if entry.answer.compression {
         set(header::ACCEPT_ENCODING, HeaderValue::from_static("gzip"));
     }
-    if let Some(auth) = &entry.basic_auth {
+    if let Some(auth) = &entry.request.basic_auth {
         let mut v = value(&header::AUTHORIZATION, &auth.0)?;
         v.set_sensitive(true);
         set(header::AUTHORIZATION, v);
     }
-    for (name, tpl) in &entry.headers {
+    for (name, tpl) in &entry.request.headers {
         let rendered = tpl.render(vars).map_err(|e| format!("header {name} template: {e}"))?;
         let mut v = value(name, &rendered)?;
         v.set_sensitive(!transcript::is_harmless_header(name));

@@ -127,7 +127,7 @@ impl Server<'_> {
         let id = lookup::request_id();
         let vars = template::policy_vars(&entry.name, attrs, &id);
         let report = lookup::run(entry, &vars, &id, self.transport, self.store, self.verbose);
-        let action = reply::policy_action(&report.outcome, &entry.default_action);
+        let action = reply::policy_action(&report.outcome, &entry.answer.default_action);
         (action, Some(report), entry.name.clone())
     }
 

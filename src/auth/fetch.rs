@@ -50,8 +50,8 @@ impl<'a> Fetch<'a> {
     /// [`crate::config::Auth::client`]), its timeout and user agent.
     pub fn for_entry(entry: &'a crate::config::Entry, transport: &'a dyn Transport, deadline: Instant) -> Fetch<'a> {
         let client = entry.auth.as_ref().map_or(entry.client, crate::config::Auth::client);
-        let attempt = Attempt { client, timeout: entry.timeout, max_response_bytes: 1 << 16, gunzip: false };
-        Fetch { transport, attempt, deadline, user_agent: &entry.user_agent }
+        let attempt = Attempt { client, timeout: entry.retry.timeout, max_response_bytes: 1 << 16, gunzip: false };
+        Fetch { transport, attempt, deadline, user_agent: &entry.request.user_agent }
     }
 
     /// How long a fetching process holds the lease: two requests (discovery or refresh, then

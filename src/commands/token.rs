@@ -40,7 +40,7 @@ pub(super) fn run(path: Result<PathBuf, String>, format: Format, name: &str, ref
         StateDb::Memory => StateDb::Memory,
     };
     let store = Store::new(&setting);
-    let deadline = std::time::Instant::now() + entry.deadline;
+    let deadline = std::time::Instant::now() + entry.retry.deadline;
     let Some(tokens) = Tokens::for_entry(entry, &store, &setup.clients, deadline) else {
         return exit::USAGE;
     };

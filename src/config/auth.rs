@@ -1,7 +1,7 @@
 //! Backend authentication blocks: `jwt_auth` (Go pfxhttp v1.1) and `backend_oidc_auth` (v2).
 //! They are parsed and validated here; fetching tokens is the job of the auth module.
 
-use super::build::{Inherited, client_index, tls};
+use super::http_client::{Inherited, client_index, tls};
 use super::tree::{self, Diagnostics, Table, join};
 use super::*;
 use serde_yaml::Value;
@@ -169,24 +169,7 @@ fn oidc_auth(path: &str, v: &Value, ctx: &mut Ctx<'_, '_>) -> Option<OidcAuth> {
         None => Vec::new(),
     };
     let has_secret = client_secret.is_some() || client_secret_file.is_some();
-    let method = match t.take_str("auth_method", d) {
-        None => None,
-        Some((s, p)) => match s.to_ascii_lowercase().as_str() {
-            "client_secret_basic" => Some(OidcMethod::ClientSecretBasic),
-            "client_secret_post" => Some(OidcMethod::ClientSecretPost),
-            "none" => Some(OidcMethod::None),
-            "auto" | "" => None,
-            "private_key_jwt" => {
-                d.error(&p, "private_key_jwt is not supported; use client_secret_basic or client_secret_post");
-                None
-            }
-            other => {
-                d.error(&p, format!("unknown auth_method {other:?}"));
-                None
-            }
-        },
-    }
-    .unwrap_or(if has_secret { OidcMethod::ClientSecretBasic } else { OidcMethod::None });
+    let method = auth_method(&mut t, has_secret, d);
     t.finish(d, &[("private_key_file", "private_key_jwt client authentication is not supported")]);
     if !enabled {
         return None;
@@ -211,4 +194,26 @@ fn oidc_auth(path: &str, v: &Value, ctx: &mut Ctx<'_, '_>) -> Option<OidcAuth> {
         scopes,
         method,
     })
+}
+
+/// `auth_method`; when absent or `auto`, `client_secret_basic` if there is a secret, else none.
+fn auth_method(t: &mut Table<'_>, has_secret: bool, d: &mut Diagnostics) -> OidcMethod {
+    match t.take_str("auth_method", d) {
+        None => None,
+        Some((s, p)) => match s.to_ascii_lowercase().as_str() {
+            "client_secret_basic" => Some(OidcMethod::ClientSecretBasic),
+            "client_secret_post" => Some(OidcMethod::ClientSecretPost),
+            "none" => Some(OidcMethod::None),
+            "auto" | "" => None,
+            "private_key_jwt" => {
+                d.error(&p, "private_key_jwt is not supported; use client_secret_basic or client_secret_post");
+                None
+            }
+            other => {
+                d.error(&p, format!("unknown auth_method {other:?}"));
+                None
+            }
+        },
+    }
+    .unwrap_or(if has_secret { OidcMethod::ClientSecretBasic } else { OidcMethod::None })
 }

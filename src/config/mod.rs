@@ -4,20 +4,33 @@
 //! ([`tree::Diagnostics`]). Files written for the Go pfxhttp load unchanged: daemon-only keys are
 //! accepted with a warning, `defaults` sections are merged into their entries, `{{ .Key }}`
 //! payloads are rewritten, and names match case-insensitively.
+//!
+//! Reading runs one way, top down: `build` reads the file and its `server` section, `entry` reads
+//! each `socket_maps` or `policy_services` entry from its parts (`request`, `answer`, `retry`, and
+//! `auth` for the token blocks), `http_client` reads the HTTP client and TLS settings an entry
+//! inherits from `server`, `templates` compiles and tries templates, and `tree` walks the YAML and
+//! collects the [`Diagnostics`].
 
+mod answer;
 mod auth;
 mod build;
 pub mod duration;
 mod entry;
+mod http_client;
+mod request;
+mod retry;
 mod source;
+mod templates;
 mod tree;
 
 use crate::template::Template;
-use crate::value::FieldPath;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use answer::Answer;
 pub use auth::ACCOUNT_FIELDS;
+pub use request::Request;
+pub use retry::Retry;
 pub use tree::{Diagnostics, scalar_text};
 
 /// Files tried in order when no `--config` is given.
@@ -284,38 +297,13 @@ pub struct Entry {
     pub name: String,
     /// URL templates, tried in turn.
     pub targets: Vec<Target>,
-    pub balance: Balance,
-    pub method: reqwest::Method,
-    /// Header templates; a repeated name was reduced to its last value.
-    pub headers: Vec<(reqwest::header::HeaderName, Template)>,
-    /// `Authorization` header value from `http_auth_basic`.
-    pub basic_auth: Option<Secret>,
-    pub payload: Option<Template>,
-    pub content_type: String,
-    pub status_codes: Vec<u16>,
-    pub not_found_status: Vec<u16>,
-    pub response: ResponseMode,
-    pub value_field: Option<FieldPath>,
-    /// In `header` mode, the header name (lowercase).
-    pub value_header: Option<String>,
-    pub error_field: Option<FieldPath>,
-    pub error_header: Option<String>,
-    pub no_error_value: String,
-    pub value_separator: String,
-    /// Per attempt.
-    pub timeout: Duration,
-    /// Per request, all attempts and waits included.
-    pub deadline: Duration,
-    pub max_attempts: usize,
-    pub max_response_bytes: usize,
-    pub user_agent: String,
     /// Index into [`Config::clients`].
     pub client: usize,
-    pub request_compression: bool,
-    pub response_compression: bool,
+    pub request: Request,
+    pub answer: Answer,
+    pub retry: Retry,
+    /// `jwt_auth` or `backend_oidc_auth`: a bearer token for every request.
     pub auth: Option<Auth>,
-    /// Policy only: the action sent when no good answer can be had.
-    pub default_action: String,
 }
 
 /// Finds the config file: `explicit`, else the first of [`SEARCH_PATH`] that exists.

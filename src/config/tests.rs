@@ -105,9 +105,9 @@ fn go_v1_1_config_loads() {
     let config = loaded.config.unwrap();
     let map = config.map("demomap").expect("names match case-insensitively");
     assert!(config.map("DEMOMAP").is_some());
-    assert_eq!(map.payload.as_ref().unwrap().source().trim(), "{\n  \"key\": \"{{ key }}\"\n}");
+    assert_eq!(map.request.payload.as_ref().unwrap().source().trim(), "{\n  \"key\": \"{{ key }}\"\n}");
     assert!(matches!(map.auth, Some(Auth::Jwt(_))));
-    assert_eq!(map.timeout, Duration::from_secs(10));
+    assert_eq!(map.retry.timeout, Duration::from_secs(10));
     assert!(config.clients[map.client].tls.skip_verify, "http_client_skip_verify is an alias");
     assert_eq!(config.state_db, StateDb::File("/tmp/pfxhttp-test.db".into()));
     let warnings = loaded.warnings.join("\n");
@@ -126,7 +126,7 @@ fn go_v2_config_loads_with_defaults_merged() {
     let demo = config.map("demo").unwrap();
     assert_eq!(demo.targets.len(), 1, "target comes from defaults");
     assert!(matches!(&demo.auth, Some(Auth::Oidc(o)) if o.client_id == "pfxhttp" && o.scopes == ["nauthilus:read"]));
-    let headers: Vec<&str> = demo.headers.iter().map(|(n, _)| n.as_str()).collect();
+    let headers: Vec<&str> = demo.request.headers.iter().map(|(n, _)| n.as_str()).collect();
     assert_eq!(headers, ["x-from-defaults", "x-own"], "defaults' headers first");
     assert!(config.map("defaults").is_none());
     assert_eq!(config.logging.level, Level::Debug);
@@ -213,11 +213,11 @@ fn template_errors_name_the_entry() {
 fn policy_defaults() {
     let config = load("policy_services:\n  p: { target: 'http://x/', value_field: action }\n").config.unwrap();
     let p = config.policy("P").unwrap();
-    assert_eq!(p.default_action, DEFAULT_POLICY_ACTION);
-    assert_eq!(p.payload.as_ref().unwrap().source(), "{{ key }}");
-    assert_eq!(p.status_codes, [200]);
-    assert_eq!(p.max_attempts, 2);
-    assert_eq!(p.deadline, Duration::from_secs(15));
+    assert_eq!(p.answer.default_action, DEFAULT_POLICY_ACTION);
+    assert_eq!(p.request.payload.as_ref().unwrap().source(), "{{ key }}");
+    assert_eq!(p.answer.status_codes, [200]);
+    assert_eq!(p.retry.max_attempts, 2);
+    assert_eq!(p.retry.deadline, Duration::from_secs(15));
 }
 
 #[test]
@@ -229,7 +229,7 @@ fn json_format() {
     );
     let config = loaded.config.unwrap();
     assert_eq!(config.maps[0].targets.len(), 2);
-    assert_eq!(config.maps[0].status_codes, [200, 201]);
+    assert_eq!(config.maps[0].answer.status_codes, [200, 201]);
 }
 
 #[test]
