@@ -1,6 +1,6 @@
 //! What the backend's HTTP answer means: a value, "not found", or a failure.
 //!
-//! Only a well-formed, expected answer may say "not found" (spec §2 rule 5): an unexpected
+//! Only a well-formed, expected answer may say "not found" (`docs/design.md#failure-rules`): an unexpected
 //! status, a body that does not parse or has the wrong shape, or an error field all become a
 //! [`Failure`], which every protocol turns into a reply that makes Postfix defer.
 

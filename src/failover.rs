@@ -1,4 +1,4 @@
-//! Host order, retries and waits within a request's deadline (spec §6).
+//! Host order, retries and waits within a request's deadline (`docs/design.md#failover-and-host-health`).
 //!
 //! A request tries the entry's hosts in `balance` order. It moves on after a connect error, a
 //! TLS handshake error, a timeout, a 5xx or a 429; any other answer is final. With one host (or

@@ -22,10 +22,32 @@
 //! # Layout
 //!
 //! Requests flow one way: [`connection`] reads bytes, a codec in [`proto`] turns them into a
-//! request, [`lookup`] renders the HTTP request from [`template`]s and sends it through [`http`],
-//! [`answer`] maps the HTTP response to an [`answer::Outcome`], [`reply`] turns that into the
-//! protocol's reply, and the codec frames it for [`connection`] to write. [`serve`] ties the steps
-//! together per protocol; [`config`] loads and validates `pfxhttp.yml`; [`log`] writes to syslog.
+//! request, [`lookup`] renders the HTTP request from [`template`]s and sends it through [`http`]
+//! (hosts in [`failover`] order, tokens from [`auth`]), [`answer`] maps the HTTP response to an
+//! [`answer::Outcome`], [`reply`] turns that into the protocol's reply, and the codec frames it
+//! for [`connection`] to write. [`serve`] ties the steps together per protocol.
+//!
+//! ```text
+//! main.rs          the binary: fd 3 from systemd, then commands::main
+//! commands/        one file per kind of command: serve (socketmap, policy, tcp), admin (check,
+//!                  query, policy-query), state, token; cli holds the clap definitions
+//! connection.rs    the client connection: buffers, idle and lifetime limits, bounded writes
+//! proto/           pure codecs: netstring + socketmap, policy, tcp
+//! serve.rs         the serving loop of each protocol, and its log line
+//! lookup.rs        one request: template → HTTP (lookup/target: URL checks, lookup/transcript: -v)
+//! failover.rs      host order, retries, waits within the deadline
+//! auth/            backend tokens (jwt_auth, backend_oidc_auth) behind one face, Tokens
+//! http/            the HTTP client (reqwest on the calling thread), TLS, an in-memory fake
+//! answer.rs        HTTP response → Outcome;  value.rs: finding the value in JSON
+//! cache.rs         the response cache's rules (fresh, stale, what HTTP allows)
+//! reply.rs         Outcome → the protocol's reply;  text.rs: terminal-safe text, cutting
+//! template.rs      upon templates with escaping by context
+//! config/          loading (source), the YAML tree, and reading it into a typed Config in parts
+//! state/           the shared SQLite state: db, walk + init (safe as root), health, tokens, cache
+//! log.rs           syslog lines
+//! ```
+//!
+//! The behaviour contract is `docs/design.md`.
 //!
 //! # Hard rules
 //!

@@ -1,4 +1,4 @@
-//! Tokens for backends behind `jwt_auth` or `backend_oidc_auth` (spec §7), shared by every
+//! Tokens for backends behind `jwt_auth` or `backend_oidc_auth` (`docs/design.md#authentication`), shared by every
 //! process through the state database: one process fetches, the others use its token.
 
 mod fetch;

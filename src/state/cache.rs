@@ -1,8 +1,8 @@
 //! The response cache's rows: one per (entry, cache key), shared by every process through the
 //! state database (or kept in an in-memory database of the process's own with `:memory:`).
 //!
-//! What is stored, and when a row may answer, is decided above ([`crate::cache`]); this module
-//! only keeps rows. Keys are not stored in clear: a row's key is an HMAC-SHA256 of the entry and
+//! What is stored, and when a row may answer, is decided by the lookup (the cache's rules); this
+//! module only keeps rows. Keys are not stored in clear: a row's key is an HMAC-SHA256 of the entry and
 //! the rendered cache key under a random secret kept in the database (`meta.cache_secret`), so
 //! that reading the file does not list the addresses looked up. Values are stored as the API gave
 //! them. See `docs/design.md#response-cache`.
@@ -111,7 +111,7 @@ impl Cache<'_> {
         .flatten()
     }
 
-    /// Stores `row` under `key`; every [`SWEEP_EVERY`] writes also removes the entry's expired
+    /// Stores `row` under `key`; every 64th write also removes the entry's expired
     /// rows and its oldest beyond `max_entries`.
     pub fn put(&self, key: &Key, row: &Row, max_entries: u64) {
         self.run(|db| {

@@ -207,68 +207,59 @@ pub struct CheckReport {
 /// `pfxhttp state check`: reports on the file without changing it.
 pub fn check(path: &Path) -> CheckReport {
     let mut report = CheckReport { facts: Vec::new(), problems: Vec::new(), down: Vec::new() };
-    // As root, SQLite must not open what the directory's owner may have planted.
-    if let Err(e) = super::walk::become_owner_as_root(path) {
-        report.problems.push(e.to_string());
-        return report;
+    let steps = file_facts(path, &mut report.facts).and_then(|()| open_read_only(path)).and_then(|conn| {
+        let problems = database_facts(path, &conn, &mut report.facts)?;
+        report.problems.extend(problems);
+        report.down = down_marks(path, &conn)?;
+        Ok(())
+    });
+    if let Err(problem) = steps {
+        report.problems.push(problem);
     }
+    report
+}
+
+/// The directory's and the file's owner and mode.
+fn file_facts(path: &Path, facts: &mut Vec<String>) -> Result<(), String> {
     let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    match std::fs::metadata(dir) {
-        Ok(m) => report.facts.push(format!(
-            "{}: directory, owner uid {}, mode {:04o}",
-            dir.display(),
-            m.uid(),
-            m.mode() & 0o7777
-        )),
-        Err(e) => {
-            report.problems.push(format!("{}: {e}; create it with `pfxhttp state init --user USER`", dir.display()));
-            return report;
-        }
-    }
-    match std::fs::metadata(path) {
-        Ok(m) => report.facts.push(format!(
-            "{}: owner uid {}, mode {:04o}, {} bytes",
-            path.display(),
-            m.uid(),
-            m.mode() & 0o7777,
-            m.len()
-        )),
-        Err(e) => {
-            report.problems.push(format!("{}: {e}; create it with `pfxhttp state init --user USER`", path.display()));
-            return report;
-        }
-    }
-    let conn = match Connection::open_with_flags(path, flags(OpenFlags::SQLITE_OPEN_READ_ONLY)) {
-        Ok(c) => c,
-        Err(e) => {
-            report.problems.push(DbError::from_sqlite(path, &e).to_string());
-            return report;
-        }
-    };
+    let missing =
+        |p: &Path, e: std::io::Error| format!("{}: {e}; create it with `pfxhttp state init --user USER`", p.display());
+    let m = std::fs::metadata(dir).map_err(|e| missing(dir, e))?;
+    facts.push(format!("{}: directory, owner uid {}, mode {:04o}", dir.display(), m.uid(), m.mode() & 0o7777));
+    let m = std::fs::metadata(path).map_err(|e| missing(path, e))?;
+    facts.push(format!("{}: owner uid {}, mode {:04o}, {} bytes", path.display(), m.uid(), m.mode() & 0o7777, m.len()));
+    Ok(())
+}
+
+fn open_read_only(path: &Path) -> Result<Connection, String> {
+    let conn = Connection::open_with_flags(path, flags(OpenFlags::SQLITE_OPEN_READ_ONLY))
+        .map_err(|e| DbError::from_sqlite(path, &e).to_string())?;
     let _ = conn.busy_timeout(BUSY_TIMEOUT);
-    let facts = (|| -> rusqlite::Result<(i64, String, String)> {
+    Ok(conn)
+}
+
+/// Schema version, journal mode and integrity; the problems among them.
+fn database_facts(path: &Path, conn: &Connection, facts: &mut Vec<String>) -> Result<Vec<String>, String> {
+    let read = || -> rusqlite::Result<(i64, String, String)> {
         let version = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
         let mode = conn.query_row("PRAGMA journal_mode", [], |r| r.get(0))?;
         let integrity = conn.query_row("PRAGMA quick_check", [], |r| r.get(0))?;
         Ok((version, mode, integrity))
-    })();
-    match facts {
-        Ok((version, mode, integrity)) => {
-            report.facts.push(format!("schema version {version}, journal mode {mode}, integrity {integrity}"));
-            if version > SCHEMA_VERSION {
-                report.problems.push(format!("schema version {version} is newer than this pfxhttp knows"));
-            }
-            if integrity != "ok" {
-                report
-                    .problems
-                    .push(DbError::new(path, integrity, "move it aside and run `pfxhttp state init`").to_string());
-            }
-        }
-        Err(e) => {
-            report.problems.push(DbError::from_sqlite(path, &e).to_string());
-            return report;
-        }
+    };
+    let (version, mode, integrity) = read().map_err(|e| DbError::from_sqlite(path, &e).to_string())?;
+    facts.push(format!("schema version {version}, journal mode {mode}, integrity {integrity}"));
+    let mut problems = Vec::new();
+    if version > SCHEMA_VERSION {
+        problems.push(format!("schema version {version} is newer than this pfxhttp knows"));
     }
+    if integrity != "ok" {
+        problems.push(DbError::new(path, integrity, "move it aside and run `pfxhttp state init`").to_string());
+    }
+    Ok(problems)
+}
+
+/// The hosts marked down now.
+fn down_marks(path: &Path, conn: &Connection) -> Result<Vec<(String, super::Mark)>, String> {
     let now = super::health::now_ms();
     let down = conn
         .prepare("SELECT host, failures, down_until, last_error FROM host_health WHERE down_until > ?1 ORDER BY host")
@@ -282,11 +273,10 @@ pub fn check(path: &Path) -> CheckReport {
             .collect::<rusqlite::Result<Vec<_>>>()
         });
     match down {
-        Ok(rows) => report.down = rows,
-        Err(e) if version_zero(&e) => {}
-        Err(e) => report.problems.push(DbError::from_sqlite(path, &e).to_string()),
+        Ok(rows) => Ok(rows),
+        Err(e) if version_zero(&e) => Ok(Vec::new()),
+        Err(e) => Err(DbError::from_sqlite(path, &e).to_string()),
     }
-    report
 }
 
 /// A database without the schema yet has no host_health table.

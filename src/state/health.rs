@@ -1,5 +1,5 @@
 //! Host health: a host that failed is marked down for a while, and every process skips it while
-//! another host is healthy (spec §6).
+//! another host is healthy (`docs/design.md#failover-and-host-health`).
 
 use super::Store;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

@@ -17,7 +17,7 @@
 //!   whatever the user swaps in meanwhile can touch no file but the user's own.
 
 use super::db::{self, DbError, SCHEMA_VERSION};
-use super::walk::{self, become_user, give, open_state_dir};
+use super::walk::{self, Owner, become_user, give, open_state_dir};
 use rustix::fs::{FileType, Mode, OFlags, fchmod, fstat, openat};
 use rustix::io::Errno;
 use std::os::fd::OwnedFd;
@@ -28,9 +28,6 @@ const COMPANIONS: [&str; 3] = ["-wal", "-shm", "-journal"];
 
 const FILE_FIX: &str = "remove it (pfxhttp never follows a symbolic link or a second hard link for its state) and \
                         run `pfxhttp state init --user USER` again";
-
-/// Who is to own the state: uid, primary gid.
-pub type Owner = (u32, u32);
 
 /// Creates or checks the directory (0700) and the database (0600, schema), owned by `owner` when
 /// given. Returns what it did, one line each.

@@ -14,10 +14,11 @@ mod init;
 mod tokens;
 mod walk;
 
-pub use db::{DbError, SCHEMA_VERSION, check};
+pub use db::{CheckReport, DbError, SCHEMA_VERSION};
 pub use health::{Mark, backoff, now_ms};
-pub use init::{Owner, init};
+pub use init::init;
 pub use tokens::{Token, TokenRow};
+pub use walk::Owner;
 
 use crate::config::StateDb;
 use crate::log;
@@ -30,6 +31,15 @@ use std::collections::HashMap;
 pub fn try_open(path: &std::path::Path) -> Result<rusqlite::Connection, DbError> {
     walk::become_owner_as_root(path)?;
     db::open(path)
+}
+
+/// `pfxhttp state check`: reports on the database without changing it. Run as root, this first
+/// takes the identity of the state directory's owner for good, as [`try_open`] does.
+pub fn check(path: &std::path::Path) -> CheckReport {
+    match walk::become_owner_as_root(path) {
+        Ok(()) => db::check(path),
+        Err(e) => CheckReport { facts: Vec::new(), problems: vec![e.to_string()], down: Vec::new() },
+    }
 }
 
 /// This process's view of the shared state.

@@ -10,11 +10,13 @@
 //! owns alone. See `docs/design.md#state-database`.
 
 use super::db::DbError;
-use super::init::Owner;
 use rustix::fs::{CWD, Dir, Gid, Mode, OFlags, Uid, fchmod, fchown, fstat, mkdirat, openat};
 use rustix::io::Errno;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Component, Path, PathBuf};
+
+/// Who is to own the state: uid, primary gid.
+pub type Owner = (u32, u32);
 
 const ANCESTOR_FIX: &str = "keep the state database under directories that only root can write (such as /var/lib)";
 const STATE_DIR_FIX: &str = "the state directory must belong to root or to the --user and be writable by its owner \

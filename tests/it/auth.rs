@@ -1,4 +1,4 @@
-//! Backend authentication (issue 4, spec §7): `jwt_auth` and `backend_oidc_auth` tokens fetched
+//! Backend authentication (`docs/design.md#authentication`): `jwt_auth` and `backend_oidc_auth` tokens fetched
 //! by real pfxhttp processes from token servers on 127.0.0.1, shared between processes through
 //! the state database (one fetcher, refresh ahead, a lease that outlives a killed fetcher), one
 //! new token and one retry after a 401, failures of the token endpoint, `pfxhttp token`, and

@@ -1,5 +1,5 @@
 //! The interactive commands (`--version`, `--help`, `check`, `query`, `policy-query`), config
-//! compatibility with the Go pfxhttp, and the config search path (spec §3, §4.1, §10).
+//! compatibility with the Go pfxhttp, and the config search path (`docs/design.md#configuration`).
 
 use std::path::Path;
 use std::time::Duration;

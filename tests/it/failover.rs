@@ -1,4 +1,4 @@
-//! Hosts, retries, deadline and shared host health (issue 3, spec §6): `target` lists against
+//! Hosts, retries, deadline and shared host health (`docs/design.md#failover-and-host-health`): `target` lists against
 //! real HTTP backends on 127.0.0.1 that refuse, hang, trickle or answer with an error status.
 //!
 //! Every serving run checks the spawn(8) rules: nothing on stderr, exit status 0. Every test has

@@ -1,5 +1,5 @@
 //! Process lifecycle under spawn(8) and systemd: fd-3 activation, idle timeout, lifetime, and
-//! nothing ever on stderr (spec §2, §3).
+//! nothing ever on stderr (`docs/design.md#process-model`).
 
 use std::io::Write;
 use std::time::{Duration, Instant};

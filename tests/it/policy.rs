@@ -1,5 +1,5 @@
-//! `pfxhttp policy`: SMTPD policy delegation against a real HTTP backend (spec §5.1, §5.4, §8,
-//! §10).
+//! `pfxhttp policy`: SMTPD policy delegation against a real HTTP backend (`docs/design.md`:
+//! protocols, failure rules, requests, logging).
 
 use std::time::Duration;
 

@@ -1,5 +1,5 @@
 //! `pfxhttp socketmap`: socketmap_table(5) netstrings on stdin/stdout against a real HTTP(S)
-//! backend on 127.0.0.1 (spec §2, §5.1–§5.3, §8, §10).
+//! backend on 127.0.0.1 (`docs/design.md`: protocols, failure rules, requests, logging).
 //!
 //! Every serving run checks the spawn(8) rules: nothing on stderr, exit status 0.
 
@@ -120,7 +120,7 @@ where
     })
 }
 
-// ------------------------------------------------------------------ §5.3 reply table
+// ------------------------------------------------------------------ reply table
 
 /// Accepted status and a value: `OK <value>`, framed with the right length.
 #[test]
@@ -363,7 +363,7 @@ fn map_names_are_case_insensitive() {
     assert_eq!(paths, ["/lookup", "/other", "/other"]);
 }
 
-// ------------------------------------------------------------------ §5.2 value conversion
+// ------------------------------------------------------------------ value conversion
 
 /// Numbers as JSON writes them, booleans as words, arrays joined with `,`.
 #[test]
@@ -433,7 +433,7 @@ fn large_reply_is_framed_with_full_length() {
     assert_wire(&out, &want);
 }
 
-// ------------------------------------------------------------------ §5.1 templates
+// ------------------------------------------------------------------ templates
 
 /// Keys that would break out of a JSON string stay inside it.
 const HOSTILE_KEYS: &[&str] = &[r#"a"b\c"#, r#"x", "admin": true"#, "line\nbreak", "two words"];
@@ -610,7 +610,7 @@ fn response_header_mode() {
     assert_wire(&out, &replies(&["OK from-header", "NOTFOUND "]));
 }
 
-// ------------------------------------------------------------------ §10 compression
+// ------------------------------------------------------------------ compression
 
 /// `http_request_compression: true` gzips the body and says so in `Content-Encoding`.
 #[test]
@@ -730,7 +730,7 @@ fn malformed_request_ends_the_session() {
     assert_eq!(b.request_count(), 1);
 }
 
-// ------------------------------------------------------------------ §6 retries
+// ------------------------------------------------------------------ retries
 
 /// A backend whose first `failures` requests get `first`, the rest `{"result":"v"}`.
 fn fails_first(failures: usize, first: Reply) -> Backend {
@@ -865,7 +865,7 @@ fn tls_ssl_cert_file_env() {
     assert_wire(&out, b"9:OK secure,");
 }
 
-// ------------------------------------------------------------------ §3 broken config
+// ------------------------------------------------------------------ broken config
 
 /// A broken config keeps serving: every request is `TEMP pfxhttp configuration error: …` naming
 /// the key path; exit 0, stderr empty; no backend request.
@@ -899,7 +899,7 @@ fn single_reply_prefix_len(out: &[u8]) -> usize {
     (colon + n + 2).min(out.len())
 }
 
-// ------------------------------------------------------------------ §8 logging
+// ------------------------------------------------------------------ logging
 
 /// The syslog priority of a datagram (`<PRI>…`).
 fn priority(line: &str) -> Option<u32> {

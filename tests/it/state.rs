@@ -1,6 +1,6 @@
 //! The shared state database (`server.state_db`): `pfxhttp state init|check`, and serving
-//! processes that carry on with per-process state when the database cannot be used (issue 3,
-//! spec §6, §7.3).
+//! processes that carry on with per-process state when the database cannot be used
+//! (`docs/design.md#state-database`).
 //!
 //! Fault cases all use the same lookup: host A refuses, host B answers, so the database would be
 //! needed. Each checks that the lookup is still answered from B, that exactly one error line

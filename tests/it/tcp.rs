@@ -1,5 +1,5 @@
 //! `pfxhttp tcp MAP`: tcp_table(5) `get <key>\n` lines against a real HTTP backend on 127.0.0.1
-//! (spec §2, §5.5, §10).
+//! (`docs/design.md`: protocols, failure rules).
 //!
 //! Every serving run checks the spawn(8) rules: nothing on stderr, exit status 0.
 
@@ -75,7 +75,7 @@ fn value_backend(value_json: &str) -> Backend {
     Backend::fixed(Reply::json(200, &format!(r#"{{"result":{value_json}}}"#)))
 }
 
-// ------------------------------------------------------------------ §5.5 replies
+// ------------------------------------------------------------------ replies
 
 /// The `%XX`-encoded key is decoded before the lookup; the value goes back `%XX`-encoded like
 /// Postfix's hex_quote (space, `%` and non-ASCII bytes).

@@ -1,4 +1,4 @@
-//! Backend faults (issue 7, point 3; spec §2 rules 5 and 6, §5.3, §6, §7): the fault matrix of
+//! Backend faults (`docs/design.md#failure-rules`): the fault matrix of
 //! [`crate::common::Faults`] for each protocol, on one host, on the first of two hosts, and as
 //! the token endpoint of `jwt_auth` and of `backend_oidc_auth`.
 //!

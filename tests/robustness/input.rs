@@ -1,4 +1,4 @@
-//! Bad client input (issue 7, point 2; spec §2 rule 7, §5.3–5.5), against the built binary,
+//! Bad client input (`docs/design.md#process-model`, rule 6; `#protocols`), against the built binary,
 //! for socketmap, tcp_table and policy alike.
 //!
 //! Every case runs in a process of its own under the peak-RSS parent and must give its defined

@@ -1,4 +1,4 @@
-//! Load (issue 7, point 5): 200 pfxhttp processes started at once, as spawn(8) starts one per
+//! Load: 200 pfxhttp processes started at once, as spawn(8) starts one per
 //! Postfix connection (empty environment, the connection on stdin/stdout), each serving 100
 //! socketmap lookups, against loopback backends that answer a value derived from the key.
 //!

@@ -1,4 +1,4 @@
-//! Secrets never show (issue 7, point 4; spec §7.3, §8): the whole backend fault matrix, for
+//! Secrets never show (`docs/design.md#logging`): the whole backend fault matrix, for
 //! every protocol, with each way of authenticating configured in turn: Basic credentials in the
 //! target URL, `http_auth_basic`, an `Authorization` and an API key header from
 //! `custom_headers`, `jwt_auth`, `backend_oidc_auth` (client_secret_basic with discovery,
