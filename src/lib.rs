@@ -69,6 +69,7 @@ pub mod log;
 pub mod lookup;
 pub mod proto;
 pub mod reply;
+pub mod sasl;
 pub mod serve;
 pub mod state;
 pub mod template;

@@ -1,10 +1,12 @@
-//! The three Postfix wire protocols as pure functions over bytes.
+//! The Postfix wire protocols (and Dovecot's auth protocol, which smtpd speaks) as pure functions
+//! over bytes.
 //!
 //! Each decoder looks at the bytes buffered so far and says whether they hold a complete request
 //! ([`Decoded::Frame`]), need more bytes ([`Decoded::Incomplete`]) or can never become a valid
 //! request ([`Decoded::Invalid`]). Decoders check length limits before anything is allocated, so a
 //! client cannot make the process allocate what it asks for.
 
+pub mod dovecot;
 pub mod netstring;
 pub mod policy;
 pub mod socketmap;
