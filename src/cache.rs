@@ -9,26 +9,9 @@
 //! fresh lifetime plus N; `must-revalidate` allows no stale answer. A "not found" is never served
 //! stale: an outage must never turn into a reject.
 
+use crate::config::CacheSettings;
 use crate::state::cache::Row;
 use std::time::Duration;
-
-/// An entry's cache settings.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Rules {
-    /// How long a found value answers without asking the API.
-    pub ttl: Duration,
-    /// The same for "not found".
-    pub negative_ttl: Duration,
-    /// How long a found value answers when the API fails.
-    pub stale_if_error: Duration,
-}
-
-impl Rules {
-    /// Whether anything would ever be stored.
-    pub fn enabled(&self) -> bool {
-        !(self.ttl.is_zero() && self.negative_ttl.is_zero() && self.stale_if_error.is_zero())
-    }
-}
 
 /// What the API's `Cache-Control` header says (directive names case-insensitive).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -81,7 +64,7 @@ pub enum Store {
 
 /// What to do with a definitive answer (`Some(value)` found, `None` not found) given at `now`
 /// (unix ms).
-pub fn on_answer(value: Option<&str>, rules: &Rules, d: &Directives, now: i64) -> Store {
+pub fn on_answer(value: Option<&str>, rules: &CacheSettings, d: &Directives, now: i64) -> Store {
     if d.no_store {
         return Store::Remove;
     }
@@ -131,7 +114,7 @@ pub fn serves_stale(row: &Row, now: i64) -> bool {
 /// Whether `new` is worth writing over `old`: a changed answer always is; the same one only
 /// when `old` is older than half the fresh lifetime (a minute when the entry keeps answers for
 /// outages only), so that a busy key costs a write now and then, not one per lookup.
-pub fn worth_writing(old: Option<&Row>, new: &Row, rules: &Rules) -> bool {
+pub fn worth_writing(old: Option<&Row>, new: &Row, rules: &CacheSettings) -> bool {
     let Some(old) = old else { return true };
     if old.value != new.value {
         return true;
@@ -146,15 +129,17 @@ mod tests {
 
     const NOW: i64 = 1_000_000_000;
 
-    fn rules(ttl: u64, negative: u64, stale: u64) -> Rules {
-        Rules {
+    fn rules(ttl: u64, negative: u64, stale: u64) -> CacheSettings {
+        CacheSettings {
             ttl: Duration::from_secs(ttl),
             negative_ttl: Duration::from_secs(negative),
             stale_if_error: Duration::from_secs(stale),
+            key: None,
+            max_entries: 100,
         }
     }
 
-    fn put(value: Option<&str>, r: &Rules, cc: &str) -> (i64, i64) {
+    fn put(value: Option<&str>, r: &CacheSettings, cc: &str) -> (i64, i64) {
         match on_answer(value, r, &directives([cc]), NOW) {
             Store::Put(row) => ((row.fresh_until - NOW) / 1000, (row.stale_until - NOW) / 1000),
             Store::Remove => panic!("nothing stored for {value:?} with {cc:?}"),

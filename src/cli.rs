@@ -35,7 +35,12 @@ pub enum Command {
         /// Show the HTTP request and response (secrets masked) on stderr.
         #[arg(short, long)]
         verbose: bool,
+        /// Neither read nor write the response cache.
+        #[arg(long)]
+        no_cache: bool,
+        /// The socket_maps entry.
         map: String,
+        /// The key, as Postfix would send it.
         key: String,
     },
     /// Run a policy check: NAME=VALUE arguments, or name=value lines on stdin; prints the action.
@@ -43,6 +48,9 @@ pub enum Command {
         /// Show the HTTP request and response (secrets masked) on stderr.
         #[arg(short, long)]
         verbose: bool,
+        /// Neither read nor write the response cache.
+        #[arg(long)]
+        no_cache: bool,
         service: String,
         /// Attributes as NAME=VALUE (default: read from stdin).
         attributes: Vec<String>,
@@ -54,6 +62,11 @@ pub enum Command {
         #[arg(long)]
         refresh: bool,
         name: String,
+    },
+    /// The response cache in the state database: what it holds, or remove rows.
+    Cache {
+        #[command(subcommand)]
+        action: CacheAction,
     },
     /// The shared state database (server.state_db): create it, or report on it.
     State {
@@ -72,4 +85,19 @@ pub enum StateAction {
     },
     /// Report what is wrong with the database, and the hosts currently marked down.
     Check,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CacheAction {
+    /// One line per entry: rows, found and not-found rows, oldest and newest age, bytes.
+    Stats {
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+        /// Only this map or policy service.
+        name: Option<String>,
+    },
+    /// Remove rows: all, an entry's, or the one for KEY (rendered through the entry's cache key
+    /// template as a request would be; for a policy service, the rendered key text itself).
+    Flush { name: Option<String>, key: Option<String> },
 }

@@ -13,8 +13,11 @@ use reqwest::header::{self, HeaderName, HeaderValue};
 use std::io::Write as _;
 use std::time::Instant;
 
+mod cached;
 mod target;
 mod transcript;
+
+pub use cached::{CacheUse, Lookup, cached};
 
 /// What happened, for the reply and the log line.
 #[derive(Debug)]
@@ -28,6 +31,26 @@ pub struct Report {
     pub request_id: Option<String>,
     /// The HTTP exchange as text, when asked for (`query -v`); secrets masked.
     pub transcript: Vec<String>,
+    /// The final answer's `Cache-Control` values.
+    pub cache_control: Vec<String>,
+    /// What the response cache did, for entries that have one.
+    pub cache: Option<CacheUse>,
+}
+
+impl Report {
+    /// A report for a lookup that made no HTTP request.
+    pub fn without_request(outcome: Outcome, request_id: &str) -> Report {
+        Report {
+            outcome,
+            host: None,
+            attempts: 0,
+            status: None,
+            request_id: Some(request_id.to_string()),
+            transcript: Vec::new(),
+            cache_control: Vec::new(),
+            cache: None,
+        }
+    }
 }
 
 /// The last attempt's host and result.
@@ -44,15 +67,8 @@ pub fn run(
 ) -> Report {
     let started = Instant::now();
     let deadline = started + entry.retry.deadline;
-    let mut report = Report {
-        // Every path below sets the outcome; should one not, the lookup fails rather than answers.
-        outcome: Outcome::temporary("no attempt was made"),
-        host: None,
-        attempts: 0,
-        status: None,
-        request_id: Some(request_id.to_string()),
-        transcript: Vec::new(),
-    };
+    // Every path below sets the outcome; should one not, the lookup fails rather than answers.
+    let mut report = Report::without_request(Outcome::temporary("no attempt was made"), request_id);
     let (mut headers, body) = match prepare(entry, vars, request_id) {
         Ok(parts) => parts,
         Err(e) => {
@@ -73,7 +89,7 @@ pub fn run(
     let hosts = Hosts::new(entry, urls, store);
     let Some(tokens) = Tokens::for_entry(entry, store, transport, deadline) else {
         let last = attempts(entry, &hosts, &headers, &body, deadline, transport, &mut report, verbose);
-        report.outcome = outcome(entry, last);
+        report.outcome = outcome(entry, last, &mut report.cache_control);
         return report;
     };
     let sent = tokens.send(
@@ -84,7 +100,7 @@ pub fn run(
         |last| last.as_ref().and_then(|(_, r)| r.as_ref().ok()).map(|r| r.status),
     );
     report.outcome = match sent {
-        Ok(last) => outcome(entry, last),
+        Ok(last) => outcome(entry, last, &mut report.cache_control),
         Err(e) => auth_failure(e),
     };
     report
@@ -176,10 +192,14 @@ fn attempts(
     last
 }
 
-/// The outcome of the last attempt.
-fn outcome(entry: &Entry, last: Last) -> Outcome {
+/// The outcome of the last attempt; its `Cache-Control` values go to `cache_control`.
+fn outcome(entry: &Entry, last: Last, cache_control: &mut Vec<String>) -> Outcome {
     match last {
-        Some((_, Ok(response))) => answer::interpret(entry, &response),
+        Some((_, Ok(response))) => {
+            let values = response.headers.get_all(header::CACHE_CONTROL).iter();
+            cache_control.extend(values.filter_map(|v| v.to_str().ok()).map(str::to_string));
+            answer::interpret(entry, &response)
+        }
         Some((host, Err(e))) => failure(&host, e),
         None => Outcome::timeout(format!("deadline of {} ms passed", entry.retry.deadline.as_millis())),
     }

@@ -9,7 +9,7 @@ use crate::config::{Config, DEFAULT_POLICY_ACTION, Entry};
 use crate::connection::{Connection, End};
 use crate::http::Transport;
 use crate::log::{self, Field};
-use crate::lookup::{self, Report};
+use crate::lookup::{self, CacheUse, Lookup, Report};
 use crate::proto::{netstring, policy, socketmap, tcp};
 use crate::reply::{self, Reply};
 use crate::state::Store;
@@ -26,6 +26,8 @@ pub struct Server<'a> {
     pub store: &'a Store,
     /// Keep a transcript of the HTTP exchange in each report (`query -v`).
     pub verbose: bool,
+    /// Use the response cache (`false` for `query --no-cache`).
+    pub use_cache: bool,
 }
 
 impl Server<'_> {
@@ -103,7 +105,8 @@ impl Server<'_> {
         };
         let id = lookup::request_id();
         let vars = template::lookup_vars(&entry.name, key, &id);
-        let report = lookup::run(entry, &vars, &id, self.transport, self.store, self.verbose);
+        let lookup = Lookup { entry, kind: "map", vars: &vars, key, request_id: &id, use_cache: self.use_cache };
+        let report = lookup::cached(&lookup, self.transport, self.store, self.verbose);
         (report.outcome.clone(), Some(report))
     }
 
@@ -126,7 +129,9 @@ impl Server<'_> {
         };
         let id = lookup::request_id();
         let vars = template::policy_vars(&entry.name, attrs, &id);
-        let report = lookup::run(entry, &vars, &id, self.transport, self.store, self.verbose);
+        // A policy service's cache always names its key template.
+        let lookup = Lookup { entry, kind: "policy", vars: &vars, key: "", request_id: &id, use_cache: self.use_cache };
+        let report = lookup::cached(&lookup, self.transport, self.store, self.verbose);
         let action = reply::policy_action(&report.outcome, &entry.answer.default_action);
         (action, Some(report), entry.name.clone())
     }
@@ -190,6 +195,16 @@ fn finish_fields<'a>(
         fields.push(("attempts", Field::Number(r.attempts.into())));
         if let Some(status) = r.status {
             fields.push(("status", Field::Number(status.into())));
+        }
+        match &r.cache {
+            Some(CacheUse::Hit { age }) => fields.extend([("cache", Field::Text("hit")), ("age", Field::Number(*age))]),
+            Some(CacheUse::Stale { age, failure }) => fields.extend([
+                ("cache", Field::Text("stale")),
+                ("age", Field::Number(*age)),
+                ("failure", Field::Text(failure)),
+            ]),
+            Some(CacheUse::Miss) => fields.push(("cache", Field::Text("miss"))),
+            None => {}
         }
     }
     fields.extend_from_slice(reply);

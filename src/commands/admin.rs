@@ -4,8 +4,9 @@
 use crate::answer::Outcome;
 use crate::config::{self, Config, Entry, Format, Loaded, StateDb};
 use crate::http::Clients;
+use crate::lookup::{CacheUse, Report};
 use crate::serve::Server;
-use crate::state::Store;
+use crate::state::{self, Store};
 use crate::text::printable;
 use crate::{exit, log, reply};
 use std::collections::BTreeMap;
@@ -36,10 +37,52 @@ impl Setup {
         }
     }
 
-    /// A server for a lookup run by hand. Its state is its own: run as root, it must not create
-    /// root-owned database files that the spawn service's user could then not open.
-    fn server<'a>(&'a self, store: &'a Store, verbose: bool) -> Server<'a> {
-        Server { config: Ok(&self.config), transport: &self.clients, store, verbose }
+    /// A server for a lookup run by hand.
+    fn server<'a>(&'a self, store: &'a Store, options: Options) -> Server<'a> {
+        let use_cache = !options.no_cache;
+        Server { config: Ok(&self.config), transport: &self.clients, store, verbose: options.verbose, use_cache }
+    }
+
+    /// The state a lookup run by hand uses: the shared database when it exists (so that the
+    /// lookup sees and fills the response cache and host marks every process shares), as the
+    /// state directory's owner when run as root; else state of its own, never a new database
+    /// (made by root, the spawn service's user could not open it).
+    pub(super) fn store(&self) -> Store {
+        match &self.config.state_db {
+            StateDb::File(path) if path.exists() => match state::act_as_owner(path) {
+                Ok(()) => Store::new(&self.config.state_db),
+                Err(e) => {
+                    eprintln!("pfxhttp: {}; using state of this process only", printable(&e.to_string()));
+                    Store::new(&StateDb::Memory)
+                }
+            },
+            _ => Store::new(&StateDb::Memory),
+        }
+    }
+}
+
+/// How `query` and `policy-query` run.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Options {
+    /// Show the HTTP exchange.
+    pub verbose: bool,
+    /// Leave the response cache alone.
+    pub no_cache: bool,
+}
+
+/// What a report says on stderr: the masked HTTP exchange, and what the cache did.
+fn show(report: Option<&Report>) {
+    let Some(r) = report else { return };
+    for line in &r.transcript {
+        eprintln!("{}", printable(line));
+    }
+    match &r.cache {
+        Some(CacheUse::Hit { age }) => eprintln!("cache: hit (age {age}s)"),
+        Some(CacheUse::Stale { age, failure }) => {
+            eprintln!("cache: stale (age {age}s; the API failed: {})", printable(failure))
+        }
+        Some(CacheUse::Miss) => eprintln!("cache: miss"),
+        None => {}
     }
 }
 
@@ -109,18 +152,14 @@ fn notes(config: &Config) -> Vec<String> {
     notes
 }
 
-pub(super) fn query(path: Result<PathBuf, String>, format: Format, map: &str, key: &str, verbose: bool) -> u8 {
+pub(super) fn query(path: Result<PathBuf, String>, format: Format, map: &str, key: &str, options: Options) -> u8 {
     let setup = match Setup::load(path, format) {
         Ok(s) => s,
         Err(code) => return code,
     };
-    let store = Store::new(&StateDb::Memory);
-    let (outcome, report) = setup.server(&store, verbose).map_lookup(map, key.as_bytes());
-    if let Some(r) = &report {
-        for line in &r.transcript {
-            eprintln!("{}", printable(line));
-        }
-    }
+    let store = setup.store();
+    let (outcome, report) = setup.server(&store, options).map_lookup(map, key.as_bytes());
+    show(report.as_ref());
     let reply = reply::socketmap(&outcome, setup.config.socketmap_max_reply_size);
     println!("{}", reply.wire);
     match reply.kind {
@@ -135,7 +174,7 @@ pub(super) fn policy_query(
     format: Format,
     service: &str,
     args: &[String],
-    verbose: bool,
+    options: Options,
 ) -> u8 {
     let setup = match Setup::load(path, format) {
         Ok(s) => s,
@@ -154,13 +193,9 @@ pub(super) fn policy_query(
         };
         attrs.insert(name.trim().to_string(), value.trim().to_string());
     }
-    let store = Store::new(&StateDb::Memory);
-    let (action, report, _) = setup.server(&store, verbose).policy_check(Some(service), &attrs);
-    if let Some(r) = &report {
-        for line in &r.transcript {
-            eprintln!("{}", printable(line));
-        }
-    }
+    let store = setup.store();
+    let (action, report, _) = setup.server(&store, options).policy_check(Some(service), &attrs);
+    show(report.as_ref());
     println!("action={action}");
     match report.map(|r| r.outcome) {
         Some(Outcome::Failure(_)) | None => exit::TEMPFAIL,

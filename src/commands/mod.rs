@@ -1,7 +1,8 @@
 //! What each command does: `serve` runs the serving commands, which write only protocol
-//! replies; `admin`, `state` and `token` run the others, which print to the terminal.
+//! replies; `admin`, `cache`, `state` and `token` run the others, which print to the terminal.
 
 mod admin;
+mod cache;
 mod serve;
 mod state;
 mod token;
@@ -39,10 +40,13 @@ fn run(cli: Cli, fd3: Option<OwnedFd>) -> u8 {
         Command::Policy { service } => Protocol::Policy(service),
         Command::Tcp { map } => Protocol::Tcp(map),
         Command::Check => return admin::check(path, format),
-        Command::Query { verbose, map, key } => return admin::query(path, format, &map, &key, verbose),
-        Command::PolicyQuery { verbose, service, attributes } => {
-            return admin::policy_query(path, format, &service, &attributes, verbose);
+        Command::Query { verbose, no_cache, map, key } => {
+            return admin::query(path, format, &map, &key, admin::Options { verbose, no_cache });
         }
+        Command::PolicyQuery { verbose, no_cache, service, attributes } => {
+            return admin::policy_query(path, format, &service, &attributes, admin::Options { verbose, no_cache });
+        }
+        Command::Cache { action } => return cache::run(path, format, action),
         Command::State { action } => return state::run(path, format, action),
         Command::Token { refresh, name } => return token::run(path, format, &name, refresh),
     };

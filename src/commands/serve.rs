@@ -103,7 +103,7 @@ fn serve(protocol: Protocol, loaded: Result<Loaded, String>, fd3: Option<OwnedFd
     };
     let clients = Clients::new(config.as_ref().map_or(&[][..], |c| &c.clients[..]));
     let store = Store::new(config.as_ref().map_or(&StateDb::Memory, |c| &c.state_db));
-    let server = Server { config, transport: &clients, store: &store, verbose: false };
+    let server = Server { config, transport: &clients, store: &store, verbose: false, use_cache: true };
     let end = answer(&server, &protocol, &mut conn, &limits);
     match &end {
         End::Eof | End::Idle | End::Lifetime => log::debug(&format!("connection ends: {end}")),

@@ -17,7 +17,7 @@ pub(super) fn config(root: &Value, identity: &str, mut d: Diagnostics) -> Loaded
     if let Some((path, v)) = top.take("server") {
         server_settings(&path, v, &mut server, d);
     }
-    let Server { logging, limits, inherited, socketmap_max_reply_size, state_db } = server;
+    let Server { logging, limits, inherited, socketmap_max_reply_size, state_db, go_cache_ttl } = server;
 
     let mut clients: Vec<ClientSpec> = Vec::new();
     let mut maps = Vec::new();
@@ -25,7 +25,7 @@ pub(super) fn config(root: &Value, identity: &str, mut d: Diagnostics) -> Loaded
     for (section, kind) in [("socket_maps", Kind::Map), ("policy_services", Kind::Policy)] {
         let Some((path, v)) = top.take(section) else { continue };
         let list = if kind == Kind::Map { &mut maps } else { &mut policies };
-        let scope = Scope { identity, section: &path, inherited: &inherited };
+        let scope = Scope { identity, section: &path, inherited: &inherited, go_cache_ttl };
         entries(&scope, v, kind, &mut clients, list, d);
     }
     top.finish(d, &[("dovecot_sasl", "pfxhttp serves socketmap, policy and tcp_table; Dovecot SASL is not offered")]);
@@ -53,6 +53,8 @@ struct Server {
     inherited: Inherited,
     socketmap_max_reply_size: usize,
     state_db: StateDb,
+    /// `response_cache`'s window (the Go pfxhttp's keys).
+    go_cache_ttl: Option<Duration>,
 }
 
 impl Default for Server {
@@ -63,6 +65,7 @@ impl Default for Server {
             inherited: Inherited::server_defaults(),
             socketmap_max_reply_size: 100_000,
             state_db: StateDb::File(PathBuf::from("/var/lib/pfxhttp/pfxhttp.db")),
+            go_cache_ttl: None,
         }
     }
 }
@@ -94,6 +97,9 @@ fn server_settings(path: &str, v: &Value, out: &mut Server, d: &mut Diagnostics)
     if let Some((p, v)) = server.take("limits") {
         limit_settings(&p, v, &mut out.limits, d);
     }
+    if let Some((p, v)) = server.take("response_cache") {
+        out.go_cache_ttl = super::cache::go_response_cache(&p, v, d);
+    }
     server.finish(
         d,
         &[
@@ -103,7 +109,6 @@ fn server_settings(path: &str, v: &Value, out: &mut Server, d: &mut Diagnostics)
             ("run_as_group", "set user=NAME:GROUP in master.cf (or Group= in the systemd unit)"),
             ("chroot", "run the spawn service with chroot n; Postfix's daemons reach it through the queue directory"),
             ("observability", "a per-connection process has no metrics endpoint; lookups are logged to syslog"),
-            ("response_cache", "a per-process cache would not outlive the Postfix connection"),
         ],
     );
 }

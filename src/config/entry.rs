@@ -17,6 +17,8 @@ pub(super) struct Scope<'a> {
     pub(super) identity: &'a str,
     pub(super) section: &'a str,
     pub(super) inherited: &'a Inherited,
+    /// `server.response_cache`'s window, for socket maps without a `cache` block.
+    pub(super) go_cache_ttl: Option<Duration>,
 }
 
 /// Reads one entry. Keys are taken in a fixed order, which is the order of the diagnostics.
@@ -46,6 +48,7 @@ pub(super) fn entry(
         d.error(path, "http_auth_basic cannot be combined with jwt_auth or backend_oidc_auth");
     }
     answer.default_action = default_action(&mut t, kind, d);
+    let cache = super::cache::cache(&mut t, kind, &sample, scope.go_cache_ttl, d);
     if http.timeout > http.deadline {
         d.warn(path, "timeout is longer than deadline; the deadline cuts every attempt short");
     }
@@ -61,6 +64,7 @@ pub(super) fn entry(
         answer,
         retry,
         auth,
+        cache,
     })
 }
 

@@ -14,6 +14,7 @@
 mod answer;
 mod auth;
 mod build;
+mod cache;
 pub mod duration;
 mod entry;
 mod http_client;
@@ -29,6 +30,7 @@ use std::time::Duration;
 
 pub use answer::Answer;
 pub use auth::ACCOUNT_FIELDS;
+pub use cache::{CacheSettings, DEFAULT_MAX_ENTRIES};
 pub use request::Request;
 pub use retry::Retry;
 pub use tree::{Diagnostics, scalar_text};
@@ -304,6 +306,8 @@ pub struct Entry {
     pub retry: Retry,
     /// `jwt_auth` or `backend_oidc_auth`: a bearer token for every request.
     pub auth: Option<Auth>,
+    /// The response cache, when the entry has one.
+    pub cache: Option<CacheSettings>,
 }
 
 /// Finds the config file: `explicit`, else the first of [`SEARCH_PATH`] that exists.

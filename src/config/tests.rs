@@ -132,9 +132,12 @@ fn go_v2_config_loads_with_defaults_merged() {
     assert_eq!(config.logging.level, Level::Debug);
     assert!(config.logging.json);
     let warnings = loaded.warnings.join("\n");
+    // The Go keys give every socket map a stale-if-error window (and no fresh hits).
+    let cache = demo.cache.as_ref().expect("server.response_cache is honoured");
+    assert_eq!((cache.ttl, cache.stale_if_error), (Duration::ZERO, Duration::from_secs(300)));
+    assert!(!warnings.contains("server.response_cache"), "{warnings}");
     for key in [
         "server.run_as_user",
-        "server.response_cache",
         "server.worker_pool",
         "server.observability",
         "server.logging.use_systemd",

@@ -37,14 +37,14 @@ pub struct Key {
     hash: Vec<u8>,
 }
 
-/// One entry's rows, for `pfxhttp cache stats`.
+/// One entry's rows, for `pfxhttp cache stats`. Times are unix ms.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Stats {
     pub entry: String,
     pub rows: u64,
     pub found: u64,
     pub not_found: u64,
-    /// Unix ms of the oldest and newest answer.
+    /// When the oldest and the newest answer were stored.
     pub oldest: i64,
     pub newest: i64,
     /// Bytes of stored values and keys.
@@ -82,11 +82,7 @@ impl Cache<'_> {
     /// The row key for `text` (the rendered cache key) of `entry`; `None` when the cache is off.
     pub fn key(&self, entry: &str, text: &str) -> Option<Key> {
         let secret = self.store.cache_state.secret.get_or_init(|| self.run(read_or_make_secret)).as_ref()?;
-        let mut ctx = ring::hmac::Context::with_key(secret);
-        ctx.update(entry.as_bytes());
-        ctx.update(&[0]);
-        ctx.update(text.as_bytes());
-        Some(Key { entry: entry.to_string(), hash: ctx.sign().as_ref().to_vec() })
+        Some(Key { entry: entry.to_string(), hash: keyed_hash(secret, entry, text) })
     }
 
     /// The row for `key`, if any (a lock held by another process reads as none).
@@ -183,6 +179,72 @@ impl Cache<'_> {
              administrator recreates the cache table)"
         ));
     }
+}
+
+/// `pfxhttp cache stats`: one [`Stats`] per entry that has rows (`at`: now, unix ms).
+pub fn stats(db: &Connection) -> rusqlite::Result<Vec<Stats>> {
+    let mut stmt = db.prepare(
+        "SELECT entry, count(*), total(found), min(stored_at), max(stored_at),
+                total(length(CAST(value AS BLOB)) + length(key) + length(CAST(entry AS BLOB)))
+         FROM response_cache GROUP BY entry ORDER BY entry",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        let rows: i64 = r.get(1)?;
+        let found: f64 = r.get(2)?;
+        let bytes: f64 = r.get(5)?;
+        Ok(Stats {
+            entry: r.get(0)?,
+            rows: rows as u64,
+            found: found as u64,
+            not_found: (rows as u64).saturating_sub(found as u64),
+            oldest: r.get(3)?,
+            newest: r.get(4)?,
+            bytes: bytes as u64,
+        })
+    })?;
+    rows.collect()
+}
+
+/// What `pfxhttp cache flush` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flushed {
+    /// This many rows went.
+    Rows(usize),
+    /// The table was damaged or not pfxhttp's, and was made anew (empty).
+    Recreated,
+}
+
+/// `pfxhttp cache flush`: removes every row, `entry`'s rows, or the row for the rendered cache
+/// key `text` of `entry`. A table that cannot be read is made anew: only this command, run by
+/// the administrator, ever does that.
+pub fn flush(db: &Connection, entry: Option<&str>, text: Option<&str>) -> rusqlite::Result<Flushed> {
+    let deleted = match (entry, text) {
+        (Some(entry), Some(text)) => read_or_make_secret(db).and_then(|secret| {
+            let hash = keyed_hash(&secret, entry, text);
+            db.execute("DELETE FROM response_cache WHERE entry = ?1 AND key = ?2", params![entry, hash])
+        }),
+        (Some(entry), None) => db.execute("DELETE FROM response_cache WHERE entry = ?1", [entry]),
+        (None, _) => db.execute("DELETE FROM response_cache", []),
+    };
+    match deleted {
+        Ok(n) => Ok(Flushed::Rows(n)),
+        Err(e) if super::db::is_contention(&e) => Err(e),
+        Err(_) => {
+            db.execute_batch(&format!(
+                "BEGIN IMMEDIATE; DROP TABLE IF EXISTS response_cache; {} COMMIT;",
+                super::db::CACHE_SCHEMA
+            ))?;
+            Ok(Flushed::Recreated)
+        }
+    }
+}
+
+fn keyed_hash(secret: &ring::hmac::Key, entry: &str, text: &str) -> Vec<u8> {
+    let mut ctx = ring::hmac::Context::with_key(secret);
+    ctx.update(entry.as_bytes());
+    ctx.update(&[0]);
+    ctx.update(text.as_bytes());
+    ctx.sign().as_ref().to_vec()
 }
 
 /// The per-database HMAC secret: 32 random bytes in `meta`, made by the first process that needs

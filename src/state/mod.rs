@@ -18,7 +18,7 @@ pub use db::{CheckReport, DbError, SCHEMA_VERSION};
 pub use health::{Mark, backoff, now_ms};
 pub use init::init;
 pub use tokens::{Token, TokenRow};
-pub use walk::Owner;
+pub use walk::{Owner, become_owner_as_root as act_as_owner};
 
 use crate::config::StateDb;
 use crate::log;
