@@ -62,7 +62,7 @@ API_PORT=$(pfx_free_port)
 cat > "$T/api.py" <<'PY'
 import http.server, json, sys
 ACCESS = {"blocked@pfx-e2e.test": "REJECT blocked by the HTTP API"}
-ALIASES = {"alias@pfx-e2e.test": "target@pfx-e2e.test"}
+ALIASES = {"alias@pfx-e2e.test": "target@pfx-e2e.test", "cachealias@pfx-e2e.test": "cached@pfx-e2e.test"}
 TOKENS = []
 class H(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
@@ -104,6 +104,11 @@ python3 "$T/api.py" "$API_PORT" & BG+=($!)
 pfx_wait_port "$API_PORT" || die "the test API did not start"
 
 A=http://127.0.0.1:$API_PORT
+# A second instance of the API, for the response cache: stopped halfway to play an outage.
+CACHE_PORT=$(pfx_free_port)
+python3 "$T/api.py" "$CACHE_PORT" & CACHE_API=$!; BG+=($CACHE_API)
+pfx_wait_port "$CACHE_PORT" || die "the second test API did not start"
+C=http://127.0.0.1:$CACHE_PORT
 cat > "$T/pfxhttp.yml" <<EOF
 server:
   state_db: $T/state/pfxhttp.db
@@ -126,6 +131,16 @@ socket_maps:
       token_endpoint: $A/token
       credentials: { username: postfix, password: e2e-secret }
       content_type: application/x-www-form-urlencoded
+  cached:
+    target: $C/aliases
+    payload: '{"key":"{{ key }}"}'
+    value_field: result
+    cache: { stale_if_error: 8s }
+  fresh:
+    target: $C/lookup
+    payload: '{"key":"{{ key }}"}'
+    value_field: result
+    cache: { ttl: 1h }
 policy_services:
   e2e:     { target: $A/policy, value_field: action }
   downpol: { target: http://127.0.0.1:1/x, value_field: action, default_action: "DEFER_IF_PERMIT 4.7.1 policy backend down" }
@@ -142,7 +157,7 @@ smtpd_recipient_restrictions = reject_unauth_destination,
 e2e_down_checks = reject_unauth_destination,
     check_policy_service { unix:private/pfxhttp-policy, policy_context=downpol }
 pfxhttp-policy_time_limit = 3600s
-virtual_alias_maps = socketmap:unix:private/pfxhttp-map:virtual
+virtual_alias_maps = socketmap:unix:private/pfxhttp-map:virtual, socketmap:unix:private/pfxhttp-map:cached
 proxy_read_maps = proxy:socketmap:unix:private/pfxhttp-map:mymap
 EOF
 P="$T/pfxhttp --config $T/pfxhttp.yml"
@@ -223,6 +238,30 @@ echo "== cleanup: virtual_alias_maps"
 swaks --server 127.0.0.1 --port $SMTP_PORT --from sender@example.net --to alias@pfx-e2e.test >/dev/null 2>&1
 for _ in $(seq 50); do grep -q "to=<target@pfx-e2e.test>" "$MAILLOG" 2>/dev/null && break; sleep 0.2; done
 expect "virtual_alias_maps rewrote alias@ to target@ (mail log)" grep -q "to=<target@pfx-e2e.test>, orig_to=<alias@pfx-e2e.test>" "$MAILLOG"
+
+echo "== the response cache: an API outage"
+mail() { swaks --server 127.0.0.1 --port $SMTP_PORT --from sender@example.net --to "$1" 2>&1; }
+rewritten() { grep -c "to=<cached@pfx-e2e.test>, orig_to=<cachealias@pfx-e2e.test>" "$MAILLOG" 2>/dev/null; }
+out=$(pq warm "$SM:fresh" 2>&1)
+expect "fresh: first lookup asks the API -> mraw ('$out')" [ "$out" = mraw ]
+mail cachealias@pfx-e2e.test >/dev/null
+stored=$(date +%s)
+for _ in $(seq 50); do [ "$(rewritten)" = 1 ] && break; sleep 0.2; done
+expect "stale_if_error map: with the API up, cachealias@ is rewritten to cached@" [ "$(rewritten)" = 1 ]
+kill $CACHE_API; wait $CACHE_API 2>/dev/null
+out=$(pq warm "$SM:fresh" 2>&1)
+expect "API stopped: postmap -q answers from a fresh cache row ('$out')" [ "$out" = mraw ]
+wait_log "map=fresh key=warm .*cache=hit" 1
+expect "... and the log line says cache=hit" grep -q "map=fresh key=warm .*cache=hit" "$SYSLOG"
+out=$(mail cachealias@pfx-e2e.test)
+for _ in $(seq 50); do [ "$(rewritten)" = 2 ] && break; sleep 0.2; done
+expect "API stopped: the mail is accepted (250 after DATA) and still rewritten (mail log)" \
+    eval 'printf "%s" "$out" | grep -q "<-  250 2.0.0" && [ "$(rewritten)" = 2 ]'
+expect "... answered stale, with its age, in the log" grep -q "map=cached key=cachealias@pfx-e2e.test .*cache=stale age=" "$SYSLOG"
+while [ $(( $(date +%s) - stored )) -le 9 ]; do sleep 0.5; done
+out=$(mail cachealias@pfx-e2e.test)
+expect "after the stale window: the same mail is deferred with a 4xx, never bounced" \
+    eval 'printf "%s" "$out" | grep -q "<\*\* 4[0-9][0-9] " && ! printf "%s" "$out" | grep -q "<\*\* 5[0-9][0-9] "'
 
 echo "== systemd socket activation (Accept=yes), as systemd-socket-activate(1) does it"
 # The same binary behind a listening socket that is not Postfix's: a process per connection,
