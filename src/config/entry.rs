@@ -108,6 +108,9 @@ fn target(path: &str, url: &str, sample: &upon::Value, d: &mut Diagnostics) -> O
     let rendered = tpl.render(sample).ok()?;
     match reqwest::Url::parse(&rendered) {
         Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {
+            if super::auth::url_holds_secret(url) {
+                d.secret(path);
+            }
             let fixed = tpl.is_literal().then_some(u);
             Some(Target { template: tpl, fixed })
         }
