@@ -139,11 +139,14 @@ fn masked_json(text: &str) -> Option<(String, bool)> {
 }
 
 /// Masks the value of secret-looking members at any depth (`null` and `""` hide nothing);
-/// whether any was. The parser's depth limit bounds the recursion.
+/// whether any was. The parser's depth limit bounds the recursion. A member named just `key`
+/// holding a string stays shown: that is where the default payloads (the Go pfxhttp's, this
+/// README's) put the lookup key, which the administrator typed on the command line.
 fn mask_members(value: &mut Value) -> bool {
     match value {
         Value::Object(members) => members.iter_mut().fold(false, |masked, (name, v)| {
-            if is_secret_name(name) && !v.is_null() && *v != "" {
+            let lookup_key = name.eq_ignore_ascii_case("key") && v.is_string();
+            if is_secret_name(name) && !lookup_key && !v.is_null() && *v != "" {
                 *v = Value::String(MASK.to_string());
                 true
             } else {

@@ -411,8 +411,8 @@ fn query_verbose_masks_the_authorization_header() {
     assert!(err.to_ascii_lowercase().contains("authorization"), "Authorization header not shown:\n{err}");
     assert!(has_line(&err, &["200"]), "response status missing:\n{err}");
     assert!(err.contains(r#"{"result":"value here"}"#), "response body missing:\n{err}");
-    // `key` suggests a secret, so even the lookup key is masked in the body.
-    assert!(err.contains(r#"> (17 bytes) {"key":"***"}"#), "request body missing:\n{err}");
+    // A member named just `key` is where the default payload puts the lookup key: shown.
+    assert!(err.contains(r#"> (17 bytes) {"key":"found@x"}"#), "request body missing:\n{err}");
     for secret in ["secretpw", BASIC_B64, "dXNlcjpzZWNyZXRwdw"] {
         assert!(!err.contains(secret) && !out.stdout_str().contains(secret), "{secret} shown:\n{err}");
     }
@@ -488,7 +488,7 @@ fn query_verbose_masks_more_parameter_names_and_the_body() {
         masked.join("&")
     );
     assert!(err.contains(&shown), "{shown:?} missing:\n{err}");
-    assert!(err.contains(r#"> (85 bytes) {"key":"***","api_key":"***","auth":"***","user":"u1"}"#), "{err}");
+    assert!(err.contains(r#"> (85 bytes) {"key":"found@x","api_key":"***","auth":"***","user":"u1"}"#), "{err}");
     assert_eq!(err.matches(MASKED_NOTE).count(), 1, "{err}");
     assert!(!err.contains("5ecret"), "a secret shown:\n{err}");
     let sent = &b.requests()[0];
