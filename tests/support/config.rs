@@ -37,6 +37,12 @@ struct Entry {
     fields: Vec<(String, String)>,
 }
 
+impl Default for Config {
+    fn default() -> Config {
+        Config::new()
+    }
+}
+
 impl Config {
     /// Logging to a socket that does not exist and a state database in the temp dir.
     pub fn new() -> Config {
@@ -85,8 +91,6 @@ impl Config {
     }
 
     /// Sets `key: yaml` in every entry.
-    // Used by the robustness tests only (a test binary of their own).
-    #[allow(dead_code)]
     pub fn set_all(mut self, key: &str, yaml: &str) -> Config {
         for entry in &mut self.entries {
             set_field(&mut entry.fields, key, yaml);
