@@ -241,3 +241,27 @@ fn the_go_keys_enabled_without_ttl_warn_and_cache_nothing() {
     assert!(reply.starts_with(&format!("TEMP {}: ", host(&api))), "{reply}");
     assert!(!line.contains("cache="), "{line}");
 }
+
+/// `stored_at` of the only row, read from the database file.
+fn stored_at(conf: &Config) -> i64 {
+    let db = rusqlite::Connection::open(conf.db_path()).expect("open the state database");
+    db.query_row("SELECT stored_at FROM response_cache", [], |r| r.get(0)).expect("one row")
+}
+
+#[test]
+fn the_same_answer_is_not_written_again_but_a_changed_one_is() {
+    let sink = SyslogSink::new();
+    let api = Api::new(found("v1"));
+    let conf = users(api.url(), &sink, "{ stale_if_error: 1h }");
+    lookup(&conf, &sink, "alice", "OK v1");
+    let first = stored_at(&conf);
+    lookup(&conf, &sink, "alice", "OK v1");
+    assert_eq!(stored_at(&conf), first, "ttl 0: the same answer within a minute is not written");
+
+    api.set(found("v2"));
+    lookup(&conf, &sink, "alice", "OK v2");
+    assert!(stored_at(&conf) > first, "a changed answer is written at once");
+    api.set(Reply::json(503, "{}"));
+    assert!(lookup(&conf, &sink, "alice", "OK v2").contains(" cache=stale "), "the changed value answers");
+    assert_eq!(api.requests(), 4);
+}
