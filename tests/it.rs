@@ -48,3 +48,6 @@ mod check;
 
 #[path = "it/unread.rs"]
 mod unread;
+
+#[path = "it/cache.rs"]
+mod cache;
