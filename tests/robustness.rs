@@ -1,4 +1,4 @@
-//! The robustness tests (issue 7, points 2–5): bad client input, backend faults, secrets, load.
+//! The robustness tests: bad client input, backend faults, secrets, load.
 //! `cargo test --test robustness`.
 //!
 //! A test binary of their own, because they start hundreds of pfxhttp processes and time replies
