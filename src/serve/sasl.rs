@@ -63,11 +63,10 @@ impl Server<'_> {
             if let (Request::Auth(auth), Err(reason)) = (&request, &service) {
                 let mechanism = Mechanism::parse(&auth.mechanism);
                 let client = auth.params.remote_ip.as_deref();
-                let reason = Some(reason.as_str());
-                let done =
-                    Done { service: name.unwrap_or("-"), mechanism, user: None, client, result: "temporary", reason };
+                let (service, result, user) = (name.unwrap_or("-"), "temporary", None);
+                let done = Done { service, mechanism, user, client, result, reason: Some(reason.as_str()) };
                 self.log_auth(&done, None, Instant::now());
-                return End::Withheld(reason.unwrap_or_default().to_string());
+                return End::Withheld(reason.clone());
             }
             let started = Instant::now();
             let sent = match session.input(request) {
