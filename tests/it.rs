@@ -47,3 +47,6 @@ mod check;
 
 #[path = "it/unread.rs"]
 mod unread;
+
+#[path = "it/sasl.rs"]
+mod sasl;

@@ -33,6 +33,8 @@ struct Done<'a> {
     service: &'a str,
     mechanism: Option<Mechanism>,
     user: Option<&'a str>,
+    /// The user the backend named (`Auth-User`), when not the login name.
+    auth_user: Option<&'a str>,
     client: Option<&'a str>,
     result: &'a str,
     reason: Option<&'a str>,
@@ -64,7 +66,8 @@ impl Server<'_> {
                 let mechanism = Mechanism::parse(&auth.mechanism);
                 let client = auth.params.remote_ip.as_deref();
                 let (service, result, user) = (name.unwrap_or("-"), "temporary", None);
-                let done = Done { service, mechanism, user, client, result, reason: Some(reason.as_str()) };
+                let done =
+                    Done { service, mechanism, user, auth_user: None, client, result, reason: Some(reason.as_str()) };
                 self.log_auth(&done, None, Instant::now());
                 return End::Withheld(reason.clone());
             }
@@ -98,7 +101,8 @@ impl Server<'_> {
         let reason = Some(refused.reason.text());
         let client = refused.params.remote_ip.as_deref();
         let service = self.config.as_ref().ok().and_then(|c| c.sasl(name).ok()).map_or("-", |s| s.entry.name.as_str());
-        let done = Done { service, mechanism: refused.mechanism, user: None, client, result: "fail", reason };
+        let done =
+            Done { service, mechanism: refused.mechanism, user: None, auth_user: None, client, result: "fail", reason };
         self.log_auth(&done, None, started);
         sent
     }
@@ -114,16 +118,15 @@ impl Server<'_> {
             service: service_name,
             mechanism: Some(check.mechanism),
             user: login,
+            auth_user: None,
             client,
             result: "",
             reason: None,
         };
-        let shown_user;
-        if let (Verdict::Ok(user), Some(login)) = (&verdict, login)
-            && user != login
+        if let Verdict::Ok(user) = &verdict
+            && Some(user.as_str()) != login
         {
-            shown_user = format!("{login} as {user}");
-            done.user = Some(&shown_user);
+            done.auth_user = Some(user);
         }
         let sent = match &verdict {
             Verdict::Ok(user) => match dovecot::ok(check.id, user) {
@@ -161,6 +164,9 @@ impl Server<'_> {
         if self.config.as_ref().map_or(true, |c| c.logging.log_keys) {
             if let Some(user) = done.user {
                 fields.push(("user", Field::Text(user)));
+            }
+            if let Some(user) = done.auth_user {
+                fields.push(("auth_user", Field::Text(user)));
             }
             if let Some(client) = done.client {
                 fields.push(("client", Field::Text(client)));
