@@ -56,7 +56,9 @@ fn master_cf_snippet_commands_serve() {
             "socketmap" => (b"7:demo ok,", b"4:OK v,"),
             "policy" => (b"request=smtpd_access_policy\n\n", b"action=DUNNO\n\n"),
             // After the handshake (its SPID and COOKIE vary).
-            "sasl" => (b"VERSION\t1\t0\nCPID\t1\nAUTH\t1\tPLAIN\tservice=smtp\tresp=AHUAcA==\n", b"DONE\nOK\t1\tuser=u\n"),
+            "sasl" => {
+                (b"VERSION\t1\t0\nCPID\t1\nAUTH\t1\tPLAIN\tservice=smtp\tresp=AHUAcA==\n", b"DONE\nOK\t1\tuser=u\n")
+            }
             _ => (b"get ok\n", b"200 v\n"),
         };
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
