@@ -14,6 +14,7 @@ use std::io::Write as _;
 use std::time::Instant;
 
 mod cached;
+pub mod sasl;
 mod target;
 mod transcript;
 
@@ -53,8 +54,8 @@ impl Report {
     }
 }
 
-/// The last attempt's host and result.
-type Last = Option<(String, Result<http::Response, HttpError>)>;
+/// The last attempt's host and result; `None` when the deadline left no time for one.
+pub type Last = Option<(String, Result<http::Response, HttpError>)>;
 
 /// Runs the lookup for `entry` with template variables `vars`.
 pub fn run(
@@ -65,45 +66,44 @@ pub fn run(
     store: &Store,
     verbose: bool,
 ) -> Report {
-    let started = Instant::now();
-    let deadline = started + entry.retry.deadline;
     // Every path below sets the outcome; should one not, the lookup fails rather than answers.
     let mut report = Report::without_request(Outcome::temporary("no attempt was made"), request_id);
-    let (mut headers, body) = match prepare(entry, vars, request_id) {
-        Ok(parts) => parts,
-        Err(e) => {
-            report.outcome = Outcome::temporary(e);
-            return report;
-        }
-    };
-    let mut urls = Vec::with_capacity(entry.targets.len());
-    for index in 0..entry.targets.len() {
-        match target_url(entry, index, vars) {
-            Ok(url) => urls.push(url),
-            Err(outcome) => {
-                report.outcome = outcome;
-                return report;
-            }
-        }
-    }
-    let hosts = Hosts::new(entry, urls, store);
-    let Some(tokens) = Tokens::for_entry(entry, store, transport, deadline) else {
-        let last = attempts(entry, &hosts, &headers, &body, deadline, transport, &mut report, verbose);
-        report.outcome = outcome(entry, last, &mut report.cache_control);
-        return report;
-    };
-    let sent = tokens.send(
-        |token| {
-            set_bearer(&mut headers, token);
-            attempts(entry, &hosts, &headers, &body, deadline, transport, &mut report, verbose)
-        },
-        |last| last.as_ref().and_then(|(_, r)| r.as_ref().ok()).map(|r| r.status),
-    );
-    report.outcome = match sent {
+    report.outcome = match send(entry, vars, transport, store, verbose, &mut report) {
         Ok(last) => outcome(entry, last, &mut report.cache_control),
-        Err(e) => auth_failure(e),
+        Err(failed) => failed,
     };
     report
+}
+
+/// Sends `entry`'s request with template variables `vars` to its hosts, with a token when the
+/// entry needs one (renewed once on a 401), within its deadline; returns the last attempt, or
+/// the failure when no request could be sent. `report` gets the attempts and the transcript;
+/// its request id is sent as `X-Request-Id`.
+pub fn send(
+    entry: &Entry,
+    vars: &upon::Value,
+    transport: &dyn Transport,
+    store: &Store,
+    verbose: bool,
+    report: &mut Report,
+) -> Result<Last, Outcome> {
+    let deadline = Instant::now() + entry.retry.deadline;
+    let request_id = report.request_id.clone().unwrap_or_default();
+    let (mut headers, body) = prepare(entry, vars, &request_id).map_err(Outcome::temporary)?;
+    let urls = (0..entry.targets.len()).map(|index| target_url(entry, index, vars)).collect::<Result<Vec<_>, _>>()?;
+    let hosts = Hosts::new(entry, urls, store);
+    let Some(tokens) = Tokens::for_entry(entry, store, transport, deadline) else {
+        return Ok(attempts(entry, &hosts, &headers, &body, deadline, transport, report, verbose));
+    };
+    tokens
+        .send(
+            |token| {
+                set_bearer(&mut headers, token);
+                attempts(entry, &hosts, &headers, &body, deadline, transport, report, verbose)
+            },
+            |last| last.as_ref().and_then(|(_, r)| r.as_ref().ok()).map(|r| r.status),
+        )
+        .map_err(auth_failure)
 }
 
 /// No token: a temporary failure, or a timeout when the deadline ran out.

@@ -51,3 +51,6 @@ mod unread;
 
 #[path = "it/cache.rs"]
 mod cache;
+
+#[path = "it/sasl.rs"]
+mod sasl;

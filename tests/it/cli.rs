@@ -133,7 +133,7 @@ socket_maps:
     let out = pfx(&cfg, &["check"], b"");
     assert_eq!(out.code(), Some(0), "{out:?}");
     let err = out.stderr_str();
-    for path in ["server.listen", "server.worker_pool", "server.run_as_user", "dovecot_sasl"] {
+    for path in ["server.listen", "server.worker_pool", "server.run_as_user"] {
         assert!(has_line(&err, &["warning", path]), "no warning for {path}:\n{err}");
     }
     // The Go pfxhttp's response cache is honoured, not ignored.
@@ -324,7 +324,7 @@ policy_services:
     let out = pfx(&cfg, &["check"], b"");
     assert_eq!(out.code(), Some(0), "{out:?}");
     let err = out.stderr_str();
-    for path in ["server.listen", "server.worker_pool", "server.observability", "dovecot_sasl"] {
+    for path in ["server.listen", "server.worker_pool", "server.observability"] {
         assert!(has_line(&err, &["warning", path]), "no warning for {path}:\n{err}");
     }
 
