@@ -65,6 +65,7 @@ pub mod config;
 pub mod connection;
 pub mod failover;
 pub mod http;
+pub mod jwt;
 pub mod log;
 pub mod lookup;
 pub mod proto;

@@ -67,7 +67,7 @@ impl<'a> Fetch<'a> {
 }
 
 impl Fetch<'_> {
-    fn post(
+    pub(super) fn post(
         &self,
         url: &str,
         headers: Vec<(HeaderName, HeaderValue)>,
@@ -76,7 +76,7 @@ impl Fetch<'_> {
         self.send(reqwest::Method::POST, url, headers, body)
     }
 
-    fn send(
+    pub(super) fn send(
         &self,
         method: reqwest::Method,
         url: &str,
@@ -109,7 +109,7 @@ impl Fetch<'_> {
     }
 }
 
-fn form(pairs: &[(&str, &str)]) -> Vec<u8> {
+pub(super) fn form(pairs: &[(&str, &str)]) -> Vec<u8> {
     pairs
         .iter()
         .map(|(k, v)| format!("{}={}", percent_encode(k.as_bytes(), true), percent_encode(v.as_bytes(), true)))
@@ -118,7 +118,7 @@ fn form(pairs: &[(&str, &str)]) -> Vec<u8> {
         .into_bytes()
 }
 
-fn content_type(value: &'static str) -> (HeaderName, HeaderValue) {
+pub(super) fn content_type(value: &'static str) -> (HeaderName, HeaderValue) {
     (header::CONTENT_TYPE, HeaderValue::from_static(value))
 }
 
@@ -126,7 +126,7 @@ fn parsed(host_of: &str, body: &[u8]) -> Result<Token, AuthError> {
     token::parse(body).map_err(|what| AuthError::at(host_of, what))
 }
 
-fn host(url: &str) -> String {
+pub(super) fn host(url: &str) -> String {
     reqwest::Url::parse(url).map_or_else(|_| "?".into(), |u| http::host_of(&u))
 }
 
@@ -179,23 +179,26 @@ pub fn discover(configuration_uri: &str, fetch: &Fetch) -> Result<String, AuthEr
 /// over https. Anything else is refused: a token endpoint elsewhere is named in the config
 /// (`token_endpoint`), which then makes discovery unnecessary.
 pub fn trusted_discovery(configuration_uri: &str, endpoint: &str) -> Result<(), AuthError> {
+    trusted_endpoint(configuration_uri, "token_endpoint", endpoint, "; name it in token_endpoint to use it")
+}
+
+/// The same check for any endpoint of the document that gets a client secret (`field`);
+/// `advice` ends the message of a refusal.
+pub fn trusted_endpoint(configuration_uri: &str, field: &str, endpoint: &str, advice: &str) -> Result<(), AuthError> {
     let fail = |what: &str| AuthError::at(&host(configuration_uri), what);
     let (Ok(doc), Ok(named)) = (reqwest::Url::parse(configuration_uri), reqwest::Url::parse(endpoint)) else {
-        return Err(fail("token_endpoint in discovery is not an http(s) URL"));
+        return Err(fail(&format!("{field} in discovery is not an http(s) URL")));
     };
     if !matches!(named.scheme(), "http" | "https") {
-        return Err(fail("token_endpoint in discovery is not an http(s) URL"));
+        return Err(fail(&format!("{field} in discovery is not an http(s) URL")));
     }
     if doc.scheme() == "https" && named.scheme() == "http" {
-        return Err(fail("token_endpoint in discovery is plain http; name it in token_endpoint to use it"));
+        return Err(fail(&format!("{field} in discovery is plain http{advice}")));
     }
     let upgrade = doc.scheme() == "http" && named.scheme() == "https";
     if named.host_str() != doc.host_str() || (!upgrade && named.port_or_known_default() != doc.port_or_known_default())
     {
-        return Err(fail(&format!(
-            "token_endpoint in discovery is on another host ({}); name it in token_endpoint to use it",
-            http::host_of(&named)
-        )));
+        return Err(fail(&format!("{field} in discovery is on another host ({}){advice}", http::host_of(&named))));
     }
     Ok(())
 }

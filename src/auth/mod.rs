@@ -2,6 +2,7 @@
 //! process through the state database: one process fetches, the others use its token.
 
 mod fetch;
+pub mod idp;
 mod token;
 
 use crate::config::{Auth, Entry, Secret};

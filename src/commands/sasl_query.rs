@@ -63,7 +63,7 @@ pub(super) fn run(path: Result<PathBuf, String>, format: Format, name: &str, use
             println!("OK user={}", printable(&user));
             exit::OK
         }
-        Verdict::Fail => fail(FailReason::InvalidLogin, verbose),
+        Verdict::Fail | Verdict::Refused(_) => fail(FailReason::InvalidLogin, verbose),
         Verdict::Temporary(reason) => {
             if verbose {
                 eprintln!("< (no reply: the connection is closed)");

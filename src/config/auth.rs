@@ -55,6 +55,17 @@ impl Ctx<'_, '_> {
     }
 }
 
+/// The client of an auth block's own requests (token, discovery, introspection): see
+/// [`Ctx::client`].
+pub(super) fn block_client(
+    t: &mut Table<'_>,
+    server: &Inherited,
+    clients: &mut Vec<ClientSpec>,
+    d: &mut Diagnostics,
+) -> usize {
+    Ctx { owner: "", server, clients, d }.client(t)
+}
+
 /// Whether `url` is plain `http://` to a host other than the loopback (a templated host counts
 /// as another host): credentials sent there can be read on the way.
 pub(super) fn plain_http_beyond_loopback(url: &str) -> bool {
@@ -99,7 +110,7 @@ fn outside_templates(text: &str) -> String {
 }
 
 /// An endpoint URL; plain `http://` beyond the loopback is allowed but warned about.
-fn url_field(t: &mut Table<'_>, key: &str, d: &mut Diagnostics) -> Option<String> {
+pub(super) fn url_field(t: &mut Table<'_>, key: &str, d: &mut Diagnostics) -> Option<String> {
     let (p, v) = t.take(key)?;
     let s = tree::string(&p, v, d)?;
     match reqwest::Url::parse(&s) {
@@ -119,7 +130,7 @@ fn url_field(t: &mut Table<'_>, key: &str, d: &mut Diagnostics) -> Option<String
     }
 }
 
-fn existing_file(t: &mut Table<'_>, key: &str, d: &mut Diagnostics) -> Option<PathBuf> {
+pub(super) fn existing_file(t: &mut Table<'_>, key: &str, d: &mut Diagnostics) -> Option<PathBuf> {
     let (p, v) = t.take(key)?;
     let s = tree::string(&p, v, d)?;
     if let Err(e) = std::fs::metadata(&s) {

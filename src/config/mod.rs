@@ -340,6 +340,36 @@ pub struct SaslService {
     pub default_local_port: String,
     /// How long to wait before answering `FAIL`, as Dovecot does against password guessing.
     pub failure_delay: Duration,
+    /// `sasl_oidc_auth`: XOAUTH2 and OAUTHBEARER are offered only with it.
+    pub oidc: Option<SaslOidc>,
+}
+
+/// `sasl_oidc_auth`: how bearer tokens of XOAUTH2 and OAUTHBEARER are checked.
+#[derive(Debug, Clone)]
+pub struct SaslOidc {
+    /// Index into [`Config::clients`] for discovery, JWKS and introspection requests: the
+    /// server's connect timeout, proxy and TLS (or the block's own `tls`), never the backend's.
+    pub client: usize,
+    pub configuration_uri: String,
+    pub client_id: String,
+    pub client_secret: Option<Secret>,
+    pub client_secret_file: Option<PathBuf>,
+    pub validation: Validation,
+    /// What a JWT's `aud` must contain (default: `client_id`).
+    pub audience: String,
+    /// The claim that names the user, in a JWT or in the introspection answer.
+    pub account_claim: String,
+}
+
+/// How a bearer token is checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Validation {
+    /// RFC 7662: the IdP's introspection endpoint says whether it is active.
+    Introspection,
+    /// A JWT verified against the IdP's published keys.
+    Jwks,
+    /// JWKS for a token that looks like a JWT, introspection for any other.
+    Auto,
 }
 
 /// Finds the config file: `explicit`, else the first of [`SEARCH_PATH`] that exists.

@@ -60,9 +60,7 @@ pub(super) fn service(
     let default_local_port = local_port(&mut t, d);
     let failure_delay = t.take("failure_delay").and_then(|(p, v)| tree::duration(&p, v, d));
     let failure_delay = failure_delay.unwrap_or(DEFAULT_FAILURE_DELAY);
-    if let Some((p, _)) = t.take("sasl_oidc_auth") {
-        d.error(&p, "XOAUTH2 and OAUTHBEARER are not offered yet; remove sasl_oidc_auth to serve PLAIN and LOGIN");
-    }
+    let oidc = t.take("sasl_oidc_auth").and_then(|(p, v)| oidc::sasl_oidc(&p, v, scope.inherited, clients, d));
     time_warnings(path, &http, d);
     let ignored = "the Go pfxhttp ignored it for dovecot_sasl too; the answer is the status and Auth-User";
     t.finish(d, &[("value_field", ignored), ("grpc", "only transport json is offered")]);
@@ -70,7 +68,7 @@ pub(super) fn service(
     let spec = ClientSpec { connect_timeout: http.connect_timeout, proxy: http.proxy, tls: http.tls };
     let client = client_index(clients, spec);
     let entry = Entry { name: name.to_string(), targets, client, request, answer, retry, auth, cache: None };
-    (d.errors.len() == errors_before).then_some(SaslService { entry, default_local_port, failure_delay })
+    (d.errors.len() == errors_before).then_some(SaslService { entry, default_local_port, failure_delay, oidc })
 }
 
 /// `transport`: `json` (the default); `grpc` is not offered.
@@ -138,5 +136,6 @@ fn without_password(sample: &upon::Value) -> upon::Value {
     }
 }
 
+mod oidc;
 #[cfg(test)]
 mod tests;

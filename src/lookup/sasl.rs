@@ -13,6 +13,7 @@ use crate::proto::dovecot;
 use crate::sasl::{Check, Credentials};
 use crate::state::Store;
 use crate::template;
+use crate::auth::idp::TokenError;
 
 /// The status Nauthilus answers for a wrong user name or password.
 const INVALID_LOGIN: u16 = 403;
@@ -24,6 +25,9 @@ pub enum Verdict {
     Ok(String),
     /// Refused: wrong user name or password.
     Fail,
+    /// Refused: a token the identity provider does not vouch for, or for another user. The
+    /// reason is for the log (a fixed text, never the token).
+    Refused(String),
     /// No usable answer; the reason is for the log and never holds the password.
     Temporary(String),
 }
@@ -39,8 +43,14 @@ pub fn check(
     verbose: bool,
 ) -> (Verdict, Report) {
     let mut report = Report::without_request(Outcome::temporary("no attempt was made"), request_id);
-    let Credentials::Password { login, password } = &check.credentials else {
-        return (Verdict::Temporary("token mechanisms are not offered".into()), report);
+    let (login, password) = match &check.credentials {
+        Credentials::Password { login, password } => (login, password),
+        Credentials::Bearer { user, token } => {
+            let deadline = std::time::Instant::now() + service.entry.retry.deadline;
+            let verdict = token_verdict(service, user.as_deref(), token, transport, store, deadline);
+            report.outcome = Outcome::temporary("checked with the identity provider");
+            return (verdict, report);
+        }
     };
     let vars = vars(service, check, login, password, request_id);
     let sent = send(&service.entry, &vars, transport, store, verbose, &mut report);
@@ -57,6 +67,35 @@ pub fn check(
         other => other,
     };
     (verdict, report)
+}
+
+/// XOAUTH2 and OAUTHBEARER: the identity provider's word on `token`, and the user its
+/// `account_claim` names, which must be the one the client named (if it named one).
+fn token_verdict(
+    service: &SaslService,
+    user: Option<&str>,
+    token: &str,
+    transport: &dyn Transport,
+    store: &Store,
+    deadline: std::time::Instant,
+) -> Verdict {
+    let Some(oidc) = &service.oidc else { return Verdict::Temporary("token mechanisms are not offered".into()) };
+    let claims = match crate::auth::idp::token_claims(oidc, token, &service.entry, transport, store, deadline) {
+        Ok(claims) => claims,
+        Err(TokenError::Invalid(reason)) => return Verdict::Refused(reason),
+        Err(TokenError::Outage(reason)) => return Verdict::Temporary(reason),
+    };
+    let Some(named) = claims.get(&oidc.account_claim).and_then(serde_json::Value::as_str) else {
+        return Verdict::Refused(format!("the token has no {} claim", oidc.account_claim));
+    };
+    // The name goes into the OK line: one that cannot is no user.
+    if dovecot::ok(dovecot::Id::MIN, named).is_err() || named.is_empty() {
+        return Verdict::Refused(format!("the token's {} claim is not a usable user name", oidc.account_claim));
+    }
+    match user {
+        Some(user) if user != named => Verdict::Refused("the token is for another user".into()),
+        _ => Verdict::Ok(named.to_string()),
+    }
 }
 
 /// The template variables of a check.

@@ -47,10 +47,11 @@ impl Server<'_> {
         // The handshake goes first, whatever the configuration: an auth server that fails it
         // makes smtpd exit, and master then throttles the whole smtpd service.
         let pid = std::process::id();
-        if let Err(end) = conn.reply(&dovecot::handshake(Mechanism::offered(false), pid, pid, &cookie())) {
+        let tokens = service.as_ref().is_ok_and(|s| s.oidc.is_some());
+        if let Err(end) = conn.reply(&dovecot::handshake(Mechanism::offered(tokens), pid, pid, &cookie())) {
             return end;
         }
-        let mut session = Session::new(false);
+        let mut session = Session::new(tokens);
         loop {
             let request = match conn.next(read_line) {
                 Ok(Line::Request(request)) => request,
@@ -136,9 +137,12 @@ impl Server<'_> {
                 }
                 Err(e) => Err(End::Withheld(format!("no OK line for the user: {e}"))),
             },
-            Verdict::Fail => {
+            Verdict::Fail | Verdict::Refused(_) => {
                 done.result = "fail";
-                done.reason = Some(FailReason::InvalidLogin.text());
+                done.reason = Some(match &verdict {
+                    Verdict::Refused(why) => why.as_str(),
+                    _ => FailReason::InvalidLogin.text(),
+                });
                 std::thread::sleep(service.failure_delay.min(FAIL_BY.saturating_sub(started.elapsed())));
                 conn.reply(&dovecot::fail(check.id, FailReason::InvalidLogin))
             }

@@ -9,6 +9,7 @@
 
 pub mod cache;
 mod db;
+mod documents;
 mod health;
 mod init;
 mod tokens;

@@ -71,7 +71,7 @@ dovecot_sasl:
         "dovecot_sasl.a.status_code: 99 is out of range",
         "dovecot_sasl.a.default_local_port: expected a port number (1 to 65535), found \"smtp\"",
         "dovecot_sasl.a.failure_delay: ",
-        "dovecot_sasl.a.sasl_oidc_auth: XOAUTH2 and OAUTHBEARER are not offered yet",
+        "dovecot_sasl.a.sasl_oidc_auth: client_secret or client_secret_file is required for introspection",
         "dovecot_sasl.b: target is required",
     ];
     assert_eq!(errors.len(), expected.len(), "{errors:#?}");
@@ -83,6 +83,43 @@ dovecot_sasl:
         "{:?}",
         loaded.warnings
     );
+}
+
+#[test]
+fn sasl_oidc_auth_defaults_and_errors() {
+    let yaml = r#"
+dovecot_sasl:
+  a:
+    target: https://n.example/auth
+    sasl_oidc_auth: { configuration_uri: "https://idp.example/.well-known/openid-configuration", client_id: postfix, client_secret: s3 }
+  b:
+    target: https://n.example/auth
+    sasl_oidc_auth:
+      configuration_uri: https://idp.example/d
+      client_id: postfix
+      validation: jwks
+      audience: smtp
+      account_claim: preferred_username
+"#;
+    let config = load(yaml).config.expect("valid");
+    let a = config.sasl[0].oidc.as_ref().expect("a has sasl_oidc_auth");
+    assert_eq!((a.validation, a.audience.as_str(), a.account_claim.as_str()), (Validation::Introspection, "postfix", "email"));
+    let b = config.sasl[1].oidc.as_ref().expect("b has sasl_oidc_auth");
+    assert_eq!((b.validation, b.audience.as_str(), b.account_claim.as_str()), (Validation::Jwks, "smtp", "preferred_username"));
+    assert!(b.client_secret.is_none(), "jwks needs no secret");
+
+    let yaml = r#"
+dovecot_sasl:
+  a:
+    target: https://n.example/auth
+    sasl_oidc_auth: { client_id: "", validation: signed }
+"#;
+    let errors = load(yaml).config.unwrap_err();
+    let expected = [
+        "dovecot_sasl.a.sasl_oidc_auth.validation: \"signed\" is not one of: introspection, jwks, auto",
+        "dovecot_sasl.a.sasl_oidc_auth: configuration_uri is required",
+    ];
+    assert_eq!(errors, expected);
 }
 
 #[test]
