@@ -110,10 +110,18 @@ fn check_signature(alg: &str, key: &Map<String, Value>, signed: &[u8], sig: &[u8
     let verified = match (alg, kty, crv) {
         (_, "RSA", _) if rsa.is_some() => {
             let (n, e) = (part("n")?, part("e")?);
-            RsaPublicKeyComponents { n: &n, e: &e }.verify(rsa.unwrap_or(&signature::RSA_PKCS1_2048_8192_SHA256), signed, sig)
+            RsaPublicKeyComponents { n: &n, e: &e }.verify(
+                rsa.unwrap_or(&signature::RSA_PKCS1_2048_8192_SHA256),
+                signed,
+                sig,
+            )
         }
-        ("ES256", "EC", "P-256") => ec_verify(&signature::ECDSA_P256_SHA256_FIXED, 32, &part("x")?, &part("y")?, signed, sig)?,
-        ("ES384", "EC", "P-384") => ec_verify(&signature::ECDSA_P384_SHA384_FIXED, 48, &part("x")?, &part("y")?, signed, sig)?,
+        ("ES256", "EC", "P-256") => {
+            ec_verify(&signature::ECDSA_P256_SHA256_FIXED, 32, &part("x")?, &part("y")?, signed, sig)?
+        }
+        ("ES384", "EC", "P-384") => {
+            ec_verify(&signature::ECDSA_P384_SHA384_FIXED, 48, &part("x")?, &part("y")?, signed, sig)?
+        }
         _ => return Err(JwtError::Algorithm),
     };
     verified.map_err(|_| JwtError::Signature)

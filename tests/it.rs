@@ -54,3 +54,6 @@ mod cache;
 
 #[path = "it/sasl.rs"]
 mod sasl;
+
+#[path = "it/sasl_oidc.rs"]
+mod sasl_oidc;

@@ -59,7 +59,11 @@ pub fn token_claims(
         Validation::Introspection => false,
         Validation::Auto => jwt::looks_like_jwt(token),
     };
-    if by_jwks { by_key_set(oidc, token, &discovery, store, &fetch) } else { introspect(oidc, token, &discovery, &fetch) }
+    if by_jwks {
+        by_key_set(oidc, token, &discovery, store, &fetch)
+    } else {
+        introspect(oidc, token, &discovery, &fetch)
+    }
 }
 
 /// The discovery document, from the state database when recent, else fetched (and stored).

@@ -18,7 +18,8 @@ fn jwks(key: &EcdsaKeyPair, kid: &str) -> Value {
 }
 
 fn sign(key: &EcdsaKeyPair, header: Value, claims: Value) -> String {
-    let signed = format!("{}.{}", URL_SAFE_NO_PAD.encode(header.to_string()), URL_SAFE_NO_PAD.encode(claims.to_string()));
+    let signed =
+        format!("{}.{}", URL_SAFE_NO_PAD.encode(header.to_string()), URL_SAFE_NO_PAD.encode(claims.to_string()));
     let sig = key.sign(&SystemRandom::new(), signed.as_bytes()).unwrap();
     format!("{signed}.{}", URL_SAFE_NO_PAD.encode(sig.as_ref()))
 }

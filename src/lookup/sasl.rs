@@ -7,13 +7,13 @@
 
 use super::{Last, Report, failure, send};
 use crate::answer::{Failure, Outcome};
+use crate::auth::idp::TokenError;
 use crate::config::SaslService;
 use crate::http::Transport;
 use crate::proto::dovecot;
 use crate::sasl::{Check, Credentials};
 use crate::state::Store;
 use crate::template;
-use crate::auth::idp::TokenError;
 
 /// The status Nauthilus answers for a wrong user name or password.
 const INVALID_LOGIN: u16 = 403;

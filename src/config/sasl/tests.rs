@@ -1,4 +1,4 @@
-use crate::config::{Format, Loaded, load_str};
+use crate::config::{Format, Loaded, Validation, load_str};
 use std::time::Duration;
 
 fn load(yaml: &str) -> Loaded {
@@ -103,9 +103,15 @@ dovecot_sasl:
 "#;
     let config = load(yaml).config.expect("valid");
     let a = config.sasl[0].oidc.as_ref().expect("a has sasl_oidc_auth");
-    assert_eq!((a.validation, a.audience.as_str(), a.account_claim.as_str()), (Validation::Introspection, "postfix", "email"));
+    assert_eq!(
+        (a.validation, a.audience.as_str(), a.account_claim.as_str()),
+        (Validation::Introspection, "postfix", "email")
+    );
     let b = config.sasl[1].oidc.as_ref().expect("b has sasl_oidc_auth");
-    assert_eq!((b.validation, b.audience.as_str(), b.account_claim.as_str()), (Validation::Jwks, "smtp", "preferred_username"));
+    assert_eq!(
+        (b.validation, b.audience.as_str(), b.account_claim.as_str()),
+        (Validation::Jwks, "smtp", "preferred_username")
+    );
     assert!(b.client_secret.is_none(), "jwks needs no secret");
 
     let yaml = r#"

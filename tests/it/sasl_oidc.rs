@@ -1,0 +1,277 @@
+//! `pfxhttp sasl` with `sasl_oidc_auth`: XOAUTH2 and OAUTHBEARER tokens checked with an identity
+//! provider on 127.0.0.1 (discovery, key set, introspection), JWTs signed here with ring.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use ring::rand::SystemRandom;
+use ring::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair as _};
+use serde_json::{Value, json};
+
+use crate::support::*;
+
+const RUN: Duration = Duration::from_secs(15);
+const HELLO: &str = "VERSION\t1\t0\nCPID\t4242\n";
+const PARAMS: &str = "service=smtp\tnologin\tlip=192.0.2.1\trip=198.51.100.7";
+const ISSUER: &str = "https://idp.example.org";
+const SECRET: &str = "Introspect-9f2e-Secret";
+/// An opaque token the provider says is active, and one it says is not.
+const ACTIVE: &str = "opaque-Active-4b7c";
+const INACTIVE: &str = "opaque-Inactive-0d1a";
+const USER: &str = "u@x.org";
+
+struct Key {
+    pair: EcdsaKeyPair,
+    kid: &'static str,
+}
+
+impl Key {
+    fn new(kid: &'static str) -> Key {
+        let rng = SystemRandom::new();
+        let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
+        Key { pair: EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref(), &rng).unwrap(), kid }
+    }
+
+    fn jwk(&self) -> Value {
+        let point = self.pair.public_key().as_ref();
+        let (x, y) = (URL_SAFE_NO_PAD.encode(&point[1..33]), URL_SAFE_NO_PAD.encode(&point[33..]));
+        json!({"kty": "EC", "crv": "P-256", "alg": "ES256", "use": "sig", "kid": self.kid, "x": x, "y": y})
+    }
+
+    /// A JWT with `claims` over the valid ones (`null` removes a claim).
+    fn token(&self, kid: &str, change: Value) -> String {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+        let mut claims =
+            json!({"iss": ISSUER, "aud": ["account", "postfix"], "exp": now + 300, "iat": now, "email": USER});
+        for (k, v) in change.as_object().unwrap() {
+            match v {
+                Value::Null => drop(claims.as_object_mut().unwrap().remove(k)),
+                v => claims[k] = v.clone(),
+            }
+        }
+        let header = json!({"alg": "ES256", "typ": "JWT", "kid": kid});
+        let signed =
+            format!("{}.{}", URL_SAFE_NO_PAD.encode(header.to_string()), URL_SAFE_NO_PAD.encode(claims.to_string()));
+        let sig = self.pair.sign(&SystemRandom::new(), signed.as_bytes()).unwrap();
+        format!("{signed}.{}", URL_SAFE_NO_PAD.encode(sig.as_ref()))
+    }
+}
+
+/// The identity provider: discovery, a key set (`keys` for the first fetch, `later` after it),
+/// and introspection of the two opaque tokens for client `postfix` with `SECRET`.
+fn idp(keys: Vec<Value>, later: Vec<Value>) -> (Backend, Arc<AtomicUsize>) {
+    idp_failing(keys, later, "")
+}
+
+/// The same, with the endpoint at `failing` answering 503.
+fn idp_failing(keys: Vec<Value>, later: Vec<Value>, failing: &'static str) -> (Backend, Arc<AtomicUsize>) {
+    let fetches = Arc::new(AtomicUsize::new(0));
+    let counted = fetches.clone();
+    let base = Arc::new(std::sync::OnceLock::<String>::new());
+    let known = base.clone();
+    let b = Backend::start(move |r| {
+        let base = known.get().cloned().unwrap_or_default();
+        if r.path() == failing {
+            return Reply::json(503, "{}");
+        }
+        match r.path() {
+            "/.well-known/openid-configuration" => Reply::json(
+                200,
+                &json!({"issuer": ISSUER, "jwks_uri": format!("{base}/jwks"),
+                    "introspection_endpoint": format!("{base}/introspect")})
+                .to_string(),
+            ),
+            "/jwks" => {
+                let n = counted.fetch_add(1, Ordering::SeqCst);
+                let keys = if n == 0 { &keys } else { &later };
+                Reply::json(200, &json!({ "keys": keys }).to_string())
+            }
+            "/introspect" => {
+                let basic = format!("Basic {}", STANDARD.encode(format!("postfix:{SECRET}")));
+                if r.header("authorization") != Some(basic.as_str()) {
+                    return Reply::json(401, r#"{"error":"invalid_client"}"#);
+                }
+                match r.body_str().as_str() {
+                    b if b == format!("token={ACTIVE}&token_type_hint=access_token") => {
+                        Reply::json(200, &json!({"active": true, "email": USER, "sub": "1234"}).to_string())
+                    }
+                    _ => Reply::json(200, r#"{"active":false}"#),
+                }
+            }
+            _ => Reply::status(404, ""),
+        }
+    });
+    base.set(b.url("").trim_end_matches('/').to_string()).unwrap();
+    (b, fetches)
+}
+
+fn config(idp: &Backend, validation: &str) -> Config {
+    let oidc = format!(
+        "{{ configuration_uri: {}, client_id: postfix, client_secret: {SECRET}, validation: {validation} }}",
+        q(&idp.url("/.well-known/openid-configuration"))
+    );
+    // The password backend is never asked for a token.
+    Config::new().sasl("a", &closed_url("/auth")).set("sasl_oidc_auth", &oidc).set("deadline", "2s")
+}
+
+fn xoauth2(id: u32, user: &str, token: &str) -> String {
+    let resp = STANDARD.encode(format!("user={user}\x01auth=Bearer {token}\x01\x01"));
+    format!("AUTH\t{id}\tXOAUTH2\t{PARAMS}\tresp={resp}\n")
+}
+
+fn oauthbearer(id: u32, user: Option<&str>, token: &str) -> String {
+    let a = user.map_or(String::new(), |u| format!("a={u}"));
+    let resp = STANDARD.encode(format!("n,{a},\x01host=mx.x.org\x01port=587\x01auth=Bearer {token}\x01\x01"));
+    format!("AUTH\t{id}\tOAUTHBEARER\t{PARAMS}\tresp={resp}\n")
+}
+
+const HANDSHAKE: &str = "VERSION\t1\t2\nMECH\tPLAIN\tplaintext\nMECH\tLOGIN\tplaintext\n\
+                         MECH\tXOAUTH2\tplaintext\nMECH\tOAUTHBEARER\tplaintext\nSPID\t";
+
+/// Runs `pfxhttp sasl` with `input`; returns the replies after the handshake, which must offer
+/// the token mechanisms.
+fn serve(cfg: &Config, input: &str) -> String {
+    let out = cfg.run_serving(&["sasl"], input.as_bytes(), RUN);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(text.starts_with(HANDSHAKE), "{text:?}");
+    let end = text.find("DONE\n").expect("DONE") + 5;
+    text[end..].to_string()
+}
+
+#[test]
+fn introspection_accepts_an_active_token_for_its_user() {
+    let (b, _) = idp(vec![], vec![]);
+    let cfg = config(&b, "introspection");
+    let input = [
+        HELLO,
+        &xoauth2(1, USER, ACTIVE),
+        &oauthbearer(2, None, ACTIVE),
+        &oauthbearer(3, Some(USER), INACTIVE),
+        &xoauth2(4, "other@x.org", ACTIVE),
+    ]
+    .concat();
+    let fail = |id: u32| format!("FAIL\t{id}\treason=Invalid login or password\n");
+    assert_eq!(serve(&cfg, &input), format!("OK\t1\tuser={USER}\nOK\t2\tuser={USER}\n{}{}", fail(3), fail(4)));
+    let asked: Vec<String> = b.requests().iter().filter(|r| r.path() == "/introspect").map(|r| r.body_str()).collect();
+    assert_eq!(asked.len(), 4, "{asked:?}");
+    assert_eq!(b.requests().iter().filter(|r| r.path() == "/jwks").count(), 0);
+}
+
+#[test]
+fn jwks_accepts_a_valid_jwt_and_refuses_every_flaw() {
+    let key = Key::new("k1");
+    let (b, _) = idp(vec![key.jwk()], vec![key.jwk()]);
+    let cfg = config(&b, "jwks");
+    let forged = Key::new("k1").token("k1", json!({}));
+    let flawed = [
+        key.token("k1", json!({"exp": 1_000_000_000})),
+        key.token("k1", json!({"exp": null})),
+        key.token("k1", json!({"aud": "account"})),
+        key.token("k1", json!({"iss": "https://evil.example.org"})),
+        key.token("k1", json!({"nbf": 4_000_000_000i64})),
+        forged,
+    ];
+    let mut input =
+        [HELLO, &xoauth2(1, USER, &key.token("k1", json!({}))), &oauthbearer(2, None, &key.token("k1", json!({})))]
+            .concat();
+    let mut expected = format!("OK\t1\tuser={USER}\nOK\t2\tuser={USER}\n");
+    for (i, token) in flawed.iter().enumerate() {
+        let id = 3 + i as u32;
+        input.push_str(&xoauth2(id, USER, token));
+        expected.push_str(&format!("FAIL\t{id}\treason=Invalid login or password\n"));
+    }
+    input.push_str(&oauthbearer(20, Some("other@x.org"), &key.token("k1", json!({}))));
+    expected.push_str("FAIL\t20\treason=Invalid login or password\n");
+    assert_eq!(serve(&cfg, &input), expected);
+    assert_eq!(b.requests().iter().filter(|r| r.path() == "/introspect").count(), 0);
+}
+
+#[test]
+fn auto_takes_jwks_for_a_jwt_and_introspection_for_the_rest() {
+    let key = Key::new("k1");
+    let (b, _) = idp(vec![key.jwk()], vec![key.jwk()]);
+    let cfg = config(&b, "auto");
+    let input = [HELLO, &xoauth2(1, USER, &key.token("k1", json!({}))), &xoauth2(2, USER, ACTIVE)].concat();
+    assert_eq!(serve(&cfg, &input), format!("OK\t1\tuser={USER}\nOK\t2\tuser={USER}\n"));
+    let paths: Vec<String> = b.requests().iter().map(|r| r.path().to_string()).collect();
+    assert_eq!(paths, ["/.well-known/openid-configuration", "/jwks", "/introspect"], "discovery is fetched once");
+}
+
+#[test]
+fn an_unknown_kid_fetches_the_key_set_again_once() {
+    let (k1, k2) = (Key::new("k1"), Key::new("k2"));
+    let (b, fetches) = idp(vec![k1.jwk()], vec![k1.jwk(), k2.jwk()]);
+    let cfg = config(&b, "jwks");
+    let input = [
+        HELLO,
+        &xoauth2(1, USER, &k1.token("k1", json!({}))),
+        &xoauth2(2, USER, &k2.token("k2", json!({}))),
+        &xoauth2(3, USER, &Key::new("k3").token("k3", json!({}))),
+        &xoauth2(4, USER, &k1.token("k1", json!({}))),
+    ]
+    .concat();
+    assert_eq!(
+        serve(&cfg, &input),
+        format!(
+            "OK\t1\tuser={USER}\nOK\t2\tuser={USER}\nFAIL\t3\treason=Invalid login or password\nOK\t4\tuser={USER}\n"
+        )
+    );
+    assert_eq!(fetches.load(Ordering::SeqCst), 3, "first use, k2, k3; k1 again from the stored set");
+}
+
+/// An identity provider that cannot be asked is an outage: no reply, the connection closed,
+/// and the request after it is not read.
+#[test]
+fn an_idp_outage_closes_the_connection_without_a_reply() {
+    let key = Key::new("k1");
+    let oidc = format!("{{ configuration_uri: {}, client_id: postfix, client_secret: x }}", q(&closed_url("/d")));
+    let down = Config::new().sasl("a", &closed_url("/auth")).set("sasl_oidc_auth", &oidc).set("deadline", "1s");
+    let input = [HELLO, &xoauth2(1, USER, ACTIVE), &xoauth2(2, USER, ACTIVE)].concat();
+    assert_eq!(serve(&down, &input), "", "discovery unreachable");
+    let jwt = key.token("k1", json!({}));
+    for (validation, failing, token) in [
+        ("introspection", "/introspect", ACTIVE),
+        ("jwks", "/jwks", jwt.as_str()),
+        ("jwks", "/.well-known/openid-configuration", jwt.as_str()),
+    ] {
+        let (b, _) = idp_failing(vec![key.jwk()], vec![key.jwk()], failing);
+        let input = [HELLO, &xoauth2(1, USER, token), &xoauth2(2, USER, token)].concat();
+        assert_eq!(serve(&config(&b, validation), &input), "", "{failing} answers 503");
+        assert!(b.requests().iter().any(|r| r.path() == failing), "{failing} was asked");
+    }
+}
+
+#[test]
+fn the_token_is_never_logged() {
+    let sink = SyslogSink::new();
+    let key = Key::new("k1");
+    let (b, _) = idp(vec![key.jwk()], vec![key.jwk()]);
+    let cfg = config(&b, "auto").syslog(&sink, ", level: debug");
+    let jwt = key.token("k1", json!({}));
+    let expired = key.token("k1", json!({"exp": 1_000_000_000}));
+    let auths = [
+        xoauth2(1, USER, &jwt),
+        xoauth2(2, USER, ACTIVE),
+        oauthbearer(3, Some(USER), &expired),
+        xoauth2(4, USER, INACTIVE),
+    ];
+    let replies = serve(&cfg, &[HELLO, &auths.concat()].concat());
+    assert_eq!(replies.lines().filter(|l| l.starts_with("OK")).count(), 2, "{replies}");
+    let line = sink.wait_for("result=fail", Duration::from_secs(5)).unwrap_or_else(|| panic!("{:?}", sink.lines()));
+    assert!(line.contains("mechanism=OAUTHBEARER") && line.contains("reason=\"the token has expired"), "{line}");
+    let lines = sink.settle(Duration::from_secs(5));
+    assert_eq!(lines.iter().filter(|l| l.contains("proto=sasl")).count(), 4, "{lines:#?}");
+    let resps: Vec<String> = auths.iter().map(|a| a.rsplit_once("resp=").unwrap().1.trim_end().to_string()).collect();
+    let signature = jwt.rsplit_once('.').unwrap().1;
+    for line in &lines {
+        for secret in [jwt.as_str(), expired.as_str(), signature, ACTIVE, INACTIVE, SECRET]
+            .into_iter()
+            .chain(resps.iter().map(String::as_str))
+        {
+            assert!(!line.contains(secret), "{secret:?} logged: {line}");
+        }
+    }
+}
