@@ -98,7 +98,8 @@ fn idp_failing(keys: Vec<Value>, later: Vec<Value>, failing: &'static str) -> (B
                     b if b == format!("token={ACTIVE}&token_type_hint=access_token") => {
                         Reply::json(200, &json!({"active": true, "email": USER, "sub": "1234"}).to_string())
                     }
-                    _ => Reply::json(200, r#"{"active":false}"#),
+                    // With the user, so that only `active` can refuse it.
+                    _ => Reply::json(200, &json!({"active": false, "email": USER}).to_string()),
                 }
             }
             _ => Reply::status(404, ""),
