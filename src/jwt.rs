@@ -107,19 +107,15 @@ fn check_signature(alg: &str, key: &Map<String, Value>, signed: &[u8], sig: &[u8
         "RS512" => Some(&signature::RSA_PKCS1_2048_8192_SHA512),
         _ => None,
     };
-    let verified = match (alg, kty, crv) {
-        (_, "RSA", _) if rsa.is_some() => {
+    let verified = match (rsa, alg, kty, crv) {
+        (Some(params), _, "RSA", _) => {
             let (n, e) = (part("n")?, part("e")?);
-            RsaPublicKeyComponents { n: &n, e: &e }.verify(
-                rsa.unwrap_or(&signature::RSA_PKCS1_2048_8192_SHA256),
-                signed,
-                sig,
-            )
+            RsaPublicKeyComponents { n: &n, e: &e }.verify(params, signed, sig)
         }
-        ("ES256", "EC", "P-256") => {
+        (None, "ES256", "EC", "P-256") => {
             ec_verify(&signature::ECDSA_P256_SHA256_FIXED, 32, &part("x")?, &part("y")?, signed, sig)?
         }
-        ("ES384", "EC", "P-384") => {
+        (None, "ES384", "EC", "P-384") => {
             ec_verify(&signature::ECDSA_P384_SHA384_FIXED, 48, &part("x")?, &part("y")?, signed, sig)?
         }
         _ => return Err(JwtError::Algorithm),
@@ -149,7 +145,7 @@ fn check_claims(claims: &Map<String, Value>, expect: &Expect<'_>) -> Result<(), 
         Some(exp) if exp + LEEWAY > expect.now => {}
         _ => return Err(JwtError::Expired),
     }
-    if claims.contains_key("nbf") && !time("nbf").is_some_and(|nbf| nbf - LEEWAY <= expect.now) {
+    if claims.contains_key("nbf") && time("nbf").is_none_or(|nbf| nbf - LEEWAY > expect.now) {
         return Err(JwtError::NotYet);
     }
     if claims.get("iss").and_then(Value::as_str) != Some(expect.issuer) {

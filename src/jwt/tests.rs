@@ -73,3 +73,23 @@ fn every_check_refuses_on_its_own() {
     assert_eq!(verify(&unsigned, &set, &EXPECT), Err(JwtError::Malformed));
     assert!(!looks_like_jwt("opaque-token") && !looks_like_jwt("a.b") && !looks_like_jwt("a.b.c=d"));
 }
+
+/// An RS256 token made with `openssl genrsa 2048` and `openssl dgst -sha256 -sign` (ring
+/// cannot make RSA keys), and its key.
+const RSA_N: &str = "ut1C_1OFPwzqfpeGX4OYMekBwq_rTuR4aNrUmW4Aa9YGOXqkHEdpa26B9xbDAj5mHdbb_TjbD9UnRE2orNLXK8Xb_wRNROsfOV7uhb-DnEa1HfREYbvMOzYLFAlU4J6K_vOTX7j5wzfpEXCHV02a-6EFr060Jqv62FVu7R5N9CumlI-tk6mGoaDgT10Y70fj6RM3bKOKbB9QcAblG3axHOq3ptgdhpXQmjnRFBvoqPmWojz-KMMgBZJ51gdHKaqmkBm4sr1Qh4BZVk9iBC97OaAFTtnG9e74mHaN9oGg9dwkDnqvf5PW3oDjJTfJXL6KfipXOCnDGUY8Kl_-Qy-nyQ";
+const RSA_TOKEN: &str = "eyJhbGciOiJSUzI1NiIsImtpZCI6InIxIn0.eyJpc3MiOiJodHRwczovL2lkcC50ZXN0IiwiYXVkIjoicG9zdGZpeCIsImV4cCI6MTgwMDAwMDA2MCwiZW1haWwiOiJ1QHgub3JnIn0.QDj6IYxXFLQffjMRWYtPrRJzli2Mpu9cj4Yfq5AtWujUQlJGcMKSpuKebaiDeTeCNxz-ecTqEOCblS8T88KJRyfgPqwyxoTZnLNVL9Tn-HLH0UtKfF6hR8DMK9cnyLqO4BBmqiXbdPYqm6S606u3lRVgkyjSTGFFCz8fv_ElfWvZrfiJ7rQ5GeRGNgal-xTs6hcPkBNT6EyCnStZY20M0aBxVPIcSCGYDgpkDuNOz9YL3zg1srh2wQEGJsKZXntbxzXTwVByx6haKe2HJy7OImhcslTc4Mve6WcLm9-kV9dJOB1sjwxil05NLCbOb4TIk6GOCGpScvTo_nrz_YEPYg";
+
+#[test]
+fn rs256_with_an_rsa_key() {
+    let set = json!({"keys": [{"kty": "RSA", "kid": "r1", "alg": "RS256", "n": RSA_N, "e": "AQAB"}]});
+    assert_eq!(verify(RSA_TOKEN, &set, &EXPECT).unwrap()["email"], "u@x.org");
+    // One bit of the signature changed.
+    let (signed, sig) = RSA_TOKEN.rsplit_once('.').unwrap();
+    let mut sig = URL_SAFE_NO_PAD.decode(sig).unwrap();
+    sig[10] ^= 1;
+    let tampered = format!("{signed}.{}", URL_SAFE_NO_PAD.encode(sig));
+    assert_eq!(verify(&tampered, &set, &EXPECT), Err(JwtError::Signature));
+    // An EC key under the same kid is not used for RS256.
+    let ec = jwks(&key(), "r1");
+    assert_eq!(verify(RSA_TOKEN, &ec, &EXPECT), Err(JwtError::Algorithm));
+}

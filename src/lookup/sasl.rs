@@ -48,7 +48,6 @@ pub fn check(
         Credentials::Bearer { user, token } => {
             let deadline = std::time::Instant::now() + service.entry.retry.deadline;
             let verdict = token_verdict(service, user.as_deref(), token, transport, store, deadline);
-            report.outcome = Outcome::temporary("checked with the identity provider");
             return (verdict, report);
         }
     };
