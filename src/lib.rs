@@ -36,7 +36,9 @@
 //! serve.rs         the serving loop of each protocol, and its log line
 //! lookup.rs        one request: template → HTTP (lookup/target: URL checks, lookup/transcript: -v)
 //! failover.rs      host order, retries, waits within the deadline
-//! auth/            backend tokens (jwt_auth, backend_oidc_auth) behind one face, Tokens
+//! auth/            backend tokens (jwt_auth, backend_oidc_auth) behind one face, Tokens;
+//!                  auth/idp: SASL bearer tokens checked with an OpenID provider
+//! jwt.rs           JWT signature and claim checks against a key set (pure)
 //! http/            the HTTP client (reqwest on the calling thread), TLS, an in-memory fake
 //! answer.rs        HTTP response → Outcome;  value.rs: finding the value in JSON
 //! cache.rs         the response cache's rules (fresh, stale, what HTTP allows)

@@ -4,6 +4,9 @@
 //! A status in `status_code` accepts the login, as the user the `Auth-User` header names (else
 //! the login name); 403 refuses it. Everything else is no answer at all: smtpd turns every
 //! `FAIL` into a permanent 535, so an outage must never become one (see `docs/design.md`).
+//!
+//! The bearer token of XOAUTH2 or OAUTHBEARER goes to the identity provider instead
+//! ([`crate::auth::idp`]); the backend is not asked.
 
 use super::{Last, Report, failure, send};
 use crate::answer::{Failure, Outcome};

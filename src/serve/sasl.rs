@@ -1,5 +1,6 @@
 //! The Dovecot auth server smtpd talks to (`smtpd_sasl_type = dovecot`): the handshake at once,
-//! then one request at a time, PLAIN and LOGIN checked by the `dovecot_sasl` service's backend.
+//! then one request at a time, PLAIN and LOGIN checked by the `dovecot_sasl` service's backend,
+//! XOAUTH2 and OAUTHBEARER (with `sasl_oidc_auth`) by its identity provider.
 //!
 //! smtpd turns every `FAIL` into a permanent 535 and answers 454 (try again) only when the auth
 //! server closes the connection or stays silent. So a request the backend cannot answer (an
