@@ -68,11 +68,21 @@ fn idp(keys: Vec<Value>, later: Vec<Value>) -> (Backend, Arc<AtomicUsize>) {
 
 /// The same, with the endpoint at `failing` answering 503.
 fn idp_failing(keys: Vec<Value>, later: Vec<Value>, failing: &'static str) -> (Backend, Arc<AtomicUsize>) {
+    idp_on(None, keys, later, failing)
+}
+
+/// The same, over TLS with `tls`'s certificate when given.
+fn idp_on(
+    tls: Option<&TlsFiles>,
+    keys: Vec<Value>,
+    later: Vec<Value>,
+    failing: &'static str,
+) -> (Backend, Arc<AtomicUsize>) {
     let fetches = Arc::new(AtomicUsize::new(0));
     let counted = fetches.clone();
     let base = Arc::new(std::sync::OnceLock::<String>::new());
     let known = base.clone();
-    let b = Backend::start(move |r| {
+    let handler = move |r: &Recorded| {
         let base = known.get().cloned().unwrap_or_default();
         if r.path() == failing {
             return Reply::json(503, "{}");
@@ -104,7 +114,11 @@ fn idp_failing(keys: Vec<Value>, later: Vec<Value>, failing: &'static str) -> (B
             }
             _ => Reply::status(404, ""),
         }
-    });
+    };
+    let b = match tls {
+        Some(tls) => Backend::start_tls(tls, handler),
+        None => Backend::start(handler),
+    };
     base.set(b.url("").trim_end_matches('/').to_string()).unwrap();
     (b, fetches)
 }
@@ -275,4 +289,51 @@ fn the_token_is_never_logged() {
             assert!(!line.contains(secret), "{secret:?} logged: {line}");
         }
     }
+}
+
+/// Requests to the identity provider verify its certificate with the server's TLS settings (or
+/// the block's own `tls`), never the backend's lax ones: an untrusted provider is an outage,
+/// and no token or secret is sent to it.
+#[test]
+fn the_idp_is_verified_with_the_server_tls_settings() {
+    let tls = make_tls_files();
+    let ca = q(&tls.ca_pem.display().to_string());
+    let input = [HELLO, &xoauth2(1, USER, ACTIVE)].concat();
+    let oidc = |b: &Backend, extra: &str| {
+        let uri = q(&b.url("/.well-known/openid-configuration"));
+        format!("{{ configuration_uri: {uri}, client_id: postfix, client_secret: {SECRET}{extra} }}")
+    };
+    let (b, _) = idp_on(Some(&tls), vec![], vec![], "");
+    let lax = Config::new()
+        .sasl("a", &closed_url("/auth"))
+        .set("tls", "{ skip_verify: true }")
+        .set("sasl_oidc_auth", &oidc(&b, ""))
+        .set("deadline", "2s");
+    assert_eq!(serve(&lax, &input), "", "the backend's skip_verify is not the provider's");
+    assert_eq!(b.request_count(), 0);
+    let own = Config::new()
+        .sasl("a", &closed_url("/auth"))
+        .set("sasl_oidc_auth", &oidc(&b, &format!(", tls: {{ root_ca: {ca} }}")));
+    assert_eq!(serve(&own, &input), format!("OK\t1\tuser={USER}\n"));
+    let (b, _) = idp_on(Some(&tls), vec![], vec![], "");
+    let server = Config::new()
+        .server(&format!("tls: {{ root_ca: {ca} }}"))
+        .sasl("a", &closed_url("/auth"))
+        .set("sasl_oidc_auth", &oidc(&b, ""));
+    assert_eq!(serve(&server, &input), format!("OK\t1\tuser={USER}\n"));
+    assert_eq!(b.requests().iter().filter(|r| r.path() == "/introspect").count(), 1);
+}
+
+/// The introspection endpoint gets the client secret: one on another host than the discovery
+/// document is refused (an outage), and nothing is sent there.
+#[test]
+fn an_introspection_endpoint_elsewhere_gets_no_secret() {
+    let elsewhere = Backend::fixed(Reply::json(200, r#"{"active":true,"email":"u@x.org"}"#));
+    let target = elsewhere.url("/introspect").replace("127.0.0.1", "localhost");
+    let doc = Backend::start(move |_| {
+        Reply::json(200, &json!({"issuer": ISSUER, "jwks_uri": "", "introspection_endpoint": target}).to_string())
+    });
+    let input = [HELLO, &xoauth2(1, USER, ACTIVE)].concat();
+    assert_eq!(serve(&config(&doc, "introspection"), &input), "");
+    assert_eq!(elsewhere.request_count(), 0);
 }
