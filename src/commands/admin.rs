@@ -157,6 +157,15 @@ fn notes(config: &Config) -> Vec<String> {
     {
         notes.push("warning: server.state_db: with :memory: every process fetches a token of its own".to_string());
     }
+    if let StateDb::Memory = config.state_db
+        && config.sasl.iter().any(|s| s.oidc.is_some())
+    {
+        notes.push(
+            "warning: server.state_db: with :memory: every sasl process fetches the identity provider's discovery \
+             document and keys for itself"
+                .to_string(),
+        );
+    }
     notes
 }
 

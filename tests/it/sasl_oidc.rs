@@ -337,3 +337,16 @@ fn an_introspection_endpoint_elsewhere_gets_no_secret() {
     assert_eq!(serve(&config(&doc, "introspection"), &input), "");
     assert_eq!(elsewhere.request_count(), 0);
 }
+
+#[test]
+fn check_accepts_the_block_and_warns_of_a_memory_state_db() {
+    let (b, _) = idp(vec![], vec![]);
+    let out = config(&b, "auto").run_command(&["check"], b"", RUN);
+    assert_eq!(out.code(), Some(0), "{out:?}");
+    assert!(!out.stdout_str().contains("identity provider"), "{out:?}");
+    let out = config(&b, "jwks").state_db(":memory:").run_command(&["check"], b"", RUN);
+    assert_eq!(out.code(), Some(0), "{out:?}");
+    let all = out.stdout_str() + &out.stderr_str();
+    assert!(all.contains("every sasl process fetches the identity provider's discovery document"), "{out:?}");
+    assert_eq!(b.request_count(), 0, "check asks nobody");
+}
