@@ -27,6 +27,9 @@ pub enum Command {
     Policy { service: Option<String> },
     /// Serve tcp_table(5) requests for socket_maps entry MAP.
     Tcp { map: String },
+    /// Serve Dovecot's auth protocol to Postfix smtpd (smtpd_sasl_type = dovecot) for the
+    /// dovecot_sasl service NAME (or the only one configured).
+    Sasl { name: Option<String> },
     /// Validate the configuration: every error with its path; exit 0, or 78 on errors.
     Check,
     /// Look KEY up in MAP as Postfix would; prints the reply. Exit 0 found, 1 not found,
@@ -54,6 +57,15 @@ pub enum Command {
         service: String,
         /// Attributes as NAME=VALUE (default: read from stdin).
         attributes: Vec<String>,
+    },
+    /// Check USER's password (read from stdin, one trailing newline dropped) with dovecot_sasl
+    /// service NAME as smtpd would; prints what smtpd would get. Exit 0 OK, 1 FAIL, 75 failure.
+    SaslQuery {
+        /// Show the exchange (the password masked) on stderr.
+        #[arg(short, long)]
+        verbose: bool,
+        name: String,
+        user: String,
     },
     /// Show the cached token of a map or policy service with backend authentication: kind,
     /// endpoint, expiry, age and lease — never the token itself.

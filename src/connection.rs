@@ -34,6 +34,9 @@ pub enum End {
     Unread,
     /// The bytes can never form a valid request.
     Malformed(String),
+    /// A request this process cannot answer (its backend failed): closed without a reply, the
+    /// only way to make smtpd answer "try again" to a SASL client.
+    Withheld(String),
     Io(io::Error),
 }
 
@@ -47,6 +50,7 @@ impl std::fmt::Display for End {
             End::Stalled => f.write_str("client stopped sending in the middle of a request"),
             End::Unread => f.write_str("client stopped reading replies: one was not taken within idle_timeout"),
             End::Malformed(why) => write!(f, "malformed request: {why}"),
+            End::Withheld(why) => write!(f, "closed without a reply: {why}"),
             End::Io(e) => write!(f, "connection error: {e}"),
         }
     }

@@ -17,6 +17,8 @@ use crate::template;
 use std::collections::BTreeMap;
 use std::time::Instant;
 
+mod sasl;
+
 /// What a serving command works with: the configuration (or why there is none) and the network.
 pub struct Server<'a> {
     /// The configuration, or the reason every request fails (e.g. "pfxhttp configuration error: …").

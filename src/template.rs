@@ -200,6 +200,23 @@ pub fn policy_vars(name: &str, attrs: &BTreeMap<String, String>, request_id: &st
     Value::Map(m)
 }
 
+/// The variables of a Dovecot SASL check, besides `name` and `request_id`.
+pub const SASL_VARIABLES: &[&str] =
+    &["username", "password", "protocol", "method", "client_ip", "local_ip", "local_port", "ssl"];
+
+/// Variables of a Dovecot SASL check: `fields` gives values to [`SASL_VARIABLES`] (those it
+/// leaves out render empty), with `name` and `request_id`.
+pub fn sasl_vars(name: &str, fields: &[(&str, &str)], request_id: &str) -> Value {
+    let mut m: BTreeMap<String, Value> =
+        SASL_VARIABLES.iter().map(|v| (v.to_string(), Value::String(String::new()))).collect();
+    for (k, v) in fields {
+        m.insert(k.to_string(), Value::String(v.to_string()));
+    }
+    m.insert("name".to_string(), Value::String(name.to_string()));
+    m.insert("request_id".to_string(), Value::String(request_id.to_string()));
+    Value::Map(m)
+}
+
 /// Rewrites Go template field references (`{{ .Key }}`, `{{- .Name -}}`) to upon's form
 /// (`{{ key }}`). Other Go syntax cannot run here, and the error says what to write instead.
 pub fn from_go(source: &str) -> Result<String, String> {

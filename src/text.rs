@@ -1,4 +1,5 @@
-//! Text helpers: text shown to a person at a terminal, and text cut to a length.
+//! Text helpers: text shown to a person at a terminal, text cut to a length, and names that
+//! suggest a secret.
 
 use std::borrow::Cow;
 
@@ -32,9 +33,79 @@ pub fn cut(s: &str, max: usize) -> &str {
     &s[..end]
 }
 
+/// Parts of names (separated by spaces) that suggest a secret value: of a URL's query parameter,
+/// a form field or a JSON member. Names are compared lowercased, so `apiKey`, `API_KEY` and
+/// `x-api-key` all hold `key`. The parts are short on purpose: masking a harmless value
+/// (`mapping` holds `pin`) costs a look at the config, while a secret shown on a terminal cannot
+/// be taken back. A name of one letter (`k`, `s`) gives no hint either way and stays shown; the
+/// admin can check the config.
+const SECRET_NAME_HINTS: &str = "key token secret pass pw pin phrase sig auth cred session access jwt bearer \
+    private otp code cookie hmac nonce hash assertion ticket saml";
+
+/// Whether `name` (or any text) holds a part that suggests a secret value.
+pub fn is_secret_name(name: &str) -> bool {
+    let name = name.to_lowercase();
+    SECRET_NAME_HINTS.split_whitespace().any(|hint| name.contains(hint))
+}
+
+/// Whether a query or form parameter's name as written (`+` for a space, `%XX` escapes)
+/// suggests a secret value.
+pub fn is_secret_parameter(name: &str) -> bool {
+    is_secret_name(&String::from_utf8_lossy(&percent_decoded(&name.replace('+', " "))))
+}
+
+/// The bytes `text` stands for, `%XX` escapes decoded (a `%` without two hex digits stays).
+pub fn percent_decoded(text: &str) -> Vec<u8> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok());
+        match hex.filter(|_| bytes[i] == b'%').and_then(|h| u8::from_str_radix(h, 16).ok()) {
+            Some(b) => {
+                out.push(b);
+                i += 3;
+            }
+            None => {
+                out.push(bytes[i]);
+                i += 1;
+            }
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
-    use super::{cut, printable};
+    use super::{cut, is_secret_name, is_secret_parameter, printable};
+
+    #[test]
+    fn names_that_suggest_a_secret() {
+        let secret = [
+            "pw",
+            "passwd",
+            "apikey",
+            "hash",
+            "pin",
+            "assertion",
+            "client_assertion",
+            "ticket",
+            "id_token",
+            "SAMLResponse",
+            "passphrase",
+            "phrase",
+            "X-Amz-Signature",
+            "Access_Token",
+        ];
+        for name in secret {
+            assert!(is_secret_name(name), "{name}");
+        }
+        for name in ["k", "a", "id", "user", "format", "q"] {
+            assert!(!is_secret_name(name), "{name}");
+        }
+        assert!(is_secret_parameter("p%57") && is_secret_parameter("Client%5Fassertion"));
+        assert!(is_secret_parameter("my+pin") && !is_secret_parameter("p%2577"));
+    }
 
     #[test]
     fn cut_ends_on_a_character_boundary() {

@@ -4,7 +4,8 @@
 //! directly in `tests/` would also be built by cargo as a test binary of its
 //! own, where `crate::support` does not exist.
 
-mod support;
+// The harness is a library of its own (tests/support); `crate::support` names it here.
+use pfxhttp_test_support as support;
 
 #[path = "it/harness.rs"]
 mod harness;
@@ -47,3 +48,9 @@ mod check;
 
 #[path = "it/unread.rs"]
 mod unread;
+
+#[path = "it/cache.rs"]
+mod cache;
+
+#[path = "it/sasl.rs"]
+mod sasl;

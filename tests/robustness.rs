@@ -1,4 +1,4 @@
-//! The robustness tests (issue 7, points 2–5): bad client input, backend faults, secrets, load.
+//! The robustness tests: bad client input, backend faults, secrets, load.
 //! `cargo test --test robustness`.
 //!
 //! A test binary of their own, because they start hundreds of pfxhttp processes and time replies
@@ -9,10 +9,8 @@
 //!
 //! Modules live in `tests/robustness/` (no `main.rs` there, so cargo builds no binary of it).
 
-// The harness shared with the `it` tests, of which this binary uses a part (no TLS, no fd-3
-// connections, no literal configs): the rest is used there and would warn as unused here.
-#[allow(dead_code, unused_imports)]
-mod support;
+// The harness shared with the `it` tests (tests/support, a library of its own).
+use pfxhttp_test_support as support;
 
 #[path = "robustness/common.rs"]
 mod common;

@@ -124,13 +124,16 @@ pub(super) fn check(path: Result<PathBuf, String>, format: Format) -> u8 {
         eprintln!("{note}");
     }
     let names = |entries: &[Entry]| entries.iter().map(|e| e.name.as_str()).collect::<Vec<_>>().join(", ");
+    let sasl: Vec<&str> = config.sasl.iter().map(|s| s.entry.name.as_str()).collect();
     println!(
-        "{}: OK ({} socket map(s): {}; {} policy service(s): {})",
+        "{}: OK ({} socket map(s): {}; {} policy service(s): {}; {} dovecot_sasl service(s): {})",
         path.display(),
         config.maps.len(),
         names(&config.maps),
         config.policies.len(),
-        names(&config.policies)
+        names(&config.policies),
+        sasl.len(),
+        sasl.join(", ")
     );
     exit::OK
 }
@@ -145,7 +148,12 @@ fn notes(config: &Config) -> Vec<String> {
         ));
     }
     if let StateDb::Memory = config.state_db
-        && config.maps.iter().chain(&config.policies).any(|e| e.auth.is_some())
+        && config
+            .maps
+            .iter()
+            .chain(&config.policies)
+            .chain(config.sasl.iter().map(|s| &s.entry))
+            .any(|e| e.auth.is_some())
     {
         notes.push("warning: server.state_db: with :memory: every process fetches a token of its own".to_string());
     }

@@ -3,6 +3,7 @@
 
 mod admin;
 mod cache;
+mod sasl_query;
 mod serve;
 mod state;
 mod token;
@@ -39,6 +40,8 @@ fn run(cli: Cli, fd3: Option<OwnedFd>) -> u8 {
         Command::Socketmap => Protocol::Socketmap,
         Command::Policy { service } => Protocol::Policy(service),
         Command::Tcp { map } => Protocol::Tcp(map),
+        Command::Sasl { name } => Protocol::Sasl(name),
+        Command::SaslQuery { verbose, name, user } => return sasl_query::run(path, format, &name, &user, verbose),
         Command::Check => return admin::check(path, format),
         Command::Query { verbose, no_cache, map, key } => {
             return admin::query(path, format, &map, &key, admin::Options { verbose, no_cache });

@@ -1,4 +1,4 @@
-//! The serving commands: `socketmap`, `policy` and `tcp`. They write nothing but replies, and
+//! The serving commands: `socketmap`, `policy`, `tcp` and `sasl`. They write nothing but replies, and
 //! nothing to stderr (under spawn(8) it is the client socket).
 
 use crate::cli::Cli;
@@ -20,6 +20,8 @@ pub(super) enum Protocol {
     Socketmap,
     Policy(Option<String>),
     Tcp(String),
+    /// The Dovecot auth protocol for a `dovecot_sasl` service (the only one when not named).
+    Sasl(Option<String>),
 }
 
 /// Serves the connection with the configuration at `path`, or with the reason there is none.
@@ -69,6 +71,7 @@ fn protocol(name: &str, matches: &ArgMatches) -> Option<Protocol> {
         "socketmap" => Some(Protocol::Socketmap),
         "policy" => Some(Protocol::Policy(text("service"))),
         "tcp" => Some(Protocol::Tcp(text("map").unwrap_or_default())),
+        "sasl" => Some(Protocol::Sasl(text("name"))),
         _ => None,
     }
 }
@@ -106,7 +109,8 @@ fn serve(protocol: Protocol, loaded: Result<Loaded, String>, fd3: Option<OwnedFd
     let server = Server { config, transport: &clients, store: &store, verbose: false, use_cache: true };
     let end = answer(&server, &protocol, &mut conn, &limits);
     match &end {
-        End::Eof | End::Idle | End::Lifetime => log::debug(&format!("connection ends: {end}")),
+        // A withheld reply was logged with its request.
+        End::Eof | End::Idle | End::Lifetime | End::Withheld(_) => log::debug(&format!("connection ends: {end}")),
         End::Malformed(_) | End::Truncated | End::Stalled | End::Unread => {
             log::warn(&format!("connection closed: {end}"))
         }
@@ -121,6 +125,7 @@ fn answer(server: &Server, protocol: &Protocol, conn: &mut Connection, limits: &
     match protocol {
         Protocol::Socketmap => server.socketmap(conn, max),
         Protocol::Tcp(map) => server.tcp(conn, map, max),
+        Protocol::Sasl(name) => server.sasl(conn, name.as_deref()),
         Protocol::Policy(service) => {
             let limits = policy::Limits { max_bytes: max, max_attributes: limits.max_policy_attributes };
             server.policy(conn, service.as_deref(), limits)
@@ -145,6 +150,7 @@ mod tests {
             Protocol::Socketmap => "socketmap".to_string(),
             Protocol::Policy(service) => format!("policy {service:?}"),
             Protocol::Tcp(map) => format!("tcp {map}"),
+            Protocol::Sasl(name) => format!("sasl {name:?}"),
         })
     }
 
@@ -160,5 +166,6 @@ mod tests {
         assert_eq!(named(&["query", "tcp"]), None, "a protocol word as an argument");
         assert_eq!(named(&["word", "socketmap"]), None, "only options are left out");
         assert_eq!(named(&["--bogus"]), None);
+        assert_eq!(named(&["sasl", "smtp-auth", "--bogus"]).as_deref(), Some("sasl Some(\"smtp-auth\")"));
     }
 }

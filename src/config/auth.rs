@@ -69,12 +69,44 @@ pub(super) fn plain_http_beyond_loopback(url: &str) -> bool {
     }
 }
 
+/// Whether `url` as written (perhaps a template) holds a secret: user info (a lone user name is
+/// often a token), or a query or fragment parameter whose name suggests a secret and whose value
+/// is written out, not only a template expression (`?token={{ key }}` sends the lookup key).
+pub(super) fn url_holds_secret(url: &str) -> bool {
+    // The authority ends where the URL parser ends it for http(s).
+    let after_scheme = url.split_once("://").map_or("", |(_, rest)| rest);
+    let authority = after_scheme.split(['/', '\\', '?', '#']).next().unwrap_or("");
+    let query = url.split_once(['?', '#']).map_or("", |(_, rest)| rest);
+    let secret_parameter = |pair: &str| {
+        pair.split_once('=').is_some_and(|(name, value)| {
+            crate::text::is_secret_parameter(name) && !outside_templates(value).trim().is_empty()
+        })
+    };
+    authority.contains('@') || query.split(['&', ';', '#']).any(secret_parameter)
+}
+
+/// `text` without its template expressions (`{{ }}`, `{% %}`, `{# #}`).
+fn outside_templates(text: &str) -> String {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(open) = ["{{", "{%", "{#"].iter().filter_map(|o| rest.find(o)).min() {
+        out.push_str(&rest[..open]);
+        let close = ["}}", "%}", "#}"].iter().filter_map(|c| rest[open + 2..].find(c)).min();
+        let Some(close) = close else { return out };
+        rest = &rest[open + 2 + close + 2..];
+    }
+    out + rest
+}
+
 /// An endpoint URL; plain `http://` beyond the loopback is allowed but warned about.
 fn url_field(t: &mut Table<'_>, key: &str, d: &mut Diagnostics) -> Option<String> {
     let (p, v) = t.take(key)?;
     let s = tree::string(&p, v, d)?;
     match reqwest::Url::parse(&s) {
         Ok(u) if matches!(u.scheme(), "http" | "https") => {
+            if url_holds_secret(&s) {
+                d.secret(&p);
+            }
             if plain_http_beyond_loopback(&s) {
                 d.warn(&p, "plain http:// beyond the loopback: credentials and tokens can be read on the way");
             }

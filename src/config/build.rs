@@ -26,11 +26,21 @@ pub(super) fn config(root: &Value, identity: &str, mut d: Diagnostics) -> Loaded
         let Some((path, v)) = top.take(section) else { continue };
         let list = if kind == Kind::Map { &mut maps } else { &mut policies };
         let scope = Scope { identity, section: &path, inherited: &inherited, go_cache_ttl };
-        entries(&scope, v, kind, &mut clients, list, d);
+        entries(&scope, v, d, |path, name, v, d| {
+            let entry = super::entry::entry(path, name, v, kind, &scope, &mut clients, d);
+            list.extend(entry);
+        });
     }
-    top.finish(d, &[("dovecot_sasl", "pfxhttp serves socketmap, policy and tcp_table; Dovecot SASL is not offered")]);
-    if maps.is_empty() && policies.is_empty() && d.errors.is_empty() {
-        d.error("socket_maps", "no socket_maps or policy_services entry is configured");
+    let mut sasl = Vec::new();
+    if let Some((path, v)) = top.take("dovecot_sasl") {
+        let scope = Scope { identity, section: &path, inherited: &inherited, go_cache_ttl };
+        entries(&scope, v, d, |path, name, v, d| {
+            sasl.extend(super::sasl::service(path, name, v, &scope, &mut clients, d));
+        });
+    }
+    top.finish(d, &[]);
+    if maps.is_empty() && policies.is_empty() && sasl.is_empty() && d.errors.is_empty() {
+        d.error("socket_maps", "no socket_maps, policy_services or dovecot_sasl entry is configured");
     }
 
     let config = d.errors.is_empty().then(|| Config {
@@ -40,6 +50,7 @@ pub(super) fn config(root: &Value, identity: &str, mut d: Diagnostics) -> Loaded
         state_db,
         maps,
         policies,
+        sasl,
         clients,
     });
     Loaded::new(config, logging, limits, std::mem::take(d))
@@ -197,13 +208,12 @@ fn merge_defaults(defaults: &Mapping, entry: &Value) -> Value {
     Value::Mapping(merged)
 }
 
+/// Reads the entries of a section with `read` (path, name, value with defaults merged).
 fn entries(
     scope: &Scope<'_>,
     v: &Value,
-    kind: Kind,
-    clients: &mut Vec<ClientSpec>,
-    out: &mut Vec<Entry>,
     d: &mut Diagnostics,
+    mut read: impl FnMut(&str, &str, &Value, &mut Diagnostics),
 ) {
     let path = scope.section;
     let Some(mut section) = Table::open(v, path, d) else { return };
@@ -229,11 +239,7 @@ fn entries(
             d.error(&join(path, "defaults"), super::source::Cost::message(what));
             break;
         }
-        if let Some(e) =
-            super::entry::entry(&entry_path, &name, merged.as_ref().unwrap_or(value), kind, scope, clients, d)
-        {
-            out.push(e);
-        }
+        read(&entry_path, &name, merged.as_ref().unwrap_or(value), d);
     }
     section.finish(d, &[]);
 }

@@ -52,7 +52,21 @@ pub(super) fn entry(
     if http.timeout > http.deadline {
         d.warn(path, "timeout is longer than deadline; the deadline cuts every attempt short");
     }
-    t.finish(d, &[("oidc_auth", "it never had an effect in the Go pfxhttp either; backend_oidc_auth is meant")]);
+    let sasl_only = match kind {
+        Kind::Policy => "a dovecot_sasl setting, which has no effect on a policy service",
+        _ => "a dovecot_sasl setting, which has no effect on a socket map",
+    };
+    t.finish(
+        d,
+        &[
+            ("oidc_auth", "it never had an effect in the Go pfxhttp either; backend_oidc_auth is meant"),
+            // The Go pfxhttp reads one struct for every kind of entry, so its files may carry these.
+            ("transport", sasl_only),
+            ("grpc", sasl_only),
+            ("default_local_port", sasl_only),
+            ("sasl_oidc_auth", sasl_only),
+        ],
+    );
 
     let spec = ClientSpec { connect_timeout: http.connect_timeout, proxy: http.proxy, tls: http.tls };
     let client = client_index(clients, spec);
@@ -70,7 +84,7 @@ pub(super) fn entry(
 
 /// The server-level `http_client` settings with the entry's own `http_client`, the same keys
 /// written directly in the entry, and its `tls` over them.
-fn http_settings(t: &mut Table<'_>, inherited: &Inherited, d: &mut Diagnostics) -> Inherited {
+pub(super) fn http_settings(t: &mut Table<'_>, inherited: &Inherited, d: &mut Diagnostics) -> Inherited {
     let mut http = inherited.clone();
     if let Some((p, v)) = t.take("http_client") {
         http_client(&p, v, &mut http, d);
@@ -84,7 +98,12 @@ fn http_settings(t: &mut Table<'_>, inherited: &Inherited, d: &mut Diagnostics) 
 
 /// `target`, a URL or a list of them, and its path when one is plain `http://` beyond the
 /// loopback (where credentials can be read on the way).
-fn targets(path: &str, t: &mut Table<'_>, sample: &upon::Value, d: &mut Diagnostics) -> (Vec<Target>, Option<String>) {
+pub(super) fn targets(
+    path: &str,
+    t: &mut Table<'_>,
+    sample: &upon::Value,
+    d: &mut Diagnostics,
+) -> (Vec<Target>, Option<String>) {
     let Some((p, v)) = t.take("target") else {
         d.error(path, "target is required (a URL or a list of URLs)");
         return (Vec::new(), None);
@@ -99,7 +118,7 @@ fn targets(path: &str, t: &mut Table<'_>, sample: &upon::Value, d: &mut Diagnost
 }
 
 /// A boolean key, `false` when absent.
-fn flag(t: &mut Table<'_>, key: &str, d: &mut Diagnostics) -> bool {
+pub(super) fn flag(t: &mut Table<'_>, key: &str, d: &mut Diagnostics) -> bool {
     t.take(key).and_then(|(p, v)| tree::boolean(&p, v, d)).unwrap_or(false)
 }
 
@@ -108,6 +127,9 @@ fn target(path: &str, url: &str, sample: &upon::Value, d: &mut Diagnostics) -> O
     let rendered = tpl.render(sample).ok()?;
     match reqwest::Url::parse(&rendered) {
         Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {
+            if super::auth::url_holds_secret(url) {
+                d.secret(path);
+            }
             let fixed = tpl.is_literal().then_some(u);
             Some(Target { template: tpl, fixed })
         }

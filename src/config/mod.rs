@@ -7,7 +7,8 @@
 //!
 //! Reading runs one way, top down: `build` reads the file and its `server` section, `entry` reads
 //! each `socket_maps` or `policy_services` entry from its parts (`request`, `answer`, `retry`, and
-//! `auth` for the token blocks), `http_client` reads the HTTP client and TLS settings an entry
+//! `auth` for the token blocks), `sasl` reads a `dovecot_sasl` service from the same parts,
+//! `http_client` reads the HTTP client and TLS settings an entry
 //! inherits from `server`, `templates` compiles and tries templates, and `tree` walks the YAML and
 //! collects the [`Diagnostics`].
 
@@ -20,6 +21,7 @@ mod entry;
 mod http_client;
 mod request;
 mod retry;
+mod sasl;
 mod source;
 mod templates;
 mod tree;
@@ -62,6 +64,8 @@ pub struct Config {
     pub maps: Vec<Entry>,
     /// `policy_services` entries.
     pub policies: Vec<Entry>,
+    /// `dovecot_sasl` services.
+    pub sasl: Vec<SaslService>,
     /// Distinct HTTP client settings; entries refer to them by index.
     pub clients: Vec<ClientSpec>,
 }
@@ -75,6 +79,20 @@ impl Config {
     /// The policy service called `name` (ASCII case-insensitive).
     pub fn policy(&self, name: &str) -> Option<&Entry> {
         self.policies.iter().find(|e| e.name.eq_ignore_ascii_case(name))
+    }
+
+    /// The `dovecot_sasl` service called `name` (ASCII case-insensitive), or the only one when
+    /// no name is given; the error says why there is none.
+    pub fn sasl(&self, name: Option<&str>) -> Result<&SaslService, String> {
+        match (name, self.sasl.as_slice()) {
+            (Some(name), all) => all
+                .iter()
+                .find(|s| s.entry.name.eq_ignore_ascii_case(name))
+                .ok_or_else(|| format!("dovecot_sasl service {name} is not configured")),
+            (None, [only]) => Ok(only),
+            (None, []) => Err("no dovecot_sasl service is configured".into()),
+            (None, _) => Err("several dovecot_sasl services are configured; name one (pfxhttp sasl NAME)".into()),
+        }
     }
 }
 
@@ -192,6 +210,8 @@ pub struct TlsSpec {
 pub enum Kind {
     Map,
     Policy,
+    /// A `dovecot_sasl` service.
+    Sasl,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -308,6 +328,18 @@ pub struct Entry {
     pub auth: Option<Auth>,
     /// The response cache, when the entry has one.
     pub cache: Option<CacheSettings>,
+}
+
+/// One `dovecot_sasl` service: an entry for the backend call (targets, request, retry, auth;
+/// its answer part holds `status_code` only), and what the SASL answer needs besides.
+#[derive(Debug)]
+pub struct SaslService {
+    /// The backend call; its payload is always set (the default is the Nauthilus JSON body).
+    pub entry: Entry,
+    /// Sent as `local_port` (smtpd never tells the port the SMTP client connected to).
+    pub default_local_port: String,
+    /// How long to wait before answering `FAIL`, as Dovecot does against password guessing.
+    pub failure_delay: Duration,
 }
 
 /// Finds the config file: `explicit`, else the first of [`SEARCH_PATH`] that exists.

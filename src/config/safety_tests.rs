@@ -74,7 +74,7 @@ socket_maps:
     target: http://a/x
     value_field: r
     jwt_auth:
-      token_endpoint: http://a/token
+      token_endpoint: http://a/token?api_key=tokpw
       credentials: { username: admin, password: jwtpw }
   oidc:
     target: http://a/x
@@ -90,6 +90,7 @@ policy_services:
 const SECRET_PATHS: &[&str] = &[
     "server.http_client.proxy",
     "socket_maps.basic.http_auth_basic",
+    "socket_maps.jwt.jwt_auth.token_endpoint",
     "socket_maps.jwt.jwt_auth.credentials.password",
     "socket_maps.oidc.backend_oidc_auth.client_secret",
     "policy_services.hdr.custom_headers[0]",
@@ -112,7 +113,7 @@ fn inline_secrets_in_a_file_others_can_read_are_a_warning() {
         assert!(!w.contains(not_secret), "{not_secret}: {w}");
     }
     assert!(w.contains("_file"), "suggests the *_file forms: {w}");
-    for pw in ["proxypw", "basicpw", "jwtpw", "oidcpw", "hdrpw", "keypw"] {
+    for pw in ["proxypw", "basicpw", "tokpw", "jwtpw", "oidcpw", "hdrpw", "keypw"] {
         assert!(!loaded.warnings.concat().contains(pw), "secret {pw} in a warning");
     }
 
@@ -127,6 +128,35 @@ fn inline_secrets_in_a_file_others_can_read_are_a_warning() {
     );
     let loaded = load_file(&files, 0o644, dir.path());
     assert!(loaded.config.is_ok() && quiet(&loaded), "{:?}", loaded.warnings);
+}
+
+/// User info, and a secret-looking parameter with a value written out, are secrets in a URL; a
+/// value that is only a template expression is not.
+#[test]
+fn secrets_in_a_url_as_written() {
+    use super::auth::url_holds_secret;
+    let secret = [
+        "https://u:URLPW@api.example/x",
+        "https://TOKEN@api.example/x",
+        "https://api.example/x?a=1&api_key=abc",
+        "https://api.example/{{ key }}?a=1;pin=1234",
+        "https://api.example/x?token=pre{{ key }}",
+        "https://api.example/x#access_token=abc",
+        "https://api.example/x?P%41SSWORD=abc",
+    ];
+    for url in secret {
+        assert!(url_holds_secret(url), "{url}");
+    }
+    let harmless = [
+        "https://api.example/x",
+        "https://api.example/a@b/x?user=a@b",
+        "https://api.example/x?k=abc&format=json",
+        "https://api.example/x?token={{ key }}&session={{ .Key }}&sig=",
+        "https://api.example/x?auth={% if key %}{{ key }}{% endif %}",
+    ];
+    for url in harmless {
+        assert!(!url_holds_secret(url), "{url}");
+    }
 }
 
 #[test]

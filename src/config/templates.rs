@@ -16,6 +16,10 @@ pub(super) fn sample_vars(kind: Kind, name: &str) -> upon::Value {
                 .collect();
             template::policy_vars(name, &attrs, "0123456789abcdef")
         }
+        Kind::Sasl => {
+            let fields: Vec<(&str, &str)> = template::SASL_VARIABLES.iter().map(|v| (*v, "sample")).collect();
+            template::sasl_vars(name, &fields, "0123456789abcdef")
+        }
     }
 }
 

@@ -133,6 +133,9 @@ fn go_v2_config_loads_with_defaults_merged() {
     assert!(config.logging.json);
     let warnings = loaded.warnings.join("\n");
     // The Go keys give every socket map a stale-if-error window (and no fresh hits).
+    let sasl = config.sasl(None).expect("the dovecot_sasl service is read");
+    assert_eq!((sasl.entry.name.as_str(), sasl.entry.retry.deadline), ("dovecot", Duration::from_secs(8)));
+    assert!(!warnings.contains("dovecot_sasl"), "{warnings}");
     let cache = demo.cache.as_ref().expect("server.response_cache is honoured");
     assert_eq!((cache.ttl, cache.stale_if_error), (Duration::ZERO, Duration::from_secs(300)));
     assert!(!warnings.contains("server.response_cache"), "{warnings}");
@@ -141,7 +144,6 @@ fn go_v2_config_loads_with_defaults_merged() {
         "server.worker_pool",
         "server.observability",
         "server.logging.use_systemd",
-        "dovecot_sasl",
         "socket_maps.demo.oidc_auth",
     ] {
         assert!(warnings.contains(key), "no warning for {key}: {warnings}");
@@ -237,7 +239,7 @@ fn json_format() {
 
 #[test]
 fn no_entries_is_an_error() {
-    assert!(errors("server: {}\n")[0].contains("no socket_maps or policy_services"));
+    assert!(errors("server: {}\n")[0].contains("no socket_maps, policy_services or dovecot_sasl"));
 }
 
 #[test]

@@ -15,6 +15,7 @@
 //!   address): they name the same server. Tabs and line breaks are refused there too.
 
 use crate::answer::Outcome;
+use crate::text::percent_decoded as decoded;
 use reqwest::Url;
 
 /// The refusal when the path would differ from the rendered one.
@@ -53,27 +54,6 @@ fn split_origin(rendered: &str) -> (&str, &str) {
     let authority_end =
         rendered[authority_start..].find(['/', '\\', '?', '#']).map_or(rendered.len(), |i| authority_start + i);
     rendered.split_at(authority_end)
-}
-
-/// The bytes `text` stands for, `%XX` escapes decoded (a `%` without two hex digits stays).
-pub(super) fn decoded(text: &str) -> Vec<u8> {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = bytes.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok());
-        match hex.filter(|_| bytes[i] == b'%').and_then(|h| u8::from_str_radix(h, 16).ok()) {
-            Some(b) => {
-                out.push(b);
-                i += 3;
-            }
-            None => {
-                out.push(bytes[i]);
-                i += 1;
-            }
-        }
-    }
-    out
 }
 
 #[cfg(test)]

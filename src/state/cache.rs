@@ -258,14 +258,17 @@ pub enum Flushed {
 /// key `text` of `entry`. A table that cannot be read is made anew: only this command, run by
 /// the administrator, ever does that.
 pub fn flush(db: &Connection, entry: Option<&str>, text: Option<&str>) -> rusqlite::Result<Flushed> {
-    let deleted = match (entry, text) {
+    // A foreign table named `response_cache` would take a plain DELETE without complaint and stay
+    // unusable: its shape is checked first, so that such a table is made anew too.
+    let deleted = db.execute_batch(super::db::CACHE_SCHEMA).and_then(|()| db.prepare(PROBE).map(drop));
+    let deleted = deleted.and_then(|()| match (entry, text) {
         (Some(entry), Some(text)) => read_or_make_secret(db).and_then(|secret| {
             let hash = keyed_hash(&secret, entry, text);
             db.execute("DELETE FROM response_cache WHERE entry = ?1 AND key = ?2", params![entry, hash])
         }),
         (Some(entry), None) => db.execute("DELETE FROM response_cache WHERE entry = ?1", [entry]),
         (None, _) => db.execute("DELETE FROM response_cache", []),
-    };
+    });
     match deleted {
         Ok(n) => Ok(Flushed::Rows(n)),
         Err(e) if super::db::is_contention(&e) => Err(e),
@@ -278,6 +281,10 @@ pub fn flush(db: &Connection, entry: Option<&str>, text: Option<&str>) -> rusqli
         }
     }
 }
+
+/// Every column the cache reads and writes: a table without them is not pfxhttp's.
+const PROBE: &str =
+    "SELECT entry, key, found, value, stored_at, fresh_until, stale_until, expires_at FROM response_cache LIMIT 0";
 
 fn keyed_hash(secret: &ring::hmac::Key, entry: &str, text: &str) -> Vec<u8> {
     let mut ctx = ring::hmac::Context::with_key(secret);
@@ -462,5 +469,8 @@ mod tests {
         assert_eq!(x, "mine", "never dropped or recreated");
         let still = store.with_db(|db| db.query_row("SELECT count(*) FROM host_health", [], |r| r.get::<_, i64>(0)));
         assert_eq!(still, Some(0), "the rest of the state database is still used");
+        // The administrator's flush of every row makes it anew, though a plain DELETE would do.
+        assert_eq!(flush(&db, None, None).unwrap(), Flushed::Recreated);
+        assert_eq!(flush(&db, None, None).unwrap(), Flushed::Rows(0));
     }
 }

@@ -62,7 +62,8 @@ API_PORT=$(pfx_free_port)
 cat > "$T/api.py" <<'PY'
 import http.server, json, sys
 ACCESS = {"blocked@pfx-e2e.test": "REJECT blocked by the HTTP API"}
-ALIASES = {"alias@pfx-e2e.test": "target@pfx-e2e.test", "cachealias@pfx-e2e.test": "cached@pfx-e2e.test"}
+ALIASES = {"alias@pfx-e2e.test": "target@pfx-e2e.test"}
+CACHED_ALIASES = {"cachealias@pfx-e2e.test": "cached@pfx-e2e.test"}
 TOKENS = []
 class H(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
@@ -87,6 +88,8 @@ class H(http.server.BaseHTTPRequestHandler):
             out = {"result": ACCESS[body["key"]]} if body.get("key") in ACCESS else {}
         elif self.path == "/aliases":
             out = {"result": ALIASES[body["key"]]} if body.get("key") in ALIASES else {}
+        elif self.path == "/cached-aliases":
+            out = {"result": CACHED_ALIASES[body["key"]]} if body.get("key") in CACHED_ALIASES else {}
         elif self.path == "/lookup":
             out = {"result": body.get("key", "")[::-1]}
         elif self.path == "/policy":
@@ -109,6 +112,24 @@ CACHE_PORT=$(pfx_free_port)
 python3 "$T/api.py" "$CACHE_PORT" & CACHE_API=$!; BG+=($CACHE_API)
 pfx_wait_port "$CACHE_PORT" || die "the second test API did not start"
 C=http://127.0.0.1:$CACHE_PORT
+# The SMTP AUTH API, as Nauthilus answers: 200 with Auth-User, 403 for a wrong password. Stopped
+# and started again to play an outage.
+cat > "$T/auth.py" <<'PY'
+import http.server, json, sys
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_POST(self):
+        body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}")
+        ok = body.get("username") in ("alice", "alice@pfx-e2e.test") and body.get("password") == "e2e-Pass-5f3a"
+        self.send_response(200 if ok else 403)
+        if ok: self.send_header("Auth-User", "alice@pfx-e2e.test")
+        self.send_header("Content-Length", "4"); self.end_headers(); self.wfile.write(b"null")
+    def log_message(self, *a): pass
+http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
+PY
+AUTH_PORT=$(pfx_free_port)
+python3 "$T/auth.py" "$AUTH_PORT" & AUTH_API=$!; BG+=($AUTH_API)
+pfx_wait_port "$AUTH_PORT" || die "the SMTP AUTH API did not start"
 cat > "$T/pfxhttp.yml" <<EOF
 server:
   state_db: $T/state/pfxhttp.db
@@ -132,15 +153,19 @@ socket_maps:
       credentials: { username: postfix, password: e2e-secret }
       content_type: application/x-www-form-urlencoded
   cached:
-    target: $C/aliases
+    # Postfix also looks up the rewritten address and the domain: "not found" kept for an
+    # hour answers those during an outage, the alias itself answers stale for 15 s.
+    target: $C/cached-aliases
     payload: '{"key":"{{ key }}"}'
     value_field: result
-    cache: { stale_if_error: 8s }
+    cache: { negative_ttl: 1h, stale_if_error: 15s }
   fresh:
     target: $C/lookup
     payload: '{"key":"{{ key }}"}'
     value_field: result
     cache: { ttl: 1h }
+dovecot_sasl:
+  smtp-auth: { target: "http://127.0.0.1:$AUTH_PORT/api/v1/auth/json", default_local_port: "587", failure_delay: 1s }
 policy_services:
   e2e:     { target: $A/policy, value_field: action }
   downpol: { target: http://127.0.0.1:1/x, value_field: action, default_action: "DEFER_IF_PERMIT 4.7.1 policy backend down" }
@@ -171,6 +196,13 @@ pfxhttp-policy unix -   n       n       -       0       spawn
   user=nobody argv=$P policy
 127.0.0.1:$TCP_PORT inet n n n - 0 spawn
   user=nobody argv=$P tcp mymap
+127.0.0.1:$((SMTP_PORT + 2)) inet n - n - - smtpd
+  -o smtpd_sasl_auth_enable=yes
+  -o smtpd_sasl_type=dovecot
+  -o smtpd_sasl_path=private/pfxhttp-auth
+  -o smtpd_recipient_restrictions=permit_sasl_authenticated,reject
+pfxhttp-auth unix -     n       n       -       0       spawn
+  user=nobody argv=$P sasl smtp-auth
 EOF
 STARTED=1
 pfx_instance_start "$T" || die "postfix start failed"
@@ -239,6 +271,38 @@ swaks --server 127.0.0.1 --port $SMTP_PORT --from sender@example.net --to alias@
 for _ in $(seq 50); do grep -q "to=<target@pfx-e2e.test>" "$MAILLOG" 2>/dev/null && break; sleep 0.2; done
 expect "virtual_alias_maps rewrote alias@ to target@ (mail log)" grep -q "to=<target@pfx-e2e.test>, orig_to=<alias@pfx-e2e.test>" "$MAILLOG"
 
+echo "== SMTP AUTH through pfxhttp sasl (smtpd_sasl_type = dovecot)"
+AUTH_SMTP=$((SMTP_PORT + 2))
+auth() { # auth MECH PASSWORD [swaks options]
+    local mech=$1 pw=$2; shift 2
+    swaks --server 127.0.0.1 --port $AUTH_SMTP --from alice@pfx-e2e.test --to someone@pfx-e2e.test \
+        --auth "$mech" --auth-user alice --auth-password "$pw" "$@" 2>&1
+}
+out=$(auth PLAIN e2e-Pass-5f3a)
+expect "AUTH PLAIN -> 235, mail accepted" eval 'printf "%s" "$out" | grep -q "<-  235 2.7.0" && printf "%s" "$out" | grep -q "<-  250 2.0.0"'
+out=$(auth LOGIN e2e-Pass-5f3a)
+expect "AUTH LOGIN -> 235, mail accepted" eval 'printf "%s" "$out" | grep -q "<-  235 2.7.0" && printf "%s" "$out" | grep -q "<-  250 2.0.0"'
+for _ in $(seq 50); do [ "$(grep -c "sasl_username=alice@pfx-e2e.test" "$MAILLOG")" -ge 2 ] && break; sleep 0.2; done
+expect "the mail log names the Auth-User: sasl_method=PLAIN and LOGIN, sasl_username=alice@pfx-e2e.test" \
+    eval 'grep -q "sasl_method=PLAIN, sasl_username=alice@pfx-e2e.test" "$MAILLOG" && grep -q "sasl_method=LOGIN, sasl_username=alice@pfx-e2e.test" "$MAILLOG"'
+started=$(date +%s%N)
+out=$(auth PLAIN wrong-password --quit-after AUTH)
+took=$(( ($(date +%s%N) - started) / 1000000 ))
+expect "wrong password -> 535 after failure_delay (${took} ms)" \
+    eval 'printf "%s" "$out" | grep -q "<\*\* 535 5.7.8.*Invalid login or password" && [ $took -ge 1000 ]'
+kill $AUTH_API; wait $AUTH_API 2>/dev/null
+out=$(auth PLAIN e2e-Pass-5f3a --quit-after AUTH)
+expect "API stopped -> 454 (try again), never 535" \
+    eval 'printf "%s" "$out" | grep -q "<\*\* 454 4.7.0" && ! printf "%s" "$out" | grep -q "535"'
+python3 "$T/auth.py" "$AUTH_PORT" & AUTH_API=$!; BG+=($AUTH_API)
+pfx_wait_port "$AUTH_PORT" || die "the SMTP AUTH API did not start again"
+out=$(auth PLAIN e2e-Pass-5f3a --quit-after AUTH)
+expect "API back -> the next AUTH gets 235" eval 'printf "%s" "$out" | grep -q "<-  235 2.7.0"'
+wait_log "proto=sasl" 5
+expect "one log line per AUTH, never the password" \
+    eval '[ "$(grep -c "proto=sasl" "$SYSLOG")" -ge 5 ] && ! grep -q "e2e-Pass-5f3a" "$SYSLOG" "$MAILLOG"'
+expect "no fatal SASL error in the mail log" eval '! grep -Eq "fatal: no SASL authentication mechanisms|warning: process .*smtpd.* exit status" "$MAILLOG"'
+
 echo "== the response cache: an API outage"
 mail() { swaks --server 127.0.0.1 --port $SMTP_PORT --from sender@example.net --to "$1" 2>&1; }
 rewritten() { grep -c "to=<cached@pfx-e2e.test>, orig_to=<cachealias@pfx-e2e.test>" "$MAILLOG" 2>/dev/null; }
@@ -249,16 +313,16 @@ stored=$(date +%s)
 for _ in $(seq 50); do [ "$(rewritten)" = 1 ] && break; sleep 0.2; done
 expect "stale_if_error map: with the API up, cachealias@ is rewritten to cached@" [ "$(rewritten)" = 1 ]
 kill $CACHE_API; wait $CACHE_API 2>/dev/null
-out=$(pq warm "$SM:fresh" 2>&1)
-expect "API stopped: postmap -q answers from a fresh cache row ('$out')" [ "$out" = mraw ]
-wait_log "map=fresh key=warm .*cache=hit" 1
-expect "... and the log line says cache=hit" grep -q "map=fresh key=warm .*cache=hit" "$SYSLOG"
 out=$(mail cachealias@pfx-e2e.test)
 for _ in $(seq 50); do [ "$(rewritten)" = 2 ] && break; sleep 0.2; done
 expect "API stopped: the mail is accepted (250 after DATA) and still rewritten (mail log)" \
     eval 'printf "%s" "$out" | grep -q "<-  250 2.0.0" && [ "$(rewritten)" = 2 ]'
 expect "... answered stale, with its age, in the log" grep -q "map=cached key=cachealias@pfx-e2e.test .*cache=stale age=" "$SYSLOG"
-while [ $(( $(date +%s) - stored )) -le 9 ]; do sleep 0.5; done
+out=$(pq warm "$SM:fresh" 2>&1)
+expect "API stopped: postmap -q answers from a fresh cache row ('$out')" [ "$out" = mraw ]
+wait_log "map=fresh key=warm .*cache=hit" 1
+expect "... and the log line says cache=hit" grep -q "map=fresh key=warm .*cache=hit" "$SYSLOG"
+while [ $(( $(date +%s) - stored )) -le 16 ]; do sleep 0.5; done
 out=$(mail cachealias@pfx-e2e.test)
 expect "after the stale window: the same mail is deferred with a 4xx, never bounced" \
     eval 'printf "%s" "$out" | grep -q "<\*\* 4[0-9][0-9] " && ! printf "%s" "$out" | grep -q "<\*\* 5[0-9][0-9] "'

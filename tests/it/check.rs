@@ -62,6 +62,26 @@ fn check_warns_about_inline_secrets_others_can_read() {
     assert!(!out.stderr_str().contains("mode 0"), "{out:?}");
 }
 
+/// A password in a target's user info and a secret-looking query parameter in a target (one
+/// URL or a list) are inline secrets too, named by path; the value of a parameter that only
+/// renders the lookup key is not one.
+#[test]
+fn check_warns_about_secrets_in_target_urls() {
+    let cfg = demo()
+        .set("target", "'https://u:URLPW@api.example/x'")
+        .entry("socket_maps", "list")
+        .set("target", "['https://api.example/x?format=json', 'https://api.example/y?a=1;api_key=QKEY9', 'https://api.example/z?token={{ key }}']")
+        .set("value_field", "result");
+    chmod(&cfg, 0o644);
+    let out = check(&cfg);
+    assert_eq!(out.code(), Some(0), "{out:?}");
+    let err = out.stderr_str();
+    let line = err.lines().find(|l| l.contains("mode 0644")).unwrap_or_else(|| panic!("no warning: {err}"));
+    assert!(has_line(line, &["socket_maps.demo.target[0]", "socket_maps.list.target[1]"]), "{err}");
+    assert!(!line.contains("list.target[0]") && !line.contains("list.target[2]"), "{err}");
+    assert!(!err.contains("URLPW") && !err.contains("QKEY9"), "a secret reached the terminal: {err}");
+}
+
 /// A proxy scheme reqwest would drop (requests would bypass the proxy) is an error.
 #[test]
 fn check_refuses_a_proxy_scheme_that_would_be_ignored() {

@@ -30,11 +30,17 @@ pub struct Config {
     entries: Vec<Entry>,
 }
 
-/// One entry of `socket_maps` or `policy_services`: its keys in order, values as YAML.
+/// One entry of `socket_maps`, `policy_services` or `dovecot_sasl`: its keys in order, values as YAML.
 struct Entry {
     section: &'static str,
     name: String,
     fields: Vec<(String, String)>,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config::new()
+    }
 }
 
 impl Config {
@@ -77,6 +83,12 @@ impl Config {
         self.entry("policy_services", name).set("target", &q(target)).set("value_field", "action")
     }
 
+    /// Adds the `dovecot_sasl` service `name` asking `target`, with `failure_delay: 0s` (a test
+    /// of the delay sets its own).
+    pub fn sasl(self, name: &str, target: &str) -> Config {
+        self.entry("dovecot_sasl", name).set("target", &q(target)).set("failure_delay", "0s")
+    }
+
     /// Sets `key: yaml` in the last entry (in place of an earlier value).
     pub fn set(mut self, key: &str, yaml: &str) -> Config {
         let entry = self.entries.last_mut().expect("an entry to set a key in");
@@ -85,8 +97,6 @@ impl Config {
     }
 
     /// Sets `key: yaml` in every entry.
-    // Used by the robustness tests only (a test binary of their own).
-    #[allow(dead_code)]
     pub fn set_all(mut self, key: &str, yaml: &str) -> Config {
         for entry in &mut self.entries {
             set_field(&mut entry.fields, key, yaml);
@@ -155,7 +165,7 @@ impl Config {
             y.push_str("server:\n");
             server.iter().for_each(|l| y.push_str(&format!("  {l}\n")));
         }
-        for section in ["socket_maps", "policy_services"] {
+        for section in ["socket_maps", "policy_services", "dovecot_sasl"] {
             let entries: Vec<&Entry> = self.entries.iter().filter(|e| e.section == section).collect();
             if !entries.is_empty() {
                 y.push_str(&format!("{section}:\n"));

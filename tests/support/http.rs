@@ -813,8 +813,6 @@ pub fn read_response<S: Read>(io: &mut S, buf: &mut Vec<u8>) -> io::Result<RawRe
 
 // ---------------------------------------------------------------- reset mid-body
 
-// Used by the robustness tests only (a test binary of their own).
-#[allow(dead_code)]
 /// A raw TCP server on 127.0.0.1 for the one fault [`Backend`] cannot script: a connection
 /// *reset* (RST, not an orderly FIN) in the middle of a response body.
 ///
@@ -830,8 +828,6 @@ pub struct ResetServer {
     accept: Option<JoinHandle<()>>,
 }
 
-// Used by the robustness tests only (a test binary of their own).
-#[allow(dead_code)]
 impl ResetServer {
     /// Answers `status` with `Content-Length: declared`, sends `partial` (shorter), then resets.
     pub fn start(status: u16, partial: &[u8], declared: usize, pause: Duration) -> ResetServer {
@@ -875,8 +871,6 @@ impl ResetServer {
     }
 }
 
-// Used by the robustness tests only (a test binary of their own).
-#[allow(dead_code)]
 /// Waits (bounded) until a whole request is queued, answers `out` without reading the request,
 /// waits `pause`, and drops the socket: the unread request makes the kernel send a RST.
 fn reset_after(stream: TcpStream, out: &[u8], pause: Duration) {
@@ -895,8 +889,6 @@ fn reset_after(stream: TcpStream, out: &[u8], pause: Duration) {
     thread::sleep(pause);
 }
 
-// Used by the robustness tests only (a test binary of their own).
-#[allow(dead_code)]
 /// Whether `b` holds a request head and its `Content-Length` body.
 fn request_is_complete(b: &[u8]) -> bool {
     let Some(end) = find(b, b"\r\n\r\n") else { return false };

@@ -7,8 +7,8 @@
 //! * [`peak`]: a pfxhttp run whose peak memory is measured.
 //! * [`config`]: the builder of the `pfxhttp.yml` files the tests run against.
 //!
-//! Two test binaries build this module (`it` and `robustness`), and neither uses all of it: an
-//! item only one of them uses carries `#[allow(dead_code)]` with the name of its user.
+//! A library of its own (`pfxhttp-test-support`, a dev-dependency): the two test binaries (`it`
+//! and `robustness`) each use a part of it.
 
 pub mod config;
 pub mod http;

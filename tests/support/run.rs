@@ -17,9 +17,18 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError, TryRecvError};
 use std::thread;
 use std::time::{Duration, Instant};
 
-/// The pfxhttp binary cargo built for these tests.
+/// The pfxhttp binary cargo built for these tests: beside the `deps` directory that holds the
+/// running test binary (`target/debug/deps/it-…` → `target/debug/pfxhttp`).
 pub fn bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_pfxhttp"))
+    static BIN: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| {
+        let exe = std::env::current_exe().expect("the test binary's path");
+        let dir = exe.parent().and_then(Path::parent).expect("target/<profile>/deps");
+        let bin = dir.join("pfxhttp");
+        assert!(bin.is_file(), "no pfxhttp binary at {} (cargo test builds it)", bin.display());
+        bin
+    })
+    .clone()
 }
 
 /// The `PATH` handed to children.
