@@ -211,10 +211,9 @@ fn variants(o: &mut String, s: &Stats) {
     }
 }
 
-/// A target as the issues write it: 3.0, 1.10.
+/// A target with one decimal, or two when it has them: 3.0, 1.3, 0.3.
 fn limit_text(limit: f64) -> String {
-    let two = format!("{limit:.2}");
-    if two.ends_with("00") { format!("{limit:.1}") } else { two }
+    if ((limit * 10.0).round() - limit * 10.0).abs() < 1e-9 { format!("{limit:.1}") } else { format!("{limit:.2}") }
 }
 
 /// The measures: name, value, target, verdict.
