@@ -269,6 +269,7 @@ fn main() {
     let https_hit_req = netstring("https_hit user@example.org");
     run_once(&args.pfxhttp, &socketmap, env, Some(&https_hit_req));
 
+    let load_before = load_average();
     let mut s = report::Samples::default();
     for round in 0..args.rounds {
         eprint!("round {}/{}: cold", round + 1, args.rounds);
@@ -283,7 +284,13 @@ fn main() {
 
     let binary_size = std::fs::metadata(&args.pfxhttp).expect("binary").len();
     let stats = Stats::from(&s, binary_size);
-    let text = report::render(&stats, &Targets::default(), &args.notes, &args_summary(&args));
+    let how = format!(
+        "{}; load average (1, 5, 15 min) {load_before} at the start, {} at the end (other work on the machine \
+         shows there)",
+        args_summary(&args),
+        load_average()
+    );
+    let text = report::render(&stats, &Targets::default(), &args.notes, &how);
     println!("{text}");
     if let Some(path) = &args.report {
         report::write_results(path, &text).expect("write the results file");
@@ -351,6 +358,12 @@ fn concurrent_round(args: &Args, config: &Path, env: &[(&str, &Path)], round: us
 /// Timed lookups per process in a concurrent run: as many in all as a warm run has, times 4.
 fn per_process(args: &Args) -> usize {
     (args.warm * 4 / PROCESSES).max(4)
+}
+
+/// The 1, 5 and 15 minute load averages, as /proc/loadavg gives them.
+fn load_average() -> String {
+    let text = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    text.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
 }
 
 fn args_summary(a: &Args) -> String {
