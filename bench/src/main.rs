@@ -8,7 +8,8 @@
 //! floor A (`floor-a`, an empty `fn main`), cold HTTP and cold HTTPS (start, one lookup, first
 //! reply), idle (start and EOF), then per round floor B (`floor-b`, keep-alive requests with
 //! reqwest's blocking client alone), floor B' (the same with reqwest driven on the calling
-//! thread, as pfxhttp does) and warm (lookups on one kept pfxhttp connection).
+//! thread, as pfxhttp does), floor C (`floor-c`, requests on a kept connection answered at
+//! once, the pipes' own cost) and warm (lookups on one kept pfxhttp connection).
 //!
 //! The response cache, through the state database in the driver's temporary directory: a cold
 //! HTTPS start answered from a row stored before the rounds (in the cold loop), fresh hits and
@@ -34,6 +35,7 @@ struct Args {
     pfxhttp: PathBuf,
     floor_a: PathBuf,
     floor_b: PathBuf,
+    floor_c: PathBuf,
     http_url: String,
     https_url: String,
     ca_bundle: PathBuf,
@@ -46,7 +48,7 @@ struct Args {
 
 fn usage() -> ! {
     eprintln!(
-        "usage: bench-driver --pfxhttp BIN --floor-a BIN --floor-b BIN --http-url URL --https-url URL \
+        "usage: bench-driver --pfxhttp BIN --floor-a BIN --floor-b BIN --floor-c BIN --http-url URL --https-url URL \
          --ca-bundle FILE [--rounds N] [--cold N] [--warm N] [--report FILE] [--note TEXT]..."
     );
     std::process::exit(2)
@@ -58,6 +60,7 @@ fn parse_args() -> Args {
         pfxhttp: PathBuf::new(),
         floor_a: PathBuf::new(),
         floor_b: PathBuf::new(),
+        floor_c: PathBuf::new(),
         http_url: String::new(),
         https_url: String::new(),
         ca_bundle: PathBuf::new(),
@@ -74,6 +77,7 @@ fn parse_args() -> Args {
             "--pfxhttp" => a.pfxhttp = value.into(),
             "--floor-a" => a.floor_a = value.into(),
             "--floor-b" => a.floor_b = value.into(),
+            "--floor-c" => a.floor_c = value.into(),
             "--http-url" => a.http_url = value,
             "--https-url" => a.https_url = value,
             "--ca-bundle" => a.ca_bundle = value.into(),
@@ -85,7 +89,13 @@ fn parse_args() -> Args {
             _ => usage(),
         }
     }
-    if a.http_url.is_empty() || a.https_url.is_empty() || a.rounds == 0 || a.cold == 0 || a.warm == 0 {
+    if a.floor_c.as_os_str().is_empty()
+        || a.http_url.is_empty()
+        || a.https_url.is_empty()
+        || a.rounds == 0
+        || a.cold == 0
+        || a.warm == 0
+    {
         usage()
     }
     a
@@ -173,16 +183,29 @@ pub(crate) fn netstring(payload: &str) -> Vec<u8> {
 
 /// Lookups on one kept pfxhttp connection to `map`: one warm-up, then `args.warm` timed ones;
 /// `key(i)` is the key of lookup `i` (0: the warm-up).
-#[allow(clippy::zombie_processes)] // reaped by `wait4`
 fn warm(args: &Args, config: &Path, env: &[(&str, &Path)], map: &str, key: impl Fn(usize) -> String) -> Vec<Duration> {
-    let mut child = Command::new(&args.pfxhttp)
-        .args(["--config", config.to_str().expect("utf-8 path"), "socketmap"])
+    let argv = ["--config", config.to_str().expect("utf-8 path"), "socketmap"];
+    kept(args, &args.pfxhttp, &argv, env, map, key)
+}
+
+/// Requests on one kept connection to `program argv`: one warm-up, then `args.warm` timed ones.
+#[allow(clippy::zombie_processes)] // reaped by `wait4`
+fn kept(
+    args: &Args,
+    program: &Path,
+    argv: &[&str],
+    env: &[(&str, &Path)],
+    map: &str,
+    key: impl Fn(usize) -> String,
+) -> Vec<Duration> {
+    let mut child = Command::new(program)
+        .args(argv)
         .envs(env.iter().copied())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
-        .expect("start pfxhttp");
+        .unwrap_or_else(|e| panic!("cannot start {}: {e}", program.display()));
     let mut stdin = child.stdin.take().expect("stdin");
     let mut stdout = child.stdout.take().expect("stdout");
     let mut times = Vec::with_capacity(args.warm);
@@ -199,7 +222,7 @@ fn warm(args: &Args, config: &Path, env: &[(&str, &Path)], map: &str, key: impl 
     }
     drop(stdin);
     let (status, _) = wait4(child.id());
-    assert_eq!(status, 0, "pfxhttp exited with wait status {status}");
+    assert_eq!(status, 0, "{} exited with wait status {status}", program.display());
     times
 }
 
@@ -285,8 +308,8 @@ fn main() {
     let binary_size = std::fs::metadata(&args.pfxhttp).expect("binary").len();
     let stats = Stats::from(&s, binary_size);
     let how = format!(
-        "{}; load average (1, 5, 15 min) {load_before} at the start, {} at the end (other work on the machine \
-         shows there)",
+        "{}; load average (1, 5, 15 min) {load_before} at the start (other work on the machine shows there), \
+         {} at the end (the run's own 64 processes count there too)",
         args_summary(&args),
         load_average()
     );
@@ -314,13 +337,16 @@ fn cold_round(args: &Args, socketmap: &[&str], env: &[(&str, &Path)], round: usi
     }
 }
 
-/// The floors B and the lookups on a kept connection, without and with the cache.
+/// The floors B and C and the lookups on a kept connection, without and with the cache.
 fn warm_round(args: &Args, config: &Path, env: &[(&str, &Path)], round: usize, s: &mut report::Samples) {
     for t in floor_b(args, "") {
         s.floor_b.push(round, t);
     }
     for t in floor_b(args, "current-thread") {
         s.floor_b_current.push(round, t);
+    }
+    for t in kept(args, &args.floor_c, &[], &[], "http", |i| format!("user{i}@example.org")) {
+        s.floor_c.push(round, t);
     }
     for t in warm(args, config, env, "http", |i| format!("user{i}@example.org")) {
         s.warm.push(round, t);
