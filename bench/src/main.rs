@@ -8,7 +8,13 @@
 //! floor A (`floor-a`, an empty `fn main`), cold HTTP and cold HTTPS (start, one lookup, first
 //! reply), idle (start and EOF), then per round floor B (`floor-b`, keep-alive requests with
 //! reqwest's blocking client alone), floor B' (the same with reqwest driven on the calling
-//! thread, as pfxhttp does) and warm (lookups on one kept pfxhttp connection).
+//! thread, as pfxhttp does), floor C (`floor-c`, requests on a kept connection answered at
+//! once, the pipes' own cost) and warm (lookups on one kept pfxhttp connection).
+//!
+//! The response cache, through the state database in the driver's temporary directory: a cold
+//! HTTPS start answered from a row stored before the rounds (in the cold loop), fresh hits and
+//! misses on a kept connection (after warm), and 64 processes at once with half of their
+//! lookups hits, against the same load without a cache ([`concurrent`]).
 
 use std::fmt::Write as _;
 use std::io::{Read, Write};
@@ -17,14 +23,19 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+mod concurrent;
 mod report;
 use report::{Stats, Targets};
+
+/// Processes of the concurrent runs.
+const PROCESSES: usize = 64;
 
 /// Command-line settings (see `usage`).
 struct Args {
     pfxhttp: PathBuf,
     floor_a: PathBuf,
     floor_b: PathBuf,
+    floor_c: PathBuf,
     http_url: String,
     https_url: String,
     ca_bundle: PathBuf,
@@ -37,7 +48,7 @@ struct Args {
 
 fn usage() -> ! {
     eprintln!(
-        "usage: bench-driver --pfxhttp BIN --floor-a BIN --floor-b BIN --http-url URL --https-url URL \
+        "usage: bench-driver --pfxhttp BIN --floor-a BIN --floor-b BIN --floor-c BIN --http-url URL --https-url URL \
          --ca-bundle FILE [--rounds N] [--cold N] [--warm N] [--report FILE] [--note TEXT]..."
     );
     std::process::exit(2)
@@ -49,6 +60,7 @@ fn parse_args() -> Args {
         pfxhttp: PathBuf::new(),
         floor_a: PathBuf::new(),
         floor_b: PathBuf::new(),
+        floor_c: PathBuf::new(),
         http_url: String::new(),
         https_url: String::new(),
         ca_bundle: PathBuf::new(),
@@ -65,6 +77,7 @@ fn parse_args() -> Args {
             "--pfxhttp" => a.pfxhttp = value.into(),
             "--floor-a" => a.floor_a = value.into(),
             "--floor-b" => a.floor_b = value.into(),
+            "--floor-c" => a.floor_c = value.into(),
             "--http-url" => a.http_url = value,
             "--https-url" => a.https_url = value,
             "--ca-bundle" => a.ca_bundle = value.into(),
@@ -76,7 +89,13 @@ fn parse_args() -> Args {
             _ => usage(),
         }
     }
-    if a.http_url.is_empty() || a.https_url.is_empty() || a.rounds == 0 || a.cold == 0 || a.warm == 0 {
+    if a.floor_c.as_os_str().is_empty()
+        || a.http_url.is_empty()
+        || a.https_url.is_empty()
+        || a.rounds == 0
+        || a.cold == 0
+        || a.warm == 0
+    {
         usage()
     }
     a
@@ -135,7 +154,7 @@ fn wait4(pid: u32) -> (i32, u64) {
 }
 
 /// Reads exactly one netstring from `r`.
-fn read_netstring(r: &mut impl Read) -> Vec<u8> {
+pub(crate) fn read_netstring(r: &mut impl Read) -> Vec<u8> {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 4096];
     loop {
@@ -154,30 +173,44 @@ fn read_netstring(r: &mut impl Read) -> Vec<u8> {
 }
 
 /// Every measured lookup must be a real answer from the backend, not a fast error.
-fn check_reply(reply: &[u8]) {
+pub(crate) fn check_reply(reply: &[u8]) {
     assert!(reply.starts_with(b"OK "), "lookup failed: {:?}", String::from_utf8_lossy(reply));
 }
 
-fn netstring(payload: &str) -> Vec<u8> {
+pub(crate) fn netstring(payload: &str) -> Vec<u8> {
     format!("{}:{payload},", payload.len()).into_bytes()
 }
 
-/// Lookups on one kept pfxhttp connection: one warm-up, then `n` timed ones.
+/// Lookups on one kept pfxhttp connection to `map`: one warm-up, then `args.warm` timed ones;
+/// `key(i)` is the key of lookup `i` (0: the warm-up).
+fn warm(args: &Args, config: &Path, env: &[(&str, &Path)], map: &str, key: impl Fn(usize) -> String) -> Vec<Duration> {
+    let argv = ["--config", config.to_str().expect("utf-8 path"), "socketmap"];
+    kept(args, &args.pfxhttp, &argv, env, map, key)
+}
+
+/// Requests on one kept connection to `program argv`: one warm-up, then `args.warm` timed ones.
 #[allow(clippy::zombie_processes)] // reaped by `wait4`
-fn warm(args: &Args, config: &Path, env: &[(&str, &Path)]) -> Vec<Duration> {
-    let mut child = Command::new(&args.pfxhttp)
-        .args(["--config", config.to_str().expect("utf-8 path"), "socketmap"])
+fn kept(
+    args: &Args,
+    program: &Path,
+    argv: &[&str],
+    env: &[(&str, &Path)],
+    map: &str,
+    key: impl Fn(usize) -> String,
+) -> Vec<Duration> {
+    let mut child = Command::new(program)
+        .args(argv)
         .envs(env.iter().copied())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
-        .expect("start pfxhttp");
+        .unwrap_or_else(|e| panic!("cannot start {}: {e}", program.display()));
     let mut stdin = child.stdin.take().expect("stdin");
     let mut stdout = child.stdout.take().expect("stdout");
     let mut times = Vec::with_capacity(args.warm);
     for i in 0..=args.warm {
-        let request = netstring(&format!("http user{i}@example.org"));
+        let request = netstring(&format!("{map} {}", key(i)));
         let start = Instant::now();
         stdin.write_all(&request).expect("write");
         let reply = read_netstring(&mut stdout);
@@ -189,7 +222,7 @@ fn warm(args: &Args, config: &Path, env: &[(&str, &Path)]) -> Vec<Duration> {
     }
     drop(stdin);
     let (status, _) = wait4(child.id());
-    assert_eq!(status, 0, "pfxhttp exited with wait status {status}");
+    assert_eq!(status, 0, "{} exited with wait status {status}", program.display());
     times
 }
 
@@ -218,6 +251,31 @@ fn syslog_sink(path: &Path) -> std::thread::JoinHandle<()> {
     })
 }
 
+/// The maps measured, by name: without a cache (`http`, `https`), and with one (`hit`, `miss`,
+/// `https_hit`, `mix`).
+fn write_config(path: &Path, args: &Args, log: &Path, state_db: &Path) {
+    let mut yaml = String::new();
+    writeln!(yaml, "server:\n  logging: {{ syslog_socket: {} }}", log.display()).unwrap();
+    // The serving processes create the file in this existing directory.
+    writeln!(yaml, "  state_db: {}\nsocket_maps:", state_db.display()).unwrap();
+    let maps = [
+        ("http", &args.http_url, ""),
+        ("https", &args.https_url, ""),
+        ("hit", &args.http_url, ", cache: { ttl: 1h }"),
+        ("miss", &args.http_url, ", cache: { stale_if_error: 1h }"),
+        ("https_hit", &args.https_url, ", cache: { ttl: 1h }"),
+        ("mix", &args.http_url, ", cache: { ttl: 1h }"),
+    ];
+    for (name, url, cache) in maps {
+        writeln!(
+            yaml,
+            "  {name}: {{ target: '{url}', payload: '{{\"key\":\"{{{{ key }}}}\"}}', value_field: result{cache} }}"
+        )
+        .unwrap();
+    }
+    std::fs::write(path, yaml).expect("write config");
+}
+
 fn main() {
     let args = parse_args();
     let dir = std::env::temp_dir().join(format!("pfxhttp-bench-{}", std::process::id()));
@@ -225,51 +283,37 @@ fn main() {
     let log = dir.join("log.sock");
     let _sink = syslog_sink(&log);
     let config = dir.join("pfxhttp.yml");
-    let mut yaml = String::new();
-    writeln!(yaml, "server:\n  logging: {{ syslog_socket: {} }}\nsocket_maps:", log.display()).unwrap();
-    for (name, url) in [("http", &args.http_url), ("https", &args.https_url)] {
-        writeln!(
-            yaml,
-            "  {name}: {{ target: '{url}', payload: '{{\"key\":\"{{{{ key }}}}\"}}', value_field: result }}"
-        )
-        .unwrap();
-    }
-    std::fs::write(&config, yaml).expect("write config");
-    let conf = config.to_str().expect("utf-8 path");
+    write_config(&config, &args, &log, &dir.join("state.db"));
     // The default trust settings: the system bundle, here with the harness's CA added to it.
     let env: &[(&str, &Path)] = &[("SSL_CERT_FILE", args.ca_bundle.as_path())];
-
-    let http_req = netstring("http user@example.org");
-    let https_req = netstring("https user@example.org");
+    let conf = config.to_str().expect("utf-8 path");
     let socketmap = ["--config", conf, "socketmap"];
+    // The row the cold starts from the cache answer with, stored (over HTTPS) before the rounds.
+    let https_hit_req = netstring("https_hit user@example.org");
+    run_once(&args.pfxhttp, &socketmap, env, Some(&https_hit_req));
+
+    let load_before = load_average();
     let mut s = report::Samples::default();
     for round in 0..args.rounds {
         eprint!("round {}/{}: cold", round + 1, args.rounds);
-        for _ in 0..args.cold {
-            s.floor_a.push(round, run_once(&args.floor_a, &[], &[], None).exit);
-            s.cold_http.push(round, run_once(&args.pfxhttp, &socketmap, env, Some(&http_req)).first);
-            let https = run_once(&args.pfxhttp, &socketmap, env, Some(&https_req));
-            s.cold_https.push(round, https.first);
-            s.rss_kib.push(https.max_rss_kib);
-            s.idle.push(round, run_once(&args.pfxhttp, &socketmap, env, None).exit);
-        }
+        cold_round(&args, &socketmap, env, round, &mut s);
         eprint!(", warm");
-        for t in floor_b(&args, "") {
-            s.floor_b.push(round, t);
-        }
-        for t in floor_b(&args, "current-thread") {
-            s.floor_b_current.push(round, t);
-        }
-        for t in warm(&args, &config, env) {
-            s.warm.push(round, t);
-        }
+        warm_round(&args, &config, env, round, &mut s);
+        eprint!(", {PROCESSES} processes");
+        concurrent_round(&args, &config, env, round, &mut s);
         eprintln!();
     }
     let _ = std::fs::remove_dir_all(&dir);
 
     let binary_size = std::fs::metadata(&args.pfxhttp).expect("binary").len();
     let stats = Stats::from(&s, binary_size);
-    let text = report::render(&stats, &Targets::default(), &args.notes, &args_summary(&args));
+    let how = format!(
+        "{}; load average (1, 5, 15 min) {load_before} at the start (other work on the machine shows there), \
+         {} at the end (the run's own 64 processes count there too)",
+        args_summary(&args),
+        load_average()
+    );
+    let text = report::render(&stats, &Targets::default(), &args.notes, &how);
     println!("{text}");
     if let Some(path) = &args.report {
         report::write_results(path, &text).expect("write the results file");
@@ -277,9 +321,85 @@ fn main() {
     }
 }
 
+/// The cold variants, interleaved start by start.
+fn cold_round(args: &Args, socketmap: &[&str], env: &[(&str, &Path)], round: usize, s: &mut report::Samples) {
+    let http_req = netstring("http user@example.org");
+    let https_req = netstring("https user@example.org");
+    let https_hit_req = netstring("https_hit user@example.org");
+    for _ in 0..args.cold {
+        s.floor_a.push(round, run_once(&args.floor_a, &[], &[], None).exit);
+        s.cold_http.push(round, run_once(&args.pfxhttp, socketmap, env, Some(&http_req)).first);
+        let https = run_once(&args.pfxhttp, socketmap, env, Some(&https_req));
+        s.cold_https.push(round, https.first);
+        s.rss_kib.push(https.max_rss_kib);
+        s.cold_https_cached.push(round, run_once(&args.pfxhttp, socketmap, env, Some(&https_hit_req)).first);
+        s.idle.push(round, run_once(&args.pfxhttp, socketmap, env, None).exit);
+    }
+}
+
+/// The floors B and C and the lookups on a kept connection, without and with the cache.
+fn warm_round(args: &Args, config: &Path, env: &[(&str, &Path)], round: usize, s: &mut report::Samples) {
+    for t in floor_b(args, "") {
+        s.floor_b.push(round, t);
+    }
+    for t in floor_b(args, "current-thread") {
+        s.floor_b_current.push(round, t);
+    }
+    for t in kept(args, &args.floor_c, &[], &[], "http", |i| format!("user{i}@example.org")) {
+        s.floor_c.push(round, t);
+    }
+    for t in warm(args, config, env, "http", |i| format!("user{i}@example.org")) {
+        s.warm.push(round, t);
+    }
+    // One key: the warm-up lookup stores it, every timed one is a fresh hit.
+    for t in warm(args, config, env, "hit", |_| "user@example.org".to_string()) {
+        s.cache_hit.push(round, t);
+    }
+    // A key never asked before in every lookup of every round: each misses and stores a row.
+    for t in warm(args, config, env, "miss", |i| format!("user{i}@r{round}.example.org")) {
+        s.cache_miss.push(round, t);
+    }
+}
+
+/// The concurrent load without and with the cache, the first of the two alternating by round.
+fn concurrent_round(args: &Args, config: &Path, env: &[(&str, &Path)], round: usize, s: &mut report::Samples) {
+    let load = concurrent::Load {
+        pfxhttp: &args.pfxhttp,
+        config,
+        env,
+        processes: PROCESSES,
+        per_process: per_process(args),
+        run: round,
+    };
+    let cached_first = round.is_multiple_of(2);
+    for cached in [cached_first, !cached_first] {
+        if cached {
+            s.concurrent_cached.push(round, concurrent::run(&load, "mix"));
+        } else {
+            s.concurrent_plain.push(round, concurrent::run(&load, "http"));
+        }
+    }
+}
+
+/// Timed lookups per process in a concurrent run: as many in all as a warm run has, times 4.
+fn per_process(args: &Args) -> usize {
+    (args.warm * 4 / PROCESSES).max(4)
+}
+
+/// The 1, 5 and 15 minute load averages, as /proc/loadavg gives them.
+fn load_average() -> String {
+    let text = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    text.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
+}
+
 fn args_summary(a: &Args) -> String {
     format!(
-        "{} rounds; per round {} starts of each cold variant (interleaved), {} warm lookups and {} requests of each floor B",
-        a.rounds, a.cold, a.warm, a.warm
+        "{} rounds; per round {} starts of each cold variant (interleaved), {} warm lookups of each kept-connection \
+         variant and {} requests of each floor B, and {PROCESSES} processes × {} lookups without and with the cache",
+        a.rounds,
+        a.cold,
+        a.warm,
+        a.warm,
+        per_process(a)
     )
 }

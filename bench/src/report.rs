@@ -31,7 +31,14 @@ pub struct Samples {
     pub idle: Series,
     pub floor_b: Series,
     pub floor_b_current: Series,
+    pub floor_c: Series,
     pub warm: Series,
+    pub cold_https_cached: Series,
+    pub cache_hit: Series,
+    pub cache_miss: Series,
+    /// Wall time per lookup of the concurrent runs (one sample per run).
+    pub concurrent_plain: Series,
+    pub concurrent_cached: Series,
     pub rss_kib: Vec<u64>,
 }
 
@@ -81,7 +88,13 @@ pub struct Stats {
     pub idle: Summary,
     pub floor_b: Summary,
     pub floor_b_current: Summary,
+    pub floor_c: Summary,
     pub warm: Summary,
+    pub cold_https_cached: Summary,
+    pub cache_hit: Summary,
+    pub cache_miss: Summary,
+    pub concurrent_plain: Summary,
+    pub concurrent_cached: Summary,
     pub rss_median_kib: u64,
     pub rss_max_kib: u64,
     pub binary_bytes: u64,
@@ -98,7 +111,13 @@ impl Stats {
             idle: Summary::of(&s.idle),
             floor_b: Summary::of(&s.floor_b),
             floor_b_current: Summary::of(&s.floor_b_current),
+            floor_c: Summary::of(&s.floor_c),
             warm: Summary::of(&s.warm),
+            cold_https_cached: Summary::of(&s.cold_https_cached),
+            cache_hit: Summary::of(&s.cache_hit),
+            cache_miss: Summary::of(&s.cache_miss),
+            concurrent_plain: Summary::of(&s.concurrent_plain),
+            concurrent_cached: Summary::of(&s.concurrent_cached),
             rss_median_kib: rss[rss.len() / 2],
             rss_max_kib: *rss.last().expect("RSS samples"),
             binary_bytes,
@@ -106,23 +125,42 @@ impl Stats {
     }
 }
 
-/// The targets of the benchmark issue.
+/// The targets of the benchmark and response cache issues: upper limits, but for
+/// `cache_concurrent`, a lower one.
 pub struct Targets {
     pub cold_http: f64,
     pub cold_https: f64,
     pub warm: f64,
     pub rss_mib: f64,
     pub binary_mb: f64,
+    pub cache_hit: f64,
+    pub cache_miss: f64,
+    pub cache_cold: f64,
+    pub cache_concurrent: f64,
 }
 
 impl Default for Targets {
     fn default() -> Targets {
-        Targets { cold_http: 3.0, cold_https: 5.0, warm: 1.3, rss_mib: 6.0, binary_mb: 5.0 }
+        Targets {
+            cold_http: 3.0,
+            cold_https: 5.0,
+            warm: 1.3,
+            rss_mib: 6.0,
+            binary_mb: 5.0,
+            cache_hit: 0.3,
+            cache_miss: 1.10,
+            cache_cold: 1.1,
+            cache_concurrent: 1.0,
+        }
     }
 }
 
 fn verdict(value: f64, limit: f64) -> &'static str {
     if value <= limit { "met" } else { "**missed**" }
+}
+
+fn verdict_at_least(value: f64, limit: f64) -> &'static str {
+    if value >= limit { "met" } else { "**missed**" }
 }
 
 /// The dated section for `bench/RESULTS.md` (also printed).
@@ -139,16 +177,33 @@ pub fn render(s: &Stats, t: &Targets, notes: &[String], how: &str) -> String {
         writeln!(o, "{note}.  ").unwrap();
     }
     writeln!(o, "Run: {how}.\n").unwrap();
+    variants(&mut o, s);
+    writeln!(o, "\n| measure | value | target | |").unwrap();
+    writeln!(o, "|---|---|---|---|").unwrap();
+    for (name, value, target, verdict) in measures(s, t) {
+        writeln!(o, "| {name} | {value} | {target} | {verdict} |").unwrap();
+    }
+    o
+}
+
+/// The table of the variants' timings.
+fn variants(o: &mut String, s: &Stats) {
     writeln!(o, "| variant | n | median µs | p10 µs | p90 µs | rounds' medians µs |").unwrap();
     writeln!(o, "|---|---|---|---|---|---|").unwrap();
     let rows = [
         ("floor A: exec `fn main(){}`, exit", &s.floor_a),
         ("cold HTTP: start, 1 lookup, first reply", &s.cold_http),
         ("cold HTTPS: start, 1 lookup, first reply", &s.cold_https),
+        ("cold HTTPS from the cache: start, 1 lookup answered from a stored row, first reply", &s.cold_https_cached),
         ("idle: start, EOF, exit", &s.idle),
         ("floor B: 1 keep-alive request, reqwest alone (blocking client)", &s.floor_b),
         ("floor B′: the same, reqwest on the calling thread as in pfxhttp", &s.floor_b_current),
+        ("floor C: 1 request on a kept connection to a process that answers at once (the pipes)", &s.floor_c),
         ("warm: 1 lookup on a kept pfxhttp connection", &s.warm),
+        ("cache hit: the same, `ttl: 1h`, one key (fresh row)", &s.cache_hit),
+        ("cache miss: the same, `stale_if_error: 1h`, a new key each (a row stored each)", &s.cache_miss),
+        ("64 processes, 50 % popular keys, no cache: wall time per lookup", &s.concurrent_plain),
+        ("the same with `ttl: 1h` (the popular keys fresh hits)", &s.concurrent_cached),
     ];
     for (name, x) in rows {
         writeln!(
@@ -158,49 +213,68 @@ pub fn render(s: &Stats, t: &Targets, notes: &[String], how: &str) -> String {
         )
         .unwrap();
     }
+}
+
+/// A target with one decimal, or two when it has them: 3.0, 1.3, 0.3.
+fn limit_text(limit: f64) -> String {
+    if ((limit * 10.0).round() - limit * 10.0).abs() < 1e-9 { format!("{limit:.1}") } else { format!("{limit:.2}") }
+}
+
+/// The measures: name, value, target, verdict.
+fn measures(s: &Stats, t: &Targets) -> Vec<(String, String, String, &'static str)> {
     let mib = |kib: u64| kib as f64 / 1024.0;
-    let r_http = s.cold_http.median / s.floor_a.median;
-    let r_https = s.cold_https.median / s.floor_a.median;
-    let r_warm = s.warm.median / s.floor_b.median;
-    let r_warm_current = s.warm.median / s.floor_b_current.median;
+    let ratio = |name: &str, value: f64, limit: f64| {
+        (name.to_string(), format!("{value:.2}"), format!("≤ {}", limit_text(limit)), verdict(value, limit))
+    };
     let rss = mib(s.rss_max_kib);
     let size = s.binary_bytes as f64 / 1e6;
-    writeln!(o, "\n| measure | value | target | |").unwrap();
-    writeln!(o, "|---|---|---|---|").unwrap();
-    writeln!(
-        o,
-        "| cold HTTP first reply / floor A | {r_http:.2} | ≤ {:.1} | {} |",
-        t.cold_http,
-        verdict(r_http, t.cold_http)
-    )
-    .unwrap();
-    writeln!(
-        o,
-        "| cold HTTPS first reply / floor A | {r_https:.2} | ≤ {:.1} | {} |",
-        t.cold_https,
-        verdict(r_https, t.cold_https)
-    )
-    .unwrap();
-    writeln!(o, "| warm lookup / floor B | {r_warm:.2} | ≤ {:.1} | {} |", t.warm, verdict(r_warm, t.warm)).unwrap();
-    writeln!(
-        o,
-        "| warm lookup / floor B′ (the same client as pfxhttp's: pfxhttp's own overhead) | {r_warm_current:.2} | ≤ {:.1} | {} |",
-        t.warm,
-        verdict(r_warm_current, t.warm)
-    )
-    .unwrap();
-    writeln!(
-        o,
-        "| peak RSS, cold HTTPS (max of {}; median {:.2}) | {rss:.2} MiB | ≤ {:.0} MiB | {} |",
-        s.cold_https.n,
-        mib(s.rss_median_kib),
-        t.rss_mib,
-        verdict(rss, t.rss_mib)
-    )
-    .unwrap();
-    writeln!(o, "| release binary | {size:.2} MB | ≤ {:.0} MB | {} |", t.binary_mb, verdict(size, t.binary_mb))
-        .unwrap();
-    o
+    let per_second = |x: &Summary| 1e6 / x.median;
+    let (plain, cached) = (per_second(&s.concurrent_plain), per_second(&s.concurrent_cached));
+    vec![
+        ratio("cold HTTP first reply / floor A", s.cold_http.median / s.floor_a.median, t.cold_http),
+        ratio("cold HTTPS first reply / floor A", s.cold_https.median / s.floor_a.median, t.cold_https),
+        ratio("warm lookup / floor B", s.warm.median / s.floor_b.median, t.warm),
+        ratio(
+            "warm lookup / floor B′ (the same client as pfxhttp's: pfxhttp's own overhead)",
+            s.warm.median / s.floor_b_current.median,
+            t.warm,
+        ),
+        (
+            format!("peak RSS, cold HTTPS (max of {}; median {:.2})", s.cold_https.n, mib(s.rss_median_kib)),
+            format!("{rss:.2} MiB"),
+            format!("≤ {:.0} MiB", t.rss_mib),
+            verdict(rss, t.rss_mib),
+        ),
+        (
+            "release binary".to_string(),
+            format!("{size:.2} MB"),
+            format!("≤ {:.0} MB", t.binary_mb),
+            verdict(size, t.binary_mb),
+        ),
+        ratio("cache: fresh hit on a kept connection / floor B", s.cache_hit.median / s.floor_b.median, t.cache_hit),
+        (
+            "cache: the same, without the pipes' own cost: (fresh hit − floor C) / floor B".to_string(),
+            format!("{:.2}", (s.cache_hit.median - s.floor_c.median) / s.floor_b.median),
+            "(for information)".to_string(),
+            "",
+        ),
+        ratio(
+            "cache: miss on a kept connection / warm lookup without cache",
+            s.cache_miss.median / s.warm.median,
+            t.cache_miss,
+        ),
+        ratio(
+            "cache: cold HTTPS answered from the cache / cold HTTP without cache",
+            s.cold_https_cached.median / s.cold_http.median,
+            t.cache_cold,
+        ),
+        (
+            format!("cache: 64 processes, 50 % hits, lookups/s with / without cache ({cached:.0} / {plain:.0})"),
+            format!("{:.2}", cached / plain),
+            format!("≥ {}", limit_text(t.cache_concurrent)),
+            verdict_at_least(cached / plain, t.cache_concurrent),
+        ),
+    ]
 }
 
 /// CPU model, cores, memory, kernel and OS, read from /proc and /etc.

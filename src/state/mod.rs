@@ -94,10 +94,10 @@ impl Store {
     /// without giving up the database over them: the cache decides what its errors mean.
     fn with_db_raw<T>(
         &self,
-        f: impl FnOnce(&rusqlite::Connection) -> rusqlite::Result<T>,
+        f: impl FnOnce(&mut rusqlite::Connection) -> rusqlite::Result<T>,
     ) -> Option<rusqlite::Result<T>> {
-        let slot = self.opened().borrow();
-        slot.as_ref().map(f)
+        let mut slot = self.opened().borrow_mut();
+        slot.as_mut().map(f)
     }
 
     /// The database, opened on first need; `None` inside when it cannot be used.
