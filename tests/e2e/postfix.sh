@@ -63,6 +63,7 @@ cat > "$T/api.py" <<'PY'
 import http.server, json, sys
 ACCESS = {"blocked@pfx-e2e.test": "REJECT blocked by the HTTP API"}
 ALIASES = {"alias@pfx-e2e.test": "target@pfx-e2e.test"}
+SENDERS = {"alice@pfx-e2e.test": "alice@pfx-e2e.test", "bob@pfx-e2e.test": "bob@pfx-e2e.test"}
 CACHED_ALIASES = {"cachealias@pfx-e2e.test": "cached@pfx-e2e.test"}
 TOKENS = []
 class H(http.server.BaseHTTPRequestHandler):
@@ -86,6 +87,8 @@ class H(http.server.BaseHTTPRequestHandler):
         body = json.loads(raw or b"{}")
         if self.path == "/access":
             out = {"result": ACCESS[body["key"]]} if body.get("key") in ACCESS else {}
+        elif self.path == "/senders":
+            out = {"result": SENDERS[body["key"]]} if body.get("key") in SENDERS else {}
         elif self.path == "/aliases":
             out = {"result": ALIASES[body["key"]]} if body.get("key") in ALIASES else {}
         elif self.path == "/cached-aliases":
@@ -139,6 +142,7 @@ socket_maps:
   mymap:   { target: $A/lookup,  payload: '{"key":"{{ key }}"}', value_field: result }
   access:  { target: $A/access,  payload: '{"key":"{{ key }}"}', value_field: result }
   virtual: { target: $A/aliases, payload: '{"key":"{{ key }}"}', value_field: result }
+  senders: { target: $A/senders, payload: '{"key":"{{ key }}"}', value_field: result }
   down:    { target: http://127.0.0.1:1/x, value_field: result }
   failover:
     target: [ "http://127.0.0.1:1/lookup", "$A/lookup" ]
@@ -201,6 +205,8 @@ pfxhttp-policy unix -   n       n       -       0       spawn
   -o smtpd_sasl_type=dovecot
   -o smtpd_sasl_path=private/pfxhttp-auth
   -o smtpd_recipient_restrictions=permit_sasl_authenticated,reject
+  -o smtpd_sender_login_maps=socketmap:unix:private/pfxhttp-map:senders
+  -o smtpd_sender_restrictions=reject_sender_login_mismatch
 pfxhttp-auth unix -     n       n       -       0       spawn
   user=nobody argv=$P sasl smtp-auth
 EOF
@@ -285,6 +291,9 @@ expect "AUTH LOGIN -> 235, mail accepted" eval 'printf "%s" "$out" | grep -q "<-
 for _ in $(seq 50); do [ "$(grep -c "sasl_username=alice@pfx-e2e.test" "$MAILLOG")" -ge 2 ] && break; sleep 0.2; done
 expect "the mail log names the Auth-User: sasl_method=PLAIN and LOGIN, sasl_username=alice@pfx-e2e.test" \
     eval 'grep -q "sasl_method=PLAIN, sasl_username=alice@pfx-e2e.test" "$MAILLOG" && grep -q "sasl_method=LOGIN, sasl_username=alice@pfx-e2e.test" "$MAILLOG"'
+out=$(auth PLAIN e2e-Pass-5f3a --from bob@pfx-e2e.test --quit-after RCPT)
+expect "smtpd_sender_login_maps through pfxhttp against the SASL user: bob@ is not alice's -> 553" \
+    eval 'printf "%s" "$out" | grep -q "<\*\* 553 5.7.1.*not owned by user alice@pfx-e2e.test"'
 started=$(date +%s%N)
 out=$(auth PLAIN wrong-password --quit-after AUTH)
 took=$(( ($(date +%s%N) - started) / 1000000 ))
