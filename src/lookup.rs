@@ -18,7 +18,7 @@ pub mod sasl;
 mod target;
 mod transcript;
 
-pub use cached::{CacheUse, Lookup, cached};
+pub use cached::{CacheUse, CacheWrite, Lookup, cached};
 
 /// What happened, for the reply and the log line.
 #[derive(Debug)]
@@ -36,6 +36,8 @@ pub struct Report {
     pub cache_control: Vec<String>,
     /// What the response cache did, for entries that have one.
     pub cache: Option<CacheUse>,
+    /// What is left to store in the cache once the reply is out.
+    pub cache_write: Option<CacheWrite>,
 }
 
 impl Report {
@@ -50,6 +52,7 @@ impl Report {
             transcript: Vec::new(),
             cache_control: Vec::new(),
             cache: None,
+            cache_write: None,
         }
     }
 }

@@ -41,12 +41,14 @@ impl Server<'_> {
                 Err(end) => return end,
             };
             let started = Instant::now();
-            let (outcome, report) = self.map_lookup(&req.name, &req.key);
+            let (outcome, mut report) = self.map_lookup(&req.name, &req.key);
             let max_reply = self.config.as_ref().map_or(100_000, |c| c.socketmap_max_reply_size);
             let reply = reply::socketmap(&outcome, max_reply);
-            // The reply goes first: the client is waiting for it, the log line can wait.
+            // The reply goes first: the client is waiting for it, the log line and the cache
+            // write can wait.
             let sent = conn.reply(&netstring::encode(reply.wire.as_bytes()));
             self.log_lookup("socketmap", &req.name, &req.key, report.as_ref(), &reply, started);
+            self.store_for_later(report.as_mut());
             if let Err(end) = sent {
                 return end;
             }
@@ -61,10 +63,11 @@ impl Server<'_> {
                 Err(end) => return end,
             };
             let started = Instant::now();
-            let (outcome, report) = self.map_lookup(name, &key);
+            let (outcome, mut report) = self.map_lookup(name, &key);
             let reply = reply::tcp(&outcome);
             let sent = conn.reply(&reply.wire);
             self.log_lookup("tcp", name, &key, report.as_ref(), &reply, started);
+            self.store_for_later(report.as_mut());
             if let Err(end) = sent {
                 return end;
             }
@@ -80,12 +83,20 @@ impl Server<'_> {
                 Err(end) => return end,
             };
             let started = Instant::now();
-            let (action, report, name) = self.policy_check(service, &attrs);
+            let (action, mut report, name) = self.policy_check(service, &attrs);
             let sent = conn.reply(&policy::encode(&action));
             self.log_policy(&name, &attrs, report.as_ref(), &action, started);
+            self.store_for_later(report.as_mut());
             if let Err(end) = sent {
                 return end;
             }
+        }
+    }
+
+    /// Stores what the lookup left for the response cache, once its reply is out.
+    pub fn store_for_later(&self, report: Option<&mut Report>) {
+        if let Some(write) = report.and_then(|r| r.cache_write.take()) {
+            write.apply(self.store);
         }
     }
 

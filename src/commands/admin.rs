@@ -175,8 +175,10 @@ pub(super) fn query(path: Result<PathBuf, String>, format: Format, map: &str, ke
         Err(code) => return code,
     };
     let store = setup.store();
-    let (outcome, report) = setup.server(&store, options).map_lookup(map, key.as_bytes());
+    let server = setup.server(&store, options);
+    let (outcome, mut report) = server.map_lookup(map, key.as_bytes());
     show(report.as_ref());
+    server.store_for_later(report.as_mut());
     let reply = reply::socketmap(&outcome, setup.config.socketmap_max_reply_size);
     println!("{}", reply.wire);
     match reply.kind {
@@ -211,8 +213,10 @@ pub(super) fn policy_query(
         attrs.insert(name.trim().to_string(), value.trim().to_string());
     }
     let store = setup.store();
-    let (action, report, _) = setup.server(&store, options).policy_check(Some(service), &attrs);
+    let server = setup.server(&store, options);
+    let (action, mut report, _) = server.policy_check(Some(service), &attrs);
     show(report.as_ref());
+    server.store_for_later(report.as_mut());
     println!("action={action}");
     match report.map(|r| r.outcome) {
         Some(Outcome::Failure(_)) | None => exit::TEMPFAIL,

@@ -22,6 +22,25 @@ pub enum CacheUse {
     Miss,
 }
 
+/// What a lookup leaves for the cache to store, done after the reply has gone out (the client
+/// does not wait for the database's write lock): [`CacheWrite::apply`].
+#[derive(Debug)]
+pub struct CacheWrite {
+    key: crate::state::cache::Key,
+    change: Change,
+    max_entries: u64,
+}
+
+impl CacheWrite {
+    /// Stores or removes the row.
+    pub fn apply(self, store: &Store) {
+        match self.change {
+            Change::Put(row) => store.cache().put(&self.key, &row, self.max_entries),
+            Change::Remove => store.cache().remove(&self.key),
+        }
+    }
+}
+
 /// Where a lookup stands with the cache: which entry, and whether it may be used at all.
 pub struct Lookup<'a> {
     pub entry: &'a Entry,
@@ -73,14 +92,13 @@ pub fn cached(lookup: &Lookup<'_>, transport: &dyn Transport, store: &Store, ver
                 _ => None,
             };
             let directives = cache::directives(report.cache_control.iter().map(String::as_str));
-            match cache::on_answer(value, settings, &directives, now) {
-                Change::Put(row) if cache::worth_writing(old.as_ref(), &row, settings) => {
-                    store.cache().put(&key, &row, settings.max_entries);
-                }
-                Change::Put(_) => {}
-                Change::Remove if old.is_some() => store.cache().remove(&key),
-                Change::Remove => {}
-            }
+            let change = match cache::on_answer(value, settings, &directives, now) {
+                Change::Put(row) if cache::worth_writing(old.as_ref(), &row, settings) => Some(Change::Put(row)),
+                Change::Remove if old.is_some() => Some(Change::Remove),
+                Change::Put(_) | Change::Remove => None,
+            };
+            report.cache_write =
+                change.map(|change| CacheWrite { key: key.clone(), change, max_entries: settings.max_entries });
         }
         Outcome::Failure(f) if f.kind != FailureKind::Permanent => {
             if let Some(row) = old.filter(|row| cache::serves_stale(row, now)) {

@@ -16,7 +16,6 @@ use super::Store;
 use crate::log;
 use rusqlite::{Connection, OptionalExtension, params};
 use std::cell::Cell;
-use std::time::{Duration, Instant};
 
 /// A stored answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,6 +59,9 @@ pub struct Stats {
 fn sweep_every(max_entries: u64) -> i64 {
     i64::try_from(max_entries / 64).unwrap_or(i64::MAX).max(64)
 }
+
+/// How long a cache write waits for another process's lock before it gives way.
+const WRITE_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// The cache's own state within a [`Store`].
 #[derive(Default)]
@@ -117,6 +119,17 @@ impl Cache<'_> {
     /// expired rows and its oldest beyond `max_entries`.
     pub fn put(&self, key: &Key, row: &Row, max_entries: u64) {
         self.run(|db| {
+            // Writes come after the reply (see `lookup::CacheWrite`), so they may wait longer for
+            // the lock than a lookup could: a crowd of processes writing at once loses fewer rows.
+            super::db::wait_for_locks(WRITE_WAIT);
+            let written = Self::write(db, key, row, max_entries);
+            super::db::wait_for_locks(super::db::BUSY_TIMEOUT);
+            written
+        });
+    }
+
+    fn write(db: &Connection, key: &Key, row: &Row, max_entries: u64) -> rusqlite::Result<()> {
+        {
             db.prepare_cached(
                 "INSERT OR REPLACE INTO response_cache
                  (entry, key, found, value, stored_at, fresh_until, stale_until, expires_at)
@@ -136,7 +149,7 @@ impl Cache<'_> {
                 sweep(db, &key.entry, row.stored_at, max_entries)?;
             }
             Ok(())
-        });
+        }
     }
 
     /// Removes the row for `key`, if any.
@@ -160,12 +173,7 @@ impl Cache<'_> {
                 let db = state.memory.get_or_init(|| open_memory().inspect_err(|e| self.fail(e)).ok());
                 db.as_ref().map(f)?
             }
-            crate::config::StateDb::File(_) => self.store.with_db_raw(|db| {
-                db.busy_handler(Some(wait_briefly))?;
-                let result = f(&*db);
-                db.busy_timeout(super::db::BUSY_TIMEOUT)?;
-                result
-            })?,
+            crate::config::StateDb::File(_) => self.store.with_db_raw(|db| f(db))?,
         };
         match result {
             Ok(value) => Some(value),
@@ -191,34 +199,6 @@ impl Cache<'_> {
              administrator recreates the cache table)"
         ));
     }
-}
-
-/// How the cache waits out another process's lock, within the same bound as every other use of
-/// the state database: yields at first, then sleeps of 50 µs. The cache's transactions hold the
-/// lock for microseconds, while SQLite's own wait sleeps a whole millisecond at the first
-/// conflict and longer at each next one: with dozens of processes at once, lookups spent more
-/// time asleep than working.
-fn wait_briefly(tries: i32) -> bool {
-    thread_local!(static SINCE: Cell<Option<Instant>> = const { Cell::new(None) });
-    SINCE.with(|since| {
-        let start = match since.get() {
-            Some(start) if tries > 0 => start,
-            _ => {
-                let now = Instant::now();
-                since.set(Some(now));
-                now
-            }
-        };
-        if start.elapsed() >= super::db::BUSY_TIMEOUT {
-            return false;
-        }
-        if tries < 8 {
-            std::thread::yield_now();
-        } else {
-            std::thread::sleep(Duration::from_micros(50));
-        }
-        true
-    })
 }
 
 /// `pfxhttp cache stats`: one [`Stats`] per entry that has rows (`at`: now, unix ms).

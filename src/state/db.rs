@@ -8,8 +8,16 @@ use std::time::Duration;
 /// The schema this pfxhttp writes (`PRAGMA user_version`).
 pub const SCHEMA_VERSION: i64 = 1;
 
-/// How long a statement waits for another process's lock; kept short because a lookup waits too.
-pub(super) const BUSY_TIMEOUT: Duration = Duration::from_millis(250);
+/// How long a statement waits for another process's lock. A lookup waits too, so it is short;
+/// it is not shorter, because a crowd of processes writing response cache rows at once, each
+/// holding the lock for microseconds but on a machine with far more processes than cores, can
+/// keep a process waiting a few hundred milliseconds, and a process that waited its bound out
+/// gives the database up.
+pub(super) const BUSY_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// The wait of each of the few tries to open the database: a lock that outlasts them all is a
+/// stuck process, found out once per process.
+const OPEN_WAIT: Duration = Duration::from_millis(250);
 
 pub(super) const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS host_health (
@@ -57,6 +65,44 @@ CREATE TABLE IF NOT EXISTS response_cache (
 CREATE INDEX IF NOT EXISTS response_cache_age ON response_cache (entry, stored_at);
 CREATE INDEX IF NOT EXISTS response_cache_expiry ON response_cache (entry, expires_at);
 ";
+
+/// Makes the state database wait up to `bound` for another process's lock (no wait with zero): yields at
+/// first, then sleeps of 50 µs. pfxhttp's transactions hold the lock for microseconds, while
+/// SQLite's own wait sleeps a whole millisecond at the first conflict and longer at each next
+/// one: with a hundred processes writing (the response cache), a process could lose the race for
+/// the whole bound and give the database up.
+///
+/// The wait is installed once per connection (in [`open`]); this sets its bound for what follows.
+pub(super) fn wait_for_locks(bound: Duration) {
+    WAIT_BOUND.with(|b| b.set(bound));
+}
+
+thread_local! {
+    /// The bound of the wait [`wait_briefly`] does; each connection is used by one thread.
+    static WAIT_BOUND: std::cell::Cell<Duration> = const { std::cell::Cell::new(BUSY_TIMEOUT) };
+    /// When the current wait began.
+    static WAIT_SINCE: std::cell::Cell<Option<std::time::Instant>> = const { std::cell::Cell::new(None) };
+}
+
+fn wait_briefly(tries: i32) -> bool {
+    let now = std::time::Instant::now();
+    let since = WAIT_SINCE.with(|s| match s.get() {
+        Some(start) if tries > 0 => start,
+        _ => {
+            s.set(Some(now));
+            now
+        }
+    });
+    if now.duration_since(since) >= WAIT_BOUND.with(std::cell::Cell::get) {
+        return false;
+    }
+    if tries < 8 {
+        std::thread::yield_now();
+    } else {
+        std::thread::sleep(Duration::from_micros(50));
+    }
+    true
+}
 
 /// Whether an error only means that other processes hold a lock right now.
 pub fn is_contention(e: &rusqlite::Error) -> bool {
@@ -143,6 +189,8 @@ pub fn open(path: &Path) -> Result<Connection, DbError> {
     }
     let conn = Connection::open_with_flags(path, flags(OpenFlags::SQLITE_OPEN_READ_WRITE))
         .map_err(|e| DbError::from_sqlite(path, &e))?;
+    let mut conn = conn;
+    conn.busy_handler(Some(wait_briefly)).map_err(|e| DbError::from_sqlite(path, &e))?;
     // Many processes may open a new file at once: contention there is waited out a few times.
     let mut tries = 0;
     while let Err(e) = prepare(&conn).and_then(|()| schema(&conn)) {
@@ -152,6 +200,7 @@ pub fn open(path: &Path) -> Result<Connection, DbError> {
         }
         std::thread::sleep(Duration::from_millis(20 * tries));
     }
+    wait_for_locks(BUSY_TIMEOUT);
     if conn.is_readonly(rusqlite::MAIN_DB).unwrap_or(true) {
         return Err(DbError::new(path, "it can only be opened read-only", writable_fix(path)));
     }
@@ -175,7 +224,7 @@ fn schema(conn: &Connection) -> rusqlite::Result<()> {
 
 /// Busy timeout, WAL and a commit that does not wait for the disk (WAL stays consistent).
 fn prepare(conn: &Connection) -> rusqlite::Result<()> {
-    conn.busy_timeout(BUSY_TIMEOUT)?;
+    wait_for_locks(OPEN_WAIT);
     let mode: String = conn.query_row("PRAGMA journal_mode", [], |r| r.get(0))?;
     if !mode.eq_ignore_ascii_case("wal") {
         // Many processes may open a new file at once; one of them switching to WAL is enough.

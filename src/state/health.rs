@@ -51,10 +51,17 @@ impl Store {
             }
             Ok(found)
         });
-        from_db.unwrap_or_else(|| {
-            let memory = self.memory_health.borrow();
-            hosts.iter().filter_map(|h| memory.get(h).map(|m| (h.clone(), m.clone()))).collect()
-        })
+        // Marks this process had to keep to itself (the database was busy or given up) count
+        // over what the database says.
+        let mut marks = from_db.unwrap_or_default();
+        let memory = self.memory_health.borrow();
+        for host in hosts {
+            if let Some(mark) = memory.get(host) {
+                marks.retain(|(h, _)| h != host);
+                marks.push((host.clone(), mark.clone()));
+            }
+        }
+        marks
     }
 
     /// Records a failure of `host`; it is skipped until the backoff has passed. A host that is
@@ -92,9 +99,8 @@ impl Store {
 
     /// Clears `host`'s mark after it answered.
     pub fn recovered(&self, host: &str) {
-        if self.with_db(|db| db.execute("DELETE FROM host_health WHERE host = ?1", [host])).is_none() {
-            self.memory_health.borrow_mut().remove(host);
-        }
+        let _ = self.with_db(|db| db.execute("DELETE FROM host_health WHERE host = ?1", [host]));
+        self.memory_health.borrow_mut().remove(host);
     }
 }
 

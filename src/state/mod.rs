@@ -70,8 +70,8 @@ impl Store {
     /// Runs `f` on the database if it is usable; on an error, logs it once and stops using it.
     ///
     /// That includes a lock held longer than the busy timeout: pfxhttp's own transactions last
-    /// microseconds and its writes are rare (a host's state changes, a token is stored), so such
-    /// a lock is a stuck process, and waiting on it would hold up every lookup.
+    /// microseconds, so such a lock is a stuck process, and waiting on it would hold up every
+    /// lookup.
     fn with_db<T>(&self, f: impl FnOnce(&rusqlite::Connection) -> rusqlite::Result<T>) -> Option<T> {
         let mut slot = self.opened().borrow_mut();
         let conn = slot.as_ref()?;

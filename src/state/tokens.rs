@@ -105,7 +105,7 @@ impl Store {
         let now = now_ms();
         let until = now + lease.as_millis() as i64;
         let taken = self.with_db(|db| {
-            db.busy_timeout(Duration::ZERO)?;
+            super::db::wait_for_locks(Duration::ZERO);
             let attempt = (|| -> rusqlite::Result<bool> {
                 db.execute_batch("BEGIN IMMEDIATE")?;
                 let held: Option<(u32, i64, i64)> = db
@@ -128,7 +128,7 @@ impl Store {
             if attempt.is_err() {
                 let _ = db.execute_batch("ROLLBACK");
             }
-            db.busy_timeout(super::db::BUSY_TIMEOUT)?;
+            super::db::wait_for_locks(super::db::BUSY_TIMEOUT);
             match attempt {
                 // Another process is in its (microsecond) transaction: it is taking the lease.
                 Err(e) if super::db::is_contention(&e) => Ok(false),
@@ -146,7 +146,7 @@ impl Store {
         let pid = std::process::id();
         let stored = self.with_db(|db| {
             // Storing the token is what every waiting process needs: worth a longer wait.
-            db.busy_timeout(Duration::from_secs(2))?;
+            super::db::wait_for_locks(Duration::from_secs(2));
             let stored = db.execute(
                 "INSERT INTO tokens (key, token, refresh_token, expires_at, refresh_from, fetched_at, lease_pid, lease_until)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0, 0)
@@ -157,7 +157,7 @@ impl Store {
                  WHERE tokens.lease_pid = ?7 OR tokens.token IS NULL OR tokens.expires_at < ?4",
                 params![key, token.access, token.refresh, token.expires_at, refresh_from, now, pid],
             );
-            db.busy_timeout(super::db::BUSY_TIMEOUT)?;
+            super::db::wait_for_locks(super::db::BUSY_TIMEOUT);
             stored
         });
         if stored.is_none() {
