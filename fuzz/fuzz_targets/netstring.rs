@@ -140,7 +140,7 @@ fuzz_target!(|data: &[u8]| {
     // Postfix defers on; never a control character, and the frame holds exactly the text.
     let value = String::from_utf8_lossy(buf);
     let cleaned = reply::clean(&value);
-    let text = reply::socketmap(&Outcome::Found(value.to_string()), max_len);
+    let text = reply::socketmap(&Outcome::Found(value.to_string()), max_len).wire;
     assert!(!text.chars().any(char::is_control), "{text:?}");
     if cleaned.is_empty() {
         assert_eq!(text, "NOTFOUND ");
@@ -159,7 +159,7 @@ fuzz_target!(|data: &[u8]| {
         Outcome::timeout(value.to_string()),
         Outcome::permanent(value.to_string()),
     ] {
-        let text = reply::socketmap(&failure, max_len);
+        let text = reply::socketmap(&failure, max_len).wire;
         assert!(["TEMP ", "TIMEOUT ", "PERM "].iter().any(|w| text.starts_with(w)), "{text:?}");
         assert!(!text.chars().any(char::is_control) && text.len() <= 8 + 300, "{text:?}");
     }

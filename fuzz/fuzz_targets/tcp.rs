@@ -87,14 +87,14 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(tcp::encode(code, &text), format!("{code} {text}\n").into_bytes());
     }
     // ... and a backend's value or failure reason always becomes one line.
-    let line = reply::tcp(&Outcome::Found(text.to_string()));
+    let line = reply::tcp(&Outcome::Found(text.to_string())).wire;
     assert!(line.len() <= tcp::MAX_REPLY_LINE, "reply of {} bytes", line.len());
     if let Some(value) = line.strip_prefix(b"200 ") {
         check_line(&line, 200);
         let value = tcp::hex_unquote(value.strip_suffix(b"\n").unwrap()).unwrap();
         assert_eq!(value, reply::clean(&text).into_bytes(), "value changed on the way");
     }
-    let line = reply::tcp(&Outcome::temporary(text.to_string()));
+    let line = reply::tcp(&Outcome::temporary(text.to_string())).wire;
     check_line(&line, 400);
     assert!(line.len() <= tcp::MAX_REPLY_LINE);
 });
