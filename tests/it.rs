@@ -54,3 +54,6 @@ mod cache;
 
 #[path = "it/sasl.rs"]
 mod sasl;
+
+#[path = "it/admin.rs"]
+mod admin;

@@ -5,7 +5,7 @@ use crate::answer::Outcome;
 use crate::config::{self, Config, Entry, Format, Loaded, StateDb};
 use crate::http::Clients;
 use crate::lookup::{CacheUse, Report};
-use crate::serve::Server;
+use crate::serve::{Server, select_service};
 use crate::state::{self, Store};
 use crate::text::printable;
 use crate::{exit, log, reply};
@@ -170,6 +170,9 @@ pub(super) fn query(path: Result<PathBuf, String>, format: Format, map: &str, ke
     show(report.as_ref());
     let reply = reply::socketmap(&outcome, setup.config.socketmap_max_reply_size);
     println!("{}", reply.wire);
+    if let Outcome::Failure(failure) = &outcome {
+        eprintln!("pfxhttp: {map}: {}", printable(&failure.reason));
+    }
     match reply.kind {
         reply::Kind::Found => exit::OK,
         reply::Kind::NotFound => exit::NOT_FOUND,
@@ -205,8 +208,12 @@ pub(super) fn policy_query(
     let (action, report, _) = setup.server(&store, options).policy_check(Some(service), &attrs);
     show(report.as_ref());
     println!("action={action}");
-    match report.map(|r| r.outcome) {
-        Some(Outcome::Failure(_)) | None => exit::TEMPFAIL,
-        _ => exit::OK,
-    }
+    // A failure's answer is the default action, which does not say what went wrong.
+    let failure = match report.map(|r| r.outcome) {
+        Some(Outcome::Failure(f)) => f.reason,
+        Some(_) => return exit::OK,
+        None => select_service(&setup.config, Some(service), &attrs).err().unwrap_or_default(),
+    };
+    eprintln!("pfxhttp: {service}: {} (the answer is the default_action)", printable(&failure));
+    exit::TEMPFAIL
 }

@@ -1,0 +1,48 @@
+//! What the commands run by hand tell an admin: why a lookup failed, what in a valid
+//! configuration is risky, and what is missing before the first request.
+
+use crate::support::*;
+use std::time::Duration;
+
+const T: Duration = Duration::from_secs(10);
+
+fn pfx(cfg: &Config, args: &[&str]) -> Output {
+    cfg.run_command(args, b"", T)
+}
+
+/// `query` of a failure prints the reply on stdout, as before, and the reason on stderr.
+#[test]
+fn query_failure_says_why() {
+    let b = Backend::fixed(Reply::json(503, "{}"));
+    let cfg = Config::new().map("demo", &b.url("/lookup"));
+    let out = pfx(&cfg, &["query", "nosuch", "a@x"]);
+    assert_eq!((out.code(), out.stdout_str().as_str()), (Some(75), "PERM unknown map nosuch\n"), "{out:?}");
+    assert_eq!(out.stderr_str(), "pfxhttp: nosuch: unknown map nosuch\n");
+    let out = pfx(&cfg, &["query", "demo", "a@x"]);
+    assert_eq!(out.code(), Some(75), "{out:?}");
+    assert!(out.stderr_str().starts_with("pfxhttp: demo: ") && out.stderr_str().contains("503"), "{out:?}");
+    let found = Backend::fixed(Reply::json(200, r#"{"result":"v"}"#));
+    let out = pfx(&Config::new().map("demo", &found.url("/lookup")), &["query", "demo", "a@x"]);
+    assert_eq!((out.code(), out.stderr_str().as_str()), (Some(0), ""), "{out:?}");
+}
+
+/// `policy-query` of a service that does not exist, or whose API fails, prints the default
+/// action on stdout and the reason on stderr; an answer prints nothing on stderr.
+#[test]
+fn policy_query_failure_says_why() {
+    let b = Backend::fixed(Reply::json(503, "{}"));
+    let cfg = Config::new().policy("policy", &b.url("/policy"));
+    let out = pfx(&cfg, &["policy-query", "nosuch", "recipient=a@x"]);
+    assert_eq!(out.code(), Some(75), "{out:?}");
+    assert_eq!(out.stdout_str(), "action=DEFER_IF_PERMIT Service temporarily unavailable\n");
+    assert_eq!(
+        out.stderr_str(),
+        "pfxhttp: nosuch: policy service nosuch is not configured (the answer is the default_action)\n"
+    );
+    let out = pfx(&cfg, &["policy-query", "policy", "recipient=a@x"]);
+    assert_eq!(out.code(), Some(75), "{out:?}");
+    assert!(out.stderr_str().starts_with("pfxhttp: policy: ") && out.stderr_str().contains("503"), "{out:?}");
+    let ok = Backend::fixed(Reply::json(200, r#"{"action":"DUNNO"}"#));
+    let out = pfx(&Config::new().policy("policy", &ok.url("/policy")), &["policy-query", "policy", "recipient=a@x"]);
+    assert_eq!((out.code(), out.stderr_str().as_str()), (Some(0), ""), "{out:?}");
+}
