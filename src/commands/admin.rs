@@ -157,7 +157,34 @@ fn notes(config: &Config) -> Vec<String> {
     {
         notes.push("warning: server.state_db: with :memory: every process fetches a token of its own".to_string());
     }
+    let entries =
+        config.maps.iter().map(|e| ("socket_maps", e)).chain(config.policies.iter().map(|e| ("policy_services", e)));
+    notes.extend(entries.filter_map(|(section, entry)| fixed_path_404(section, entry)));
     notes
+}
+
+/// A 404 from a URL whose path does not hold the key cannot mean "no such key": it means a wrong
+/// URL, which `not_found_status` would turn into "not found" (a 550 reject in
+/// `virtual_mailbox_maps`) instead of a temporary failure.
+fn fixed_path_404(section: &str, entry: &Entry) -> Option<String> {
+    if !entry.answer.not_found_status.contains(&404) {
+        return None;
+    }
+    let path = entry.targets.iter().map(|t| url_path(t.template.source())).find(|p| !p.contains("{{"))?;
+    Some(format!(
+        "warning: {section}.{}.not_found_status: 404 on the fixed path {} means a wrong URL, not a \
+         missing key, and answers \"not found\" instead of a temporary failure; put the key in \
+         the path or leave 404 out",
+        entry.name,
+        printable(path)
+    ))
+}
+
+/// The path of a URL (template): after the host, before any query or fragment.
+fn url_path(url: &str) -> &str {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let rest = rest.split(['?', '#']).next().unwrap_or("");
+    rest.find('/').map_or("/", |at| &rest[at..])
 }
 
 pub(super) fn query(path: Result<PathBuf, String>, format: Format, map: &str, key: &str, options: Options) -> u8 {

@@ -46,3 +46,34 @@ fn policy_query_failure_says_why() {
     let out = pfx(&Config::new().policy("policy", &ok.url("/policy")), &["policy-query", "policy", "recipient=a@x"]);
     assert_eq!((out.code(), out.stderr_str().as_str()), (Some(0), ""), "{out:?}");
 }
+
+/// `check` warns of `not_found_status: [404]` on a target whose path holds no template (a wrong
+/// path would answer "not found"), naming the entry and the path; a key in the path, or a key
+/// only in the query string of a templated path, is fine.
+#[test]
+fn check_warns_of_404_on_a_fixed_path() {
+    let cfg = Config::new()
+        .map("fixed", "http://127.0.0.1:9/v1/aliases?key={{ key }}")
+        .set("not_found_status", "[404]")
+        .map("keyed", "http://127.0.0.1:9/mailboxes/{{ key }}")
+        .set("not_found_status", "[404, 410]")
+        .map("gone", "http://127.0.0.1:9/v1/aliases")
+        .set("not_found_status", "[410]")
+        .policy("pol", "http://127.0.0.1:9/policy")
+        .set("not_found_status", "[404]");
+    let out = pfx(&cfg, &["check"]);
+    assert_eq!(out.code(), Some(0), "{out:?}");
+    let warnings: Vec<String> = out.stderr_str().lines().filter(|l| l.contains("404")).map(str::to_string).collect();
+    assert_eq!(
+        warnings,
+        [
+            "warning: socket_maps.fixed.not_found_status: 404 on the fixed path /v1/aliases means a wrong URL, \
+             not a missing key, and answers \"not found\" instead of a temporary failure; put the key in the path \
+             or leave 404 out",
+            "warning: policy_services.pol.not_found_status: 404 on the fixed path /policy means a wrong URL, not a \
+             missing key, and answers \"not found\" instead of a temporary failure; put the key in the path or \
+             leave 404 out",
+        ],
+        "{out:?}"
+    );
+}

@@ -11,7 +11,7 @@ fn repo(path: &str) -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
 }
 
-/// Every `examples/*.yml` loads without errors.
+/// Every `examples/*.yml` loads without errors, and without a risky `not_found_status`.
 #[test]
 fn examples_pass_check() {
     let mut checked = 0;
@@ -21,6 +21,8 @@ fn examples_pass_check() {
             let out = run(&["--config", path.to_str().unwrap(), "check"], b"", T);
             assert_eq!(out.code(), Some(0), "{}: {}", path.display(), out.stderr_str());
             assert!(!out.stderr_str().contains("error:"), "{}: {}", path.display(), out.stderr_str());
+            // A 404 mapped to "not found" on a fixed path would turn a wrong URL into rejects.
+            assert!(!out.stderr_str().contains("not_found_status"), "{}: {}", path.display(), out.stderr_str());
             checked += 1;
         }
     }
