@@ -77,3 +77,21 @@ fn check_warns_of_404_on_a_fixed_path() {
         "{out:?}"
     );
 }
+
+/// A serving process with a broken configuration logs one line that names each error once, and
+/// answers with the first.
+#[test]
+fn config_errors_are_logged_once_each() {
+    let sink = SyslogSink::new();
+    let cfg = Config::new().syslog(&sink, "").map("m", "ftp://127.0.0.1/x").set("timeout", "5x");
+    let out = cfg.run_serving(&["socketmap"], b"3:m x,", T);
+    let reply = out.stdout_str();
+    assert!(reply.contains(":TEMP pfxhttp configuration error: socket_maps.m."), "{reply}");
+    assert!(reply.ends_with(" (and 1 more),"), "{reply}");
+    let line = sink.wait_for("configuration error", T).expect("the configuration error is logged");
+    let errors = ["socket_maps.m.timeout: invalid duration", "socket_maps.m.target[0]: scheme \"ftp\""];
+    for error in errors {
+        assert_eq!(line.matches(error).count(), 1, "{error} once in {line}");
+    }
+    assert!(line.ends_with("; every request is answered with a temporary failure"), "{line}");
+}
