@@ -95,3 +95,18 @@ fn config_errors_are_logged_once_each() {
     }
     assert!(line.ends_with("; every request is answered with a temporary failure"), "{line}");
 }
+
+/// `state check` names the owner of the directory (and of the file) as master.cf's `user=` does,
+/// with the uid.
+#[test]
+fn state_check_names_the_owner() {
+    let cfg = Config::new().map("m", "http://127.0.0.1:9/x");
+    let id = |flag: &str| {
+        let out = std::process::Command::new("id").arg(flag).output().expect("id(1)");
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    };
+    let out = pfx(&cfg, &["state", "check"]);
+    let dir = cfg.dir().display().to_string();
+    let expected = format!("{dir}: directory, owner {} (uid {}), mode ", id("-un"), id("-u"));
+    assert!(out.stdout_str().lines().any(|l| l.starts_with(&expected)), "{expected} in {out:?}");
+}
