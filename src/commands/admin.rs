@@ -123,19 +123,27 @@ pub(super) fn check(path: Result<PathBuf, String>, format: Format) -> u8 {
     for note in notes(config) {
         eprintln!("{note}");
     }
-    let names = |entries: &[Entry]| entries.iter().map(|e| e.name.as_str()).collect::<Vec<_>>().join(", ");
     let sasl: Vec<&str> = config.sasl.iter().map(|s| s.entry.name.as_str()).collect();
-    println!(
-        "{}: OK ({} socket map(s): {}; {} policy service(s): {}; {} dovecot_sasl service(s): {})",
-        path.display(),
-        config.maps.len(),
-        names(&config.maps),
-        config.policies.len(),
-        names(&config.policies),
-        sasl.len(),
-        sasl.join(", ")
-    );
+    let counts = [
+        counted("socket map(s)", &names(&config.maps)),
+        counted("policy service(s)", &names(&config.policies)),
+        counted("dovecot_sasl service(s)", &sasl),
+    ];
+    println!("{}: OK ({})", path.display(), counts.join("; "));
     exit::OK
+}
+
+/// The names of `entries`, as written in the file.
+fn names(entries: &[Entry]) -> Vec<&str> {
+    entries.iter().map(|e| e.name.as_str()).collect()
+}
+
+/// `2 socket map(s): a, b`, or `0 socket map(s)`.
+fn counted(label: &str, names: &[&str]) -> String {
+    match names {
+        [] => format!("0 {label}"),
+        _ => format!("{} {label}: {}", names.len(), names.join(", ")),
+    }
 }
 
 /// What `check` warns of in a valid configuration beyond the file itself.
@@ -156,6 +164,16 @@ fn notes(config: &Config) -> Vec<String> {
             .any(|e| e.auth.is_some())
     {
         notes.push("warning: server.state_db: with :memory: every process fetches a token of its own".to_string());
+    }
+    if let StateDb::File(db) = &config.state_db
+        && std::fs::symlink_metadata(db).is_err()
+    {
+        notes.push(format!(
+            "warning: server.state_db: {} does not exist; until it does, every process keeps host marks, \
+             tokens and the response cache to itself. Create it as root with `pfxhttp state init --user \
+             USER` (USER: master.cf's user=)",
+            db.display()
+        ));
     }
     let entries =
         config.maps.iter().map(|e| ("socket_maps", e)).chain(config.policies.iter().map(|e| ("policy_services", e)));

@@ -110,3 +110,36 @@ fn state_check_names_the_owner() {
     let expected = format!("{dir}: directory, owner {} (uid {}), mode ", id("-un"), id("-u"));
     assert!(out.stdout_str().lines().any(|l| l.starts_with(&expected)), "{expected} in {out:?}");
 }
+
+/// `check`'s summary lists the names of each kind after `: `, and says `0 …` alone for a kind
+/// with none.
+#[test]
+fn check_summary_has_no_empty_lists() {
+    let cfg = Config::new().map("m", "http://127.0.0.1:9/x/{{ key }}").map("n", "http://127.0.0.1:9/y/{{ key }}");
+    let out = pfx(&cfg, &["check"]);
+    let expected = format!(
+        "{}: OK (2 socket map(s): m, n; 0 policy service(s); 0 dovecot_sasl service(s))\n",
+        cfg.path().display()
+    );
+    assert_eq!((out.code(), out.stdout_str()), (Some(0), expected), "{out:?}");
+}
+
+/// `check` says when the state database does not exist yet, with the command that creates it;
+/// once it exists, or with `:memory:`, it says nothing about it.
+#[test]
+fn check_reports_a_missing_state_database() {
+    let cfg = Config::new().map("m", "http://127.0.0.1:9/x/{{ key }}");
+    let out = pfx(&cfg, &["check"]);
+    assert_eq!(out.code(), Some(0), "{out:?}");
+    let expected = format!(
+        "warning: server.state_db: {} does not exist; until it does, every process keeps host marks, tokens \
+         and the response cache to itself. Create it as root with `pfxhttp state init --user USER` (USER: \
+         master.cf's user=)",
+        cfg.db_path().display()
+    );
+    assert!(out.stderr_str().lines().any(|l| l == expected), "{expected}\nin {out:?}");
+    std::fs::write(cfg.db_path(), b"").unwrap();
+    assert!(!pfx(&cfg, &["check"]).stderr_str().contains("state_db"));
+    let memory = Config::new().state_db(":memory:").map("m", "http://127.0.0.1:9/x/{{ key }}");
+    assert!(!pfx(&memory, &["check"]).stderr_str().contains("state_db"));
+}
