@@ -143,3 +143,32 @@ fn check_reports_a_missing_state_database() {
     let memory = Config::new().state_db(":memory:").map("m", "http://127.0.0.1:9/x/{{ key }}");
     assert!(!pfx(&memory, &["check"]).stderr_str().contains("state_db"));
 }
+
+/// Every argument of every command is described in its `--help` (`query --help` says what MAP
+/// and KEY are, `policy-query --help` what SERVICE is, and so on).
+#[test]
+fn help_describes_every_argument() {
+    let help = run(&["--help"], b"", T).stdout_str();
+    let commands: Vec<&str> = help
+        .lines()
+        .skip_while(|l| !l.starts_with("Commands:"))
+        .skip(1)
+        .take_while(|l| l.starts_with("  "))
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|c| *c != "help")
+        .collect();
+    let mut with = vec![vec!["cache", "stats"], vec!["cache", "flush"], vec!["state", "init"]];
+    with.extend(commands.iter().map(|c| vec![*c]));
+    let mut arguments = 0;
+    for mut args in with {
+        args.push("--help");
+        let out = run(&args, b"", T).stdout_str();
+        let listed = out.lines().skip_while(|l| !l.starts_with("Arguments:")).skip(1).take_while(|l| !l.is_empty());
+        for line in listed {
+            let described = line.trim().split_once("  ").is_some_and(|(_, text)| !text.trim().is_empty());
+            assert!(described, "{args:?}: {line:?} is not described");
+            arguments += 1;
+        }
+    }
+    assert!(arguments >= 8, "only {arguments} arguments");
+}
