@@ -40,7 +40,12 @@ pub enum Command {
         name: Option<String>,
     },
     /// Validate the configuration: every error with its path; exit 0, or 78 on errors.
-    Check,
+    Check {
+        /// Read the files as user NAME (master.cf user=) would: the config, every secret and TLS
+        /// file, and the state database; needs root.
+        #[arg(long, value_name = "NAME")]
+        user: Option<String>,
+    },
     /// Look KEY up in MAP as Postfix would; prints the reply. Exit 0 found, 1 not found,
     /// 75 failure.
     Query {

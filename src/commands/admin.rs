@@ -1,6 +1,7 @@
 //! The commands run by hand that look things up: `check`, `query` and `policy-query`, and the
 //! setup every command run by hand shares.
 
+use super::identity;
 use crate::answer::Outcome;
 use crate::config::{self, Config, Entry, Format, Loaded, StateDb};
 use crate::http::Clients;
@@ -106,7 +107,20 @@ fn print_diagnostics(warnings: &[String], errors: &[String]) {
     }
 }
 
-pub(super) fn check(path: Result<PathBuf, String>, format: Format) -> u8 {
+pub(super) fn check(path: Result<PathBuf, String>, format: Format, user: Option<&str>) -> u8 {
+    match user {
+        Some(name) => {
+            if let Err(e) = identity::become_user(name) {
+                eprintln!("pfxhttp: {e}");
+                return exit::USAGE;
+            }
+        }
+        None if rustix::process::geteuid().is_root() => eprintln!(
+            "note: root reads every file; the spawn service's user may not: `pfxhttp check --user USER` reads \
+             them as USER (master.cf user=)"
+        ),
+        None => {}
+    }
     let (loaded, path) = match load(path, format) {
         Ok(l) => l,
         Err(code) => return code,
@@ -120,7 +134,7 @@ pub(super) fn check(path: Result<PathBuf, String>, format: Format) -> u8 {
         }
     };
     print_diagnostics(&loaded.warnings, &[]);
-    for note in notes(config) {
+    for note in notes(config, user) {
         eprintln!("{note}");
     }
     let sasl: Vec<&str> = config.sasl.iter().map(|s| s.entry.name.as_str()).collect();
@@ -147,7 +161,7 @@ fn counted(label: &str, names: &[&str]) -> String {
 }
 
 /// What `check` warns of in a valid configuration beyond the file itself.
-fn notes(config: &Config) -> Vec<String> {
+fn notes(config: &Config, user: Option<&str>) -> Vec<String> {
     let mut notes = Vec::new();
     if !Path::new(&config.logging.syslog_socket).exists() {
         notes.push(format!(
@@ -175,10 +189,31 @@ fn notes(config: &Config) -> Vec<String> {
             db.display()
         ));
     }
+    if let (StateDb::File(db), Some(user)) = (&config.state_db, user)
+        && let Err(why) = writable(db)
+    {
+        notes.push(format!(
+            "warning: server.state_db: {user} cannot use {}: {why}; its processes would keep state to \
+             themselves (`pfxhttp state check` says more)",
+            db.display()
+        ));
+    }
     let entries =
         config.maps.iter().map(|e| ("socket_maps", e)).chain(config.policies.iter().map(|e| ("policy_services", e)));
     notes.extend(entries.filter_map(|(section, entry)| fixed_path_404(section, entry)));
     notes
+}
+
+/// Whether this process can write the database `db` and create files beside it (SQLite's
+/// `-wal` and `-shm`); a database that does not exist is reported on its own.
+fn writable(db: &Path) -> Result<(), String> {
+    use rustix::fs::{Access, access};
+    if std::fs::symlink_metadata(db).is_err() {
+        return Ok(());
+    }
+    let dir = db.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    access(dir, Access::WRITE_OK | Access::EXEC_OK).map_err(|e| format!("directory {}: {e}", dir.display()))?;
+    access(db, Access::READ_OK | Access::WRITE_OK).map_err(|e| e.to_string())
 }
 
 /// A 404 from a URL whose path does not hold the key cannot mean "no such key": it means a wrong

@@ -172,3 +172,65 @@ fn help_describes_every_argument() {
     }
     assert!(arguments >= 8, "only {arguments} arguments");
 }
+
+/// `check --user NAME` reads the config, the secret files and the state database as NAME would
+/// under spawn(8): what root can read but NAME cannot is an error (a state database NAME cannot
+/// write, a warning); as root without `--user`, `check` says that NAME may see less.
+#[test]
+#[ignore = "needs root"]
+fn check_as_the_service_user() {
+    use std::os::unix::fs::{PermissionsExt, chown};
+    assert!(crate::state::is_root(), "this test needs root: run the tests as root, or without --include-ignored");
+    let mode =
+        |path: &std::path::Path, mode: u32| std::fs::set_permissions(path, PermissionsExt::from_mode(mode)).unwrap();
+    let secrets = temp_dir();
+    let cred = secrets.path().join("credentials");
+    std::fs::write(&cred, "username: postfix\npassword: secret\n").unwrap();
+    let jwt =
+        format!("{{ token_endpoint: 'http://127.0.0.1:9/t', credentials_file: {} }}", q(&cred.display().to_string()));
+    let cfg = Config::new().map("m", "http://127.0.0.1:9/x/{{ key }}").set("jwt_auth", &jwt);
+    let config = cfg.path();
+    let (db, cfg_dir) = (cfg.db_path(), cfg.dir().to_path_buf());
+    std::fs::write(&db, b"").unwrap();
+    for (path, m) in [(secrets.path(), 0o755), (&cfg_dir, 0o755), (&config, 0o600), (&cred, 0o600), (&db, 0o600)] {
+        mode(path, m);
+    }
+    let out = pfx(&cfg, &["check"]);
+    assert_eq!(out.code(), Some(0), "{out:?}");
+    assert!(out.stderr_str().lines().any(|l| l.starts_with("note: root reads every file; ")), "{out:?}");
+
+    let as_nobody = |what: &str| {
+        let out = pfx(&cfg, &["check", "--user", "nobody"]);
+        assert!(!out.stderr_str().contains("note: root"), "{what}: {out:?}");
+        out
+    };
+    let out = as_nobody("config 0600");
+    assert_eq!(out.code(), Some(78), "{out:?}");
+    assert!(
+        out.stderr_str().contains(&format!("error: {}: cannot read: Permission denied", config.display())),
+        "{out:?}"
+    );
+    mode(&config, 0o644);
+    let out = as_nobody("credentials 0600");
+    assert_eq!(out.code(), Some(78), "{out:?}");
+    let expected =
+        format!("error: socket_maps.m.jwt_auth.credentials_file: cannot use {}: Permission denied", cred.display());
+    assert!(out.stderr_str().contains(&expected), "{out:?}");
+    mode(&cred, 0o644);
+    let out = as_nobody("database root's");
+    assert_eq!(out.code(), Some(0), "{out:?}");
+    assert!(
+        out.stderr_str().contains(&format!("warning: server.state_db: nobody cannot use {}: ", db.display())),
+        "{out:?}"
+    );
+    chown(&cfg_dir, Some(65534), None).unwrap();
+    chown(&db, Some(65534), None).unwrap();
+    let out = as_nobody("all readable");
+    assert_eq!(out.code(), Some(0), "{out:?}");
+    assert!(!out.stderr_str().contains("state_db") && !out.stderr_str().contains("error"), "{out:?}");
+    let out = pfx(&cfg, &["check", "--user", "no-such-user-here"]);
+    assert_eq!(
+        (out.code(), out.stderr_str().as_str()),
+        (Some(64), "pfxhttp: no user no-such-user-here in /etc/passwd\n")
+    );
+}
