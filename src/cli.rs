@@ -24,14 +24,28 @@ pub enum Command {
     Socketmap,
     /// Serve policy delegation requests; SERVICE names a policy_services entry, else each
     /// request's policy_context selects one (or the only one configured is used).
-    Policy { service: Option<String> },
+    Policy {
+        /// The policy_services entry (default: the one policy_context names, or the only one).
+        service: Option<String>,
+    },
     /// Serve tcp_table(5) requests for socket_maps entry MAP.
-    Tcp { map: String },
+    Tcp {
+        /// The socket_maps entry.
+        map: String,
+    },
     /// Serve Dovecot's auth protocol to Postfix smtpd (smtpd_sasl_type = dovecot) for the
     /// dovecot_sasl service NAME (or the only one configured).
-    Sasl { name: Option<String> },
+    Sasl {
+        /// The dovecot_sasl entry (default: the only one).
+        name: Option<String>,
+    },
     /// Validate the configuration: every error with its path; exit 0, or 78 on errors.
-    Check,
+    Check {
+        /// Read the files as user NAME (master.cf user=) would: the config, every secret and TLS
+        /// file, and the state database; needs root.
+        #[arg(long, value_name = "NAME")]
+        user: Option<String>,
+    },
     /// Look KEY up in MAP as Postfix would; prints the reply. Exit 0 found, 1 not found,
     /// 75 failure.
     Query {
@@ -54,6 +68,7 @@ pub enum Command {
         /// Neither read nor write the response cache.
         #[arg(long)]
         no_cache: bool,
+        /// The policy_services entry.
         service: String,
         /// Attributes as NAME=VALUE (default: read from stdin).
         attributes: Vec<String>,
@@ -64,7 +79,9 @@ pub enum Command {
         /// Show the exchange (the password masked) on stderr.
         #[arg(short, long)]
         verbose: bool,
+        /// The dovecot_sasl entry.
         name: String,
+        /// The user name, as the SMTP client would give it.
         user: String,
     },
     /// Show the cached token of a map or policy service with backend authentication: kind,
@@ -73,6 +90,7 @@ pub enum Command {
         /// Fetch a new token now.
         #[arg(long)]
         refresh: bool,
+        /// The socket_maps or policy_services entry.
         name: String,
     },
     /// The response cache in the state database: what it holds, or remove rows.
@@ -111,5 +129,10 @@ pub enum CacheAction {
     },
     /// Remove rows: all, an entry's, or the one for KEY (rendered through the entry's cache key
     /// template as a request would be; for a policy service, the rendered key text itself).
-    Flush { name: Option<String>, key: Option<String> },
+    Flush {
+        /// The map or policy service (default: every entry).
+        name: Option<String>,
+        /// The key (default: every key of the entry).
+        key: Option<String>,
+    },
 }

@@ -230,7 +230,7 @@ fn finish_fields<'a>(
 
 /// The policy service for a request: the named one, else the one `policy_context` names, else
 /// the only one configured.
-fn select_service<'c>(
+pub(crate) fn select_service<'c>(
     config: &'c Config,
     service: Option<&str>,
     attrs: &BTreeMap<String, String>,

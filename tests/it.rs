@@ -57,3 +57,6 @@ mod sasl;
 
 #[path = "it/sasl_oidc.rs"]
 mod sasl_oidc;
+
+#[path = "it/admin.rs"]
+mod admin;

@@ -1,11 +1,12 @@
 //! The commands run by hand that look things up: `check`, `query` and `policy-query`, and the
 //! setup every command run by hand shares.
 
+use super::identity;
 use crate::answer::Outcome;
 use crate::config::{self, Config, Entry, Format, Loaded, StateDb};
 use crate::http::Clients;
 use crate::lookup::{CacheUse, Report};
-use crate::serve::Server;
+use crate::serve::{Server, select_service};
 use crate::state::{self, Store};
 use crate::text::printable;
 use crate::{exit, log, reply};
@@ -106,7 +107,20 @@ fn print_diagnostics(warnings: &[String], errors: &[String]) {
     }
 }
 
-pub(super) fn check(path: Result<PathBuf, String>, format: Format) -> u8 {
+pub(super) fn check(path: Result<PathBuf, String>, format: Format, user: Option<&str>) -> u8 {
+    match user {
+        Some(name) => {
+            if let Err(e) = identity::become_user(name) {
+                eprintln!("pfxhttp: {e}");
+                return exit::USAGE;
+            }
+        }
+        None if rustix::process::geteuid().is_root() => eprintln!(
+            "note: root reads every file; the spawn service's user may not: `pfxhttp check --user USER` reads \
+             them as USER (master.cf user=)"
+        ),
+        None => {}
+    }
     let (loaded, path) = match load(path, format) {
         Ok(l) => l,
         Err(code) => return code,
@@ -120,26 +134,34 @@ pub(super) fn check(path: Result<PathBuf, String>, format: Format) -> u8 {
         }
     };
     print_diagnostics(&loaded.warnings, &[]);
-    for note in notes(config) {
+    for note in notes(config, user) {
         eprintln!("{note}");
     }
-    let names = |entries: &[Entry]| entries.iter().map(|e| e.name.as_str()).collect::<Vec<_>>().join(", ");
     let sasl: Vec<&str> = config.sasl.iter().map(|s| s.entry.name.as_str()).collect();
-    println!(
-        "{}: OK ({} socket map(s): {}; {} policy service(s): {}; {} dovecot_sasl service(s): {})",
-        path.display(),
-        config.maps.len(),
-        names(&config.maps),
-        config.policies.len(),
-        names(&config.policies),
-        sasl.len(),
-        sasl.join(", ")
-    );
+    let counts = [
+        counted("socket map(s)", &names(&config.maps)),
+        counted("policy service(s)", &names(&config.policies)),
+        counted("dovecot_sasl service(s)", &sasl),
+    ];
+    println!("{}: OK ({})", path.display(), counts.join("; "));
     exit::OK
 }
 
+/// The names of `entries`, as written in the file.
+fn names(entries: &[Entry]) -> Vec<&str> {
+    entries.iter().map(|e| e.name.as_str()).collect()
+}
+
+/// `2 socket map(s): a, b`, or `0 socket map(s)`.
+fn counted(label: &str, names: &[&str]) -> String {
+    match names {
+        [] => format!("0 {label}"),
+        _ => format!("{} {label}: {}", names.len(), names.join(", ")),
+    }
+}
+
 /// What `check` warns of in a valid configuration beyond the file itself.
-fn notes(config: &Config) -> Vec<String> {
+fn notes(config: &Config, user: Option<&str>) -> Vec<String> {
     let mut notes = Vec::new();
     if !Path::new(&config.logging.syslog_socket).exists() {
         notes.push(format!(
@@ -166,7 +188,65 @@ fn notes(config: &Config) -> Vec<String> {
                 .to_string(),
         );
     }
+    if let StateDb::File(db) = &config.state_db
+        && std::fs::symlink_metadata(db).is_err()
+    {
+        notes.push(format!(
+            "warning: server.state_db: {} does not exist; until it does, every process keeps host marks, \
+             tokens and the response cache to itself. Create it as root with `pfxhttp state init --user \
+             USER` (USER: master.cf's user=)",
+            db.display()
+        ));
+    }
+    if let (StateDb::File(db), Some(user)) = (&config.state_db, user)
+        && let Err(why) = writable(db)
+    {
+        notes.push(format!(
+            "warning: server.state_db: {user} cannot use {}: {why}; its processes would keep state to \
+             themselves (`pfxhttp state check` says more)",
+            db.display()
+        ));
+    }
+    let entries =
+        config.maps.iter().map(|e| ("socket_maps", e)).chain(config.policies.iter().map(|e| ("policy_services", e)));
+    notes.extend(entries.filter_map(|(section, entry)| fixed_path_404(section, entry)));
     notes
+}
+
+/// Whether this process can write the database `db` and create files beside it (SQLite's
+/// `-wal` and `-shm`); a database that does not exist is reported on its own.
+fn writable(db: &Path) -> Result<(), String> {
+    use rustix::fs::{Access, access};
+    if std::fs::symlink_metadata(db).is_err() {
+        return Ok(());
+    }
+    let dir = db.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    access(dir, Access::WRITE_OK | Access::EXEC_OK).map_err(|e| format!("directory {}: {e}", dir.display()))?;
+    access(db, Access::READ_OK | Access::WRITE_OK).map_err(|e| e.to_string())
+}
+
+/// A 404 from a URL whose path does not hold the key cannot mean "no such key": it means a wrong
+/// URL, which `not_found_status` would turn into "not found" (a 550 reject in
+/// `virtual_mailbox_maps`) instead of a temporary failure.
+fn fixed_path_404(section: &str, entry: &Entry) -> Option<String> {
+    if !entry.answer.not_found_status.contains(&404) {
+        return None;
+    }
+    let path = entry.targets.iter().map(|t| url_path(t.template.source())).find(|p| !p.contains("{{"))?;
+    Some(format!(
+        "warning: {section}.{}.not_found_status: 404 on the fixed path {} means a wrong URL, not a \
+         missing key, and answers \"not found\" instead of a temporary failure; put the key in \
+         the path or leave 404 out",
+        entry.name,
+        printable(path)
+    ))
+}
+
+/// The path of a URL (template): after the host, before any query or fragment.
+fn url_path(url: &str) -> &str {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let rest = rest.split(['?', '#']).next().unwrap_or("");
+    rest.find('/').map_or("/", |at| &rest[at..])
 }
 
 pub(super) fn query(path: Result<PathBuf, String>, format: Format, map: &str, key: &str, options: Options) -> u8 {
@@ -181,6 +261,9 @@ pub(super) fn query(path: Result<PathBuf, String>, format: Format, map: &str, ke
     server.store_for_later(report.as_mut());
     let reply = reply::socketmap(&outcome, setup.config.socketmap_max_reply_size);
     println!("{}", reply.wire);
+    if let Outcome::Failure(failure) = &outcome {
+        eprintln!("pfxhttp: {map}: {}", printable(&failure.reason));
+    }
     match reply.kind {
         reply::Kind::Found => exit::OK,
         reply::Kind::NotFound => exit::NOT_FOUND,
@@ -218,8 +301,12 @@ pub(super) fn policy_query(
     show(report.as_ref());
     server.store_for_later(report.as_mut());
     println!("action={action}");
-    match report.map(|r| r.outcome) {
-        Some(Outcome::Failure(_)) | None => exit::TEMPFAIL,
-        _ => exit::OK,
-    }
+    // A failure's answer is the default action, which does not say what went wrong.
+    let failure = match report.map(|r| r.outcome) {
+        Some(Outcome::Failure(f)) => f.reason,
+        Some(_) => return exit::OK,
+        None => select_service(&setup.config, Some(service), &attrs).err().unwrap_or_default(),
+    };
+    eprintln!("pfxhttp: {service}: {} (the answer is the default_action)", printable(&failure));
+    exit::TEMPFAIL
 }

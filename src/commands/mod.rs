@@ -3,6 +3,7 @@
 
 mod admin;
 mod cache;
+mod identity;
 mod sasl_query;
 mod serve;
 mod state;
@@ -42,7 +43,7 @@ fn run(cli: Cli, fd3: Option<OwnedFd>) -> u8 {
         Command::Tcp { map } => Protocol::Tcp(map),
         Command::Sasl { name } => Protocol::Sasl(name),
         Command::SaslQuery { verbose, name, user } => return sasl_query::run(path, format, &name, &user, verbose),
-        Command::Check => return admin::check(path, format),
+        Command::Check { user } => return admin::check(path, format, user.as_deref()),
         Command::Query { verbose, no_cache, map, key } => {
             return admin::query(path, format, &map, &key, admin::Options { verbose, no_cache });
         }

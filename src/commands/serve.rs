@@ -87,11 +87,12 @@ fn serve(protocol: Protocol, loaded: Result<Loaded, String>, fd3: Option<OwnedFd
         Err(reason) => Err(reason.clone()),
     };
     if let Err(reason) = &config {
-        let all = match &loaded {
-            Ok(Loaded { config: Err(errors), .. }) => errors.join("; "),
-            _ => String::new(),
+        // The log line lists every error once; the replies name only the first.
+        let what = match &loaded {
+            Ok(Loaded { config: Err(errors), .. }) => format!("pfxhttp configuration error: {}", errors.join("; ")),
+            _ => reason.clone(),
         };
-        log::error(&format!("{reason}; every request is answered with a temporary failure. {all}"));
+        log::error(&format!("{what}; every request is answered with a temporary failure"));
     }
     let conn = match fd3 {
         Some(fd) => fd.try_clone().map(|input| Connection::new(input.into(), fd.into(), &limits)),

@@ -1,6 +1,7 @@
 //! `pfxhttp state init` and `pfxhttp state check`: the shared state database, by hand.
 
 use super::admin::Setup;
+use super::identity::lookup_user;
 use crate::cli::StateAction;
 use crate::config::{Format, StateDb};
 use crate::exit;
@@ -73,15 +74,4 @@ fn check(db: &Path) -> u8 {
     }
     report.problems.iter().for_each(|p| eprintln!("problem: {}", printable(p)));
     if report.problems.is_empty() { exit::OK } else { exit::NOT_FOUND }
-}
-
-/// The uid and primary gid of user `name`, from /etc/passwd.
-fn lookup_user(name: &str) -> Result<(u32, u32), String> {
-    let passwd = std::fs::read_to_string("/etc/passwd").map_err(|e| format!("cannot read /etc/passwd: {e}"))?;
-    passwd
-        .lines()
-        .map(|line| line.split(':').collect::<Vec<_>>())
-        .find(|f| f.len() >= 4 && f[0] == name)
-        .and_then(|f| Some((f[2].parse().ok()?, f[3].parse().ok()?)))
-        .ok_or_else(|| format!("no user {name} in /etc/passwd"))
 }

@@ -133,7 +133,8 @@ pub(super) fn url_field(t: &mut Table<'_>, key: &str, d: &mut Diagnostics) -> Op
 pub(super) fn existing_file(t: &mut Table<'_>, key: &str, d: &mut Diagnostics) -> Option<PathBuf> {
     let (p, v) = t.take(key)?;
     let s = tree::string(&p, v, d)?;
-    if let Err(e) = std::fs::metadata(&s) {
+    // Opened, not only looked at: `check --user` then finds a file the user cannot read.
+    if let Err(e) = std::fs::File::open(&s) {
         d.error(&p, format!("cannot use {s}: {e}"));
     }
     Some(PathBuf::from(s))

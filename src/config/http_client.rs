@@ -112,7 +112,8 @@ pub(super) fn tls(path: &str, v: &Value, base: &TlsSpec, d: &mut Diagnostics) ->
             return None;
         }
         let path = PathBuf::from(&s);
-        if let Err(e) = std::fs::metadata(&path) {
+        // Opened, not only looked at: `check --user` then finds a file the user cannot read.
+        if let Err(e) = std::fs::File::open(&path) {
             d.error(&p, format!("cannot use {s}: {e}"));
         }
         Some(path)

@@ -274,10 +274,24 @@ fn file_facts(path: &Path, facts: &mut Vec<String>) -> Result<(), String> {
     let missing =
         |p: &Path, e: std::io::Error| format!("{}: {e}; create it with `pfxhttp state init --user USER`", p.display());
     let m = std::fs::metadata(dir).map_err(|e| missing(dir, e))?;
-    facts.push(format!("{}: directory, owner uid {}, mode {:04o}", dir.display(), m.uid(), m.mode() & 0o7777));
+    facts.push(format!("{}: directory, {}, mode {:04o}", dir.display(), owner(m.uid()), m.mode() & 0o7777));
     let m = std::fs::metadata(path).map_err(|e| missing(path, e))?;
-    facts.push(format!("{}: owner uid {}, mode {:04o}, {} bytes", path.display(), m.uid(), m.mode() & 0o7777, m.len()));
+    facts.push(format!("{}: {}, mode {:04o}, {} bytes", path.display(), owner(m.uid()), m.mode() & 0o7777, m.len()));
     Ok(())
+}
+
+/// `owner NAME (uid N)`, with the name from /etc/passwd (what master.cf's `user=` says), or
+/// `owner uid N` for a uid it does not name.
+fn owner(uid: u32) -> String {
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+    let name = passwd
+        .lines()
+        .map(|line| line.split(':').collect::<Vec<_>>())
+        .find_map(|f| (f.len() >= 3 && f[2].parse() == Ok(uid)).then(|| f[0].to_string()));
+    match name {
+        Some(name) => format!("owner {name} (uid {uid})"),
+        None => format!("owner uid {uid}"),
+    }
 }
 
 fn open_read_only(path: &Path) -> Result<Connection, String> {

@@ -11,7 +11,7 @@ fn repo(path: &str) -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
 }
 
-/// Every `examples/*.yml` loads without errors.
+/// Every `examples/*.yml` loads without errors, and without a risky `not_found_status`.
 #[test]
 fn examples_pass_check() {
     let mut checked = 0;
@@ -21,6 +21,8 @@ fn examples_pass_check() {
             let out = run(&["--config", path.to_str().unwrap(), "check"], b"", T);
             assert_eq!(out.code(), Some(0), "{}: {}", path.display(), out.stderr_str());
             assert!(!out.stderr_str().contains("error:"), "{}: {}", path.display(), out.stderr_str());
+            // A 404 mapped to "not found" on a fixed path would turn a wrong URL into rejects.
+            assert!(!out.stderr_str().contains("not_found_status"), "{}: {}", path.display(), out.stderr_str());
             checked += 1;
         }
     }
@@ -105,4 +107,49 @@ fn man_pages_render_and_match_the_program() {
     for command in commands {
         assert!(described.iter().any(|d| d == command), "pfxhttp.8 does not describe {command}: {described:?}");
     }
+}
+
+/// The map and policy service names README, master.cf.snippet and pfxhttp(8) use are those of
+/// the example README's installation installs: followed literally, every command finds its map.
+#[test]
+fn installation_names_agree() {
+    let readme = std::fs::read_to_string(repo("README.md")).unwrap();
+    let install = &readme[readme.find("## Installation").expect("README has an Installation section")..];
+    let install = &install[..install[3..].find("\n## ").map_or(install.len(), |i| i + 3)];
+    let example = install
+        .lines()
+        .filter(|l| l.starts_with("install ") && l.ends_with(" /etc/pfxhttp/pfxhttp.yml"))
+        .find_map(|l| l.split_whitespace().find(|w| w.starts_with("examples/")))
+        .expect("the installation installs an example as /etc/pfxhttp/pfxhttp.yml");
+    for step in ["install -D", "master.cf", "postfix reload", "postmap -q", "postconf -MX"] {
+        assert!(install.contains(step), "the installation lacks {step:?}:\n{install}");
+    }
+    let out = run(&["--config", repo(example).to_str().unwrap(), "check"], b"", T);
+    assert_eq!(out.code(), Some(0), "{}", out.stderr_str());
+    let (maps, policies) = (listed(&out.stdout_str(), "socket map(s)"), listed(&out.stdout_str(), "policy service(s)"));
+    assert_eq!((maps.as_slice(), policies.as_slice()), (&["demo".to_string()][..], &["policy".to_string()][..]));
+    let snippet = std::fs::read_to_string(repo("master.cf.snippet")).unwrap();
+    let man = std::fs::read_to_string(repo("man/pfxhttp.8")).unwrap().replace("\\-", "-");
+    let mut used = 0;
+    for (file, text) in [("README.md", &readme), ("master.cf.snippet", &snippet), ("pfxhttp.8", &man)] {
+        let in_sockets = text.split("private/pfxhttp-map:").skip(1);
+        let in_tcp = text.lines().filter_map(|l| l.split(" tcp ").nth(1).filter(|_| l.contains("argv=")));
+        for name in in_sockets.chain(in_tcp) {
+            let name: String = name.chars().take_while(|c| c.is_alphanumeric() || "_-".contains(*c)).collect();
+            assert!(maps.contains(&name), "{file} uses map {name:?}; {example} has {maps:?}");
+            used += 1;
+        }
+        for argv in text.lines().filter(|l| l.contains("argv=") && l.contains(" policy")) {
+            let name = argv.split(" policy").nth(1).unwrap().trim();
+            assert!(name.is_empty() || policies.iter().any(|p| p == name), "{file}: {argv}");
+        }
+    }
+    assert!(used >= 5, "only {used} uses of a map name");
+}
+
+/// The names `check` lists after `label: ` ("1 socket map(s): a, b; ...").
+fn listed(check: &str, label: &str) -> Vec<String> {
+    let rest = check.split(label).nth(1).unwrap_or_else(|| panic!("{label} in {check}"));
+    let rest = rest.strip_prefix(": ").unwrap_or("");
+    rest.split([';', ')']).next().unwrap().split(", ").filter(|n| !n.is_empty()).map(str::to_string).collect()
 }

@@ -281,7 +281,7 @@ fn init_for_nobody_then_check() {
     let text = check.stdout_str();
     assert!(text.contains("schema version 1, journal mode wal, integrity ok"), "{check:?}");
     assert!(text.contains("no host is marked down"), "{check:?}");
-    assert!(text.contains(&format!("owner uid {NOBODY}, mode 0600")), "{check:?}");
+    assert!(text.contains(&format!("owner nobody (uid {NOBODY}), mode 0600")), "{check:?}");
     assert!(check.stderr.is_empty(), "no problem to report: {check:?}");
 }
 

@@ -284,7 +284,7 @@ fn root_state_check_cannot_be_made_to_touch_roots_files() {
         assert_eq!(s.init().code(), Some(0), "a first init");
         std::fs::hard_link(s.target(), s.path(&format!("state/pfxhttp.db{suffix}"))).unwrap();
         let out = s.conf.run_command(&["state", "check"], b"", RUN);
-        assert!(out.stdout_str().contains("owner uid 65534"), "{out:?}");
+        assert!(out.stdout_str().contains("owner nobody (uid 65534)"), "{out:?}");
         s.assert_target_untouched();
     }
 }
