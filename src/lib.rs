@@ -29,12 +29,15 @@
 //!
 //! ```text
 //! main.rs          the binary: fd 3 from systemd, then commands::main
-//! commands/        one file per kind of command: serve (socketmap, policy, tcp), admin (check,
-//!                  query, policy-query), state, token; cli holds the clap definitions
+//! commands/        one file per kind of command: serve (socketmap, policy, tcp, sasl), admin
+//!                  (check, query, policy-query; identity: check --user), sasl_query, cache,
+//!                  state, token; cli holds the clap definitions
 //! connection.rs    the client connection: buffers, idle and lifetime limits, bounded writes
-//! proto/           pure codecs: netstring + socketmap, policy, tcp
-//! serve.rs         the serving loop of each protocol, and its log line
-//! lookup.rs        one request: template → HTTP (lookup/target: URL checks, lookup/transcript: -v)
+//! proto/           pure codecs: netstring + socketmap, policy, tcp, dovecot (SASL)
+//! sasl.rs          SASL mechanisms as a pure state machine (sasl/session: one connection's)
+//! serve.rs         the serving loop of each protocol, and its log line (serve/sasl: SMTP AUTH)
+//! lookup.rs        one request: template → HTTP (lookup/cached: through the response cache,
+//!                  lookup/sasl: an AUTH's verdict, lookup/target: URL checks, transcript: -v)
 //! failover.rs      host order, retries, waits within the deadline
 //! auth/            backend tokens (jwt_auth, backend_oidc_auth) behind one face, Tokens;
 //!                  auth/idp: SASL bearer tokens checked with an OpenID provider
@@ -45,7 +48,8 @@
 //! reply.rs         Outcome → the protocol's reply;  text.rs: terminal-safe text, cutting
 //! template.rs      upon templates with escaping by context
 //! config/          loading (source), the YAML tree, and reading it into a typed Config in parts
-//! state/           the shared SQLite state: db, walk + init (safe as root), health, tokens, cache
+//! state/           the shared SQLite state: db, walk + init (safe as root), health, tokens,
+//!                  cache (response rows), documents (an identity provider's, for SASL)
 //! log.rs           syslog lines
 //! ```
 //!

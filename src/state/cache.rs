@@ -115,8 +115,9 @@ impl Cache<'_> {
         .flatten()
     }
 
-    /// Stores `row` under `key`; now and then (see [`sweep_every`]) also removes the entry's
-    /// expired rows and its oldest beyond `max_entries`.
+    /// Stores `row` under `key`; now and then (every 64th write, or every `max_entries / 64`th
+    /// when that is more) also removes the entry's expired rows and its oldest beyond
+    /// `max_entries`.
     pub fn put(&self, key: &Key, row: &Row, max_entries: u64) {
         self.run(|db| {
             // Writes come after the reply (see `lookup::CacheWrite`), so they may wait longer for
