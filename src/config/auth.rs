@@ -193,6 +193,15 @@ fn jwt_auth(path: &str, v: &Value, ctx: &mut Ctx<'_, '_>) -> Option<JwtAuth> {
     })
 }
 
+/// `client_secret`, written inline (noted as a secret for `check`'s warning about readable files).
+pub(super) fn client_secret(t: &mut Table<'_>, d: &mut Diagnostics) -> Option<Secret> {
+    t.take("client_secret").and_then(|(p, v)| {
+        let s = tree::string(&p, v, d).filter(|s| !s.is_empty())?;
+        d.secret(&p);
+        Some(Secret(s))
+    })
+}
+
 fn oidc_auth(path: &str, v: &Value, ctx: &mut Ctx<'_, '_>) -> Option<OidcAuth> {
     let mut t = Table::open(v, path, ctx.d)?;
     let client = ctx.client(&mut t);
@@ -201,11 +210,7 @@ fn oidc_auth(path: &str, v: &Value, ctx: &mut Ctx<'_, '_>) -> Option<OidcAuth> {
     let configuration_uri = url_field(&mut t, "configuration_uri", d);
     let token_endpoint = url_field(&mut t, "token_endpoint", d);
     let client_id = t.take("client_id").and_then(|(p, v)| tree::string(&p, v, d)).unwrap_or_default();
-    let client_secret = t.take("client_secret").and_then(|(p, v)| {
-        let s = tree::string(&p, v, d).filter(|s| !s.is_empty())?;
-        d.secret(&p);
-        Some(Secret(s))
-    });
+    let client_secret = client_secret(&mut t, d);
     let client_secret_file = existing_file(&mut t, "client_secret_file", d);
     let scopes = match t.take("scopes") {
         Some((_, Value::String(s))) => s.split_whitespace().map(str::to_string).collect(),

@@ -124,42 +124,40 @@ fn foreign_entry(dir: &OwnedFd, files: &[String]) -> Result<Option<String>, Errn
 /// make SQLite write or chown a file of root's. Nothing happens when not root, when the
 /// directory is root's own, or when it does not exist (the command reports that itself).
 pub fn become_owner_as_root(path: &Path) -> Result<(), DbError> {
+    match existing_dir_owner(path)? {
+        Some((_, uid, gid)) if uid != 0 => become_user(path, uid, gid),
+        _ => Ok(()),
+    }
+}
+
+/// As root, the state directory (walked and checked as root walks it) and its owner and group;
+/// `None` when not root or when the directory does not exist (opening reports that, with its
+/// fix).
+fn existing_dir_owner(path: &Path) -> Result<Option<(StateDir, u32, u32)>, DbError> {
     if !is_root() {
-        return Ok(());
+        return Ok(None);
     }
     let dir = match open_state_dir(path, false, None, &mut Vec::new()) {
         Ok(dir) => dir,
-        Err(_) if !path.parent().is_some_and(Path::exists) => return Ok(()),
+        Err(_) if !path.parent().is_some_and(Path::exists) => return Ok(None),
         Err(e) => return Err(e),
     };
     let st = fstat(&dir.fd).map_err(|e| DbError::new(path, e.to_string(), "check the path"))?;
-    if st.st_uid == 0 {
-        return Ok(());
-    }
-    become_user(path, st.st_uid, st.st_gid)
+    Ok(Some((dir, st.st_uid, st.st_gid)))
 }
 
 /// For a serving process: whether it may open the database at `path`. As root, only one in a
 /// directory of root's that no one else can write; a directory another user owns is left alone
 /// (that user's files are not root's to open).
 pub fn may_open(path: &Path) -> Result<(), DbError> {
-    if !is_root() {
-        return Ok(());
-    }
-    let dir = match open_state_dir(path, false, None, &mut Vec::new()) {
-        Ok(dir) => dir,
-        // Opening then reports the missing directory, with its fix.
-        Err(_) if !path.parent().is_some_and(Path::exists) => return Ok(()),
-        Err(e) => return Err(e),
-    };
-    let st = fstat(&dir.fd).map_err(|e| DbError::new(path, e.to_string(), "check the path"))?;
-    if st.st_uid != 0 {
+    let Some((dir, uid, _)) = existing_dir_owner(path)? else { return Ok(()) };
+    if uid != 0 {
         return Err(DbError::new(
             path,
             format!(
                 "running as root, pfxhttp does not open a state database in {}, which uid {} owns",
                 dir.shown.display(),
-                st.st_uid
+                uid
             ),
             "run pfxhttp as the user that owns it (the master.cf user=)",
         ));

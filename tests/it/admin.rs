@@ -149,14 +149,7 @@ fn check_reports_a_missing_state_database() {
 #[test]
 fn help_describes_every_argument() {
     let help = run(&["--help"], b"", T).stdout_str();
-    let commands: Vec<&str> = help
-        .lines()
-        .skip_while(|l| !l.starts_with("Commands:"))
-        .skip(1)
-        .take_while(|l| l.starts_with("  "))
-        .filter_map(|l| l.split_whitespace().next())
-        .filter(|c| *c != "help")
-        .collect();
+    let commands = help_commands(&help);
     let mut with = vec![vec!["cache", "stats"], vec!["cache", "flush"], vec!["state", "init"]];
     with.extend(commands.iter().map(|c| vec![*c]));
     let mut arguments = 0;

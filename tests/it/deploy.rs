@@ -85,14 +85,7 @@ fn man_pages_render_and_match_the_program() {
     }
     let help = run(&["--help"], b"", T).stdout_str();
     let page = std::fs::read_to_string(repo("man/pfxhttp.8")).unwrap();
-    let commands: Vec<&str> = help
-        .lines()
-        .skip_while(|l| !l.starts_with("Commands:"))
-        .skip(1)
-        .take_while(|l| l.starts_with("  "))
-        .filter_map(|l| l.split_whitespace().next())
-        .filter(|c| *c != "help")
-        .collect();
+    let commands = help_commands(&help);
     assert!(commands.len() >= 8, "{help}");
     // The first word of each tagged paragraph: `.TP` then `.B socketmap`, `.BI "tcp " MAP`, ...
     let lines: Vec<&str> = page.lines().collect();

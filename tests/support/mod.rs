@@ -93,3 +93,14 @@ pub fn assert_malformed_closes(mut child: Child, backend: &Backend, bytes: &[u8]
     assert!(out.stdout.is_empty(), "input {}: reply bytes {}", show(bytes), show(&out.stdout));
     assert_eq!(backend.request_count(), 0, "input {}: backend was asked", show(bytes));
 }
+
+/// The commands `pfxhttp --help` lists (without `help` itself).
+pub fn help_commands(help: &str) -> Vec<&str> {
+    help.lines()
+        .skip_while(|l| !l.starts_with("Commands:"))
+        .skip(1)
+        .take_while(|l| l.starts_with("  "))
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|c| *c != "help")
+        .collect()
+}

@@ -1,6 +1,6 @@
 //! `sasl_oidc_auth`: the identity provider that vouches for XOAUTH2 and OAUTHBEARER tokens.
 
-use super::super::auth::{block_client, existing_file, url_field};
+use super::super::auth::{block_client, client_secret, existing_file, url_field};
 use super::super::http_client::Inherited;
 use super::super::tree::{self, Diagnostics, Table};
 use super::super::*;
@@ -23,11 +23,7 @@ pub(super) fn sasl_oidc(
     let enabled = t.take("enabled").and_then(|(p, v)| tree::boolean(&p, v, d)).unwrap_or(true);
     let configuration_uri = url_field(&mut t, "configuration_uri", d);
     let client_id = t.take("client_id").and_then(|(p, v)| tree::string(&p, v, d)).unwrap_or_default();
-    let client_secret = t.take("client_secret").and_then(|(p, v)| {
-        let s = tree::string(&p, v, d).filter(|s| !s.is_empty())?;
-        d.secret(&p);
-        Some(Secret(s))
-    });
+    let client_secret = client_secret(&mut t, d);
     let client_secret_file = existing_file(&mut t, "client_secret_file", d);
     let validation = validation(&mut t, d);
     let audience = t.take("audience").and_then(|(p, v)| tree::string(&p, v, d)).filter(|s| !s.is_empty());
