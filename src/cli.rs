@@ -73,12 +73,16 @@ pub enum Command {
         /// Attributes as NAME=VALUE (default: read from stdin).
         attributes: Vec<String>,
     },
-    /// Check USER's password (read from stdin, one trailing newline dropped) with dovecot_sasl
-    /// service NAME as smtpd would; prints what smtpd would get. Exit 0 OK, 1 FAIL, 75 failure.
+    /// Check USER's password or bearer token (read from stdin, one trailing newline dropped) with
+    /// dovecot_sasl service NAME as smtpd would; prints what smtpd would get. Exit 0 OK, 1 FAIL,
+    /// 75 failure.
     SaslQuery {
-        /// Show the exchange (the password masked) on stderr.
+        /// Show the exchange (the password or token masked) on stderr.
         #[arg(short, long)]
         verbose: bool,
+        /// The SASL mechanism; xoauth2 and oauthbearer read a bearer token from stdin.
+        #[arg(long, value_enum, default_value = "plain")]
+        mech: SaslMech,
         /// The dovecot_sasl entry.
         name: String,
         /// The user name, as the SMTP client would give it.
@@ -103,6 +107,15 @@ pub enum Command {
         #[command(subcommand)]
         action: StateAction,
     },
+}
+
+/// The mechanisms `sasl-query` can try.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SaslMech {
+    Plain,
+    Login,
+    Xoauth2,
+    Oauthbearer,
 }
 
 #[derive(Debug, Subcommand)]

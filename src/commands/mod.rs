@@ -42,7 +42,9 @@ fn run(cli: Cli, fd3: Option<OwnedFd>) -> u8 {
         Command::Policy { service } => Protocol::Policy(service),
         Command::Tcp { map } => Protocol::Tcp(map),
         Command::Sasl { name } => Protocol::Sasl(name),
-        Command::SaslQuery { verbose, name, user } => return sasl_query::run(path, format, &name, &user, verbose),
+        Command::SaslQuery { verbose, mech, name, user } => {
+            return sasl_query::run(path, format, sasl_query::Login { name: &name, user: &user, mech }, verbose);
+        }
         Command::Check { user } => return admin::check(path, format, user.as_deref()),
         Command::Query { verbose, no_cache, map, key } => {
             return admin::query(path, format, &map, &key, admin::Options { verbose, no_cache });

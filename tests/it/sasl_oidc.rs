@@ -365,3 +365,26 @@ fn check_accepts_the_block_and_warns_of_a_memory_state_db() {
     assert!(all.contains("every sasl process fetches the identity provider's discovery document"), "{out:?}");
     assert_eq!(b.request_count(), 0, "check asks nobody");
 }
+
+/// `sasl-query --mech xoauth2|oauthbearer` checks a token read from stdin as smtpd's AUTH would,
+/// and `-v` never shows it.
+#[test]
+fn sasl_query_checks_a_token() {
+    let (b, _) = idp(vec![], vec![]);
+    let cfg = config(&b, "introspection");
+    for mech in ["xoauth2", "oauthbearer"] {
+        let out =
+            cfg.run_command(&["sasl-query", "-v", "--mech", mech, "a", USER], format!("{ACTIVE}\n").as_bytes(), RUN);
+        assert_eq!((out.code(), out.stdout_str().as_str()), (Some(0), format!("OK user={USER}\n").as_str()), "{out:?}");
+        let err = out.stderr_str();
+        assert!(err.contains(&format!("> AUTH\t1\t{}\t", mech.to_uppercase())), "{err}");
+        assert!(!err.contains(ACTIVE) && !err.contains(SECRET), "{err}");
+        let out = cfg.run_command(&["sasl-query", "--mech", mech, "a", USER], INACTIVE.as_bytes(), RUN);
+        assert_eq!((out.code(), out.stdout_str().as_str()), (Some(1), "FAIL reason=Invalid login or password\n"));
+        let out = cfg.run_command(&["sasl-query", "--mech", mech, "a", "other@x.org"], ACTIVE.as_bytes(), RUN);
+        assert_eq!(out.code(), Some(1), "{out:?}");
+    }
+    let asked: Vec<String> = b.requests().iter().filter(|r| r.path() == "/introspect").map(|r| r.body_str()).collect();
+    assert_eq!(asked.len(), 6);
+    assert_eq!(asked[0], format!("token={ACTIVE}&token_type_hint=access_token"), "one trailing newline dropped");
+}
