@@ -8,10 +8,12 @@ use std::path::PathBuf;
 #[command(name = "pfxhttp", version, about = "Postfix lookup tables and policy checks answered by HTTP APIs")]
 pub struct Cli {
     /// The configuration file (default: the first of /usr/local/etc/pfxhttp/pfxhttp.yml,
-    /// /etc/pfxhttp/pfxhttp.yml, ~/.pfxhttp/pfxhttp.yml, ./pfxhttp.yml).
+    /// /etc/pfxhttp/pfxhttp.yml, ~/.pfxhttp/pfxhttp.yml, ./pfxhttp.yml; with --format toml or
+    /// json, pfxhttp.toml or pfxhttp.json is tried first in each directory).
     #[arg(short, long, global = true, value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// The configuration file's format.
+    /// The configuration file's format; a file name ending in .toml, .json, .yml or .yaml
+    /// says it instead.
     #[arg(long, value_enum, default_value = "yaml", global = true)]
     pub format: Format,
     #[command(subcommand)]

@@ -35,7 +35,7 @@ pub fn main(args: &[OsString], fd3: impl Fn() -> Option<OwnedFd>) -> u8 {
 
 /// Runs a parsed command line. `fd3` is the connection passed by systemd, if any.
 fn run(cli: Cli, fd3: Option<OwnedFd>) -> u8 {
-    let path = config::find(cli.config.as_deref());
+    let path = config::find(cli.config.as_deref(), cli.format);
     let format = cli.format;
     let protocol = match cli.command {
         Command::Socketmap => Protocol::Socketmap,
