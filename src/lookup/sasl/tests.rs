@@ -115,10 +115,8 @@ fn the_password_is_not_shown_in_an_escaped_form_either() {
     let echoed = |body: &str| {
         Ok(Response { status: 500, headers: reqwest::header::HeaderMap::new(), body: body.as_bytes().to_vec() })
     };
-    let script = vec![
-        echoed(r#"{"echo":{"password":"Se\"cr/et\\Pw ü+"}}"#),
-        echoed("password=Se%22cr%2Fet%5CPw+%C3%BC%2B"),
-    ];
+    let script =
+        vec![echoed(r#"{"echo":{"password":"Se\"cr/et\\Pw ü+"}}"#), echoed("password=Se%22cr%2Fet%5CPw+%C3%BC%2B")];
     let (verdict, report, _) = run(&s, &plain("u", password, false), script);
     assert!(matches!(&verdict, Verdict::Temporary(_)), "{verdict:?}");
     let transcript = report.transcript.join("\n");
