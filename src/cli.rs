@@ -8,10 +8,12 @@ use std::path::PathBuf;
 #[command(name = "pfxhttp", version, about = "Postfix lookup tables and policy checks answered by HTTP APIs")]
 pub struct Cli {
     /// The configuration file (default: the first of /usr/local/etc/pfxhttp/pfxhttp.yml,
-    /// /etc/pfxhttp/pfxhttp.yml, ~/.pfxhttp/pfxhttp.yml, ./pfxhttp.yml).
+    /// /etc/pfxhttp/pfxhttp.yml, ~/.pfxhttp/pfxhttp.yml, ./pfxhttp.yml; with --format toml or
+    /// json, pfxhttp.toml or pfxhttp.json is tried first in each directory).
     #[arg(short, long, global = true, value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// The configuration file's format.
+    /// The configuration file's format; a file name ending in .toml, .json, .yml or .yaml
+    /// says it instead.
     #[arg(long, value_enum, default_value = "yaml", global = true)]
     pub format: Format,
     #[command(subcommand)]
@@ -73,12 +75,16 @@ pub enum Command {
         /// Attributes as NAME=VALUE (default: read from stdin).
         attributes: Vec<String>,
     },
-    /// Check USER's password (read from stdin, one trailing newline dropped) with dovecot_sasl
-    /// service NAME as smtpd would; prints what smtpd would get. Exit 0 OK, 1 FAIL, 75 failure.
+    /// Check USER's password or bearer token (read from stdin, one trailing newline dropped) with
+    /// dovecot_sasl service NAME as smtpd would; prints what smtpd would get. Exit 0 OK, 1 FAIL,
+    /// 75 failure.
     SaslQuery {
-        /// Show the exchange (the password masked) on stderr.
+        /// Show the exchange (the password or token masked) on stderr.
         #[arg(short, long)]
         verbose: bool,
+        /// The SASL mechanism; xoauth2 and oauthbearer read a bearer token from stdin.
+        #[arg(long, value_enum, default_value = "plain")]
+        mech: SaslMech,
         /// The dovecot_sasl entry.
         name: String,
         /// The user name, as the SMTP client would give it.
@@ -103,6 +109,15 @@ pub enum Command {
         #[command(subcommand)]
         action: StateAction,
     },
+}
+
+/// The mechanisms `sasl-query` can try.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SaslMech {
+    Plain,
+    Login,
+    Xoauth2,
+    Oauthbearer,
 }
 
 #[derive(Debug, Subcommand)]

@@ -126,14 +126,9 @@ fn special_file(v: &serde_yaml::Value) -> bool {
 
 fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);
-    for format in [Format::Yaml, Format::Json] {
+    for format in [Format::Yaml, Format::Json, Format::Toml] {
         // The document as load_str decodes it; what does not decode is refused without reading.
-        let decoded = match format {
-            Format::Yaml => serde_yaml::from_str::<serde_yaml::Value>(&text).ok(),
-            Format::Json => {
-                serde_json::from_str::<serde_json::Value>(&text).ok().and_then(|j| serde_yaml::to_value(j).ok())
-            }
-        };
+        let decoded = config::parse(&text, format).ok();
         if decoded.as_ref().is_some_and(special_file) {
             continue;
         }

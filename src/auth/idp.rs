@@ -18,8 +18,15 @@ use std::time::{Duration, Instant};
 
 /// How long a discovery document is used before it is fetched again.
 const DISCOVERY_MAX_AGE: Duration = Duration::from_secs(24 * 3600);
-/// How long a key set is used; a token naming a key it lacks fetches it at once.
+/// How long a key set is used; a token naming a key it lacks fetches it again, at most once
+/// per [`JWKS_REFETCH_INTERVAL`].
 const JWKS_MAX_AGE: Duration = Duration::from_secs(600);
+/// The shortest time between two fetches of a key set caused by tokens naming a key it lacks.
+/// Anyone can send a token with a made-up `kid`; without this bound every such AUTH would make
+/// every process fetch the key set. Within it such a token is simply invalid: a provider that
+/// rotates keys publishes the new one before it signs with it, so a real token with a key that
+/// appeared in the last minute is refused for that minute at most.
+const JWKS_REFETCH_INTERVAL: Duration = Duration::from_secs(60);
 /// Key sets and discovery documents can be larger than token answers.
 const MAX_DOCUMENT: usize = 1 << 20;
 
@@ -93,7 +100,7 @@ fn field<'a>(doc: &'a Map<String, Value>, uri: &str, name: &str) -> Result<&'a s
 }
 
 /// JWKS validation: the key set from the state database, fetched again once when the token
-/// names a key it lacks.
+/// names a key it lacks and the last fetch is older than [`JWKS_REFETCH_INTERVAL`].
 fn by_key_set(
     oidc: &SaslOidc,
     token: &str,
@@ -117,7 +124,10 @@ fn by_key_set(
         None => fetch_keys(jwks_uri, store, fetch)?,
     };
     let verified = match jwt::verify(token, &keys, &expect) {
-        Err(JwtError::UnknownKey) if from_store => jwt::verify(token, &fetch_keys(jwks_uri, store, fetch)?, &expect),
+        // The time of the last fetch is shared through the state database.
+        Err(JwtError::UnknownKey) if from_store && store.document(jwks_uri, JWKS_REFETCH_INTERVAL).is_none() => {
+            jwt::verify(token, &fetch_keys(jwks_uri, store, fetch)?, &expect)
+        }
         other => other,
     };
     verified.map_err(|e| TokenError::Invalid(e.to_string()))

@@ -35,14 +35,16 @@ pub fn main(args: &[OsString], fd3: impl Fn() -> Option<OwnedFd>) -> u8 {
 
 /// Runs a parsed command line. `fd3` is the connection passed by systemd, if any.
 fn run(cli: Cli, fd3: Option<OwnedFd>) -> u8 {
-    let path = config::find(cli.config.as_deref());
+    let path = config::find(cli.config.as_deref(), cli.format);
     let format = cli.format;
     let protocol = match cli.command {
         Command::Socketmap => Protocol::Socketmap,
         Command::Policy { service } => Protocol::Policy(service),
         Command::Tcp { map } => Protocol::Tcp(map),
         Command::Sasl { name } => Protocol::Sasl(name),
-        Command::SaslQuery { verbose, name, user } => return sasl_query::run(path, format, &name, &user, verbose),
+        Command::SaslQuery { verbose, mech, name, user } => {
+            return sasl_query::run(path, format, sasl_query::Login { name: &name, user: &user, mech }, verbose);
+        }
         Command::Check { user } => return admin::check(path, format, user.as_deref()),
         Command::Query { verbose, no_cache, map, key } => {
             return admin::query(path, format, &map, &key, admin::Options { verbose, no_cache });

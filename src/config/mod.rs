@@ -35,20 +35,40 @@ pub use auth::ACCOUNT_FIELDS;
 pub use cache::{CacheSettings, DEFAULT_MAX_ENTRIES};
 pub use request::Request;
 pub use retry::Retry;
+pub use source::{SEARCH_PATH, find};
 pub use tree::{Diagnostics, scalar_text};
-
-/// Files tried in order when no `--config` is given.
-pub const SEARCH_PATH: &[&str] =
-    &["/usr/local/etc/pfxhttp/pfxhttp.yml", "/etc/pfxhttp/pfxhttp.yml", "~/.pfxhttp/pfxhttp.yml", "./pfxhttp.yml"];
 
 /// The default policy action when no good answer can be had.
 pub const DEFAULT_POLICY_ACTION: &str = "DEFER_IF_PERMIT Service temporarily unavailable";
 
-/// The format of the config file (`--format`). YAML also reads JSON.
+/// The format of the config file (`--format`). YAML also reads JSON. A file name ending in
+/// `.toml`, `.json`, `.yml` or `.yaml` says the format itself (see [`Format::of`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
     Yaml,
     Json,
+    Toml,
+}
+
+impl Format {
+    /// The format of the file at `path`: the one its name's ending says, else `self`.
+    pub fn of(self, path: &Path) -> Format {
+        match path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref() {
+            Some("toml") => Format::Toml,
+            Some("json") => Format::Json,
+            Some("yml" | "yaml") => Format::Yaml,
+            _ => self,
+        }
+    }
+
+    /// The file name searched for first in each directory of [`SEARCH_PATH`].
+    pub(super) fn file_name(self) -> &'static str {
+        match self {
+            Format::Yaml => "pfxhttp.yml",
+            Format::Json => "pfxhttp.json",
+            Format::Toml => "pfxhttp.toml",
+        }
+    }
 }
 
 /// A validated configuration.
@@ -372,27 +392,9 @@ pub enum Validation {
     Auto,
 }
 
-/// Finds the config file: `explicit`, else the first of [`SEARCH_PATH`] that exists.
-pub fn find(explicit: Option<&Path>) -> Result<PathBuf, String> {
-    if let Some(p) = explicit {
-        return Ok(p.to_path_buf());
-    }
-    let home = std::env::var_os("HOME").map(PathBuf::from);
-    for candidate in SEARCH_PATH {
-        let path = match (candidate.strip_prefix("~/"), &home) {
-            (Some(rest), Some(h)) => h.join(rest),
-            (Some(_), None) => continue,
-            (None, _) => PathBuf::from(candidate),
-        };
-        if path.is_file() {
-            return Ok(path);
-        }
-    }
-    Err(format!("no configuration file given (--config) and none found in {}", SEARCH_PATH.join(", ")))
-}
-
-/// Reads and validates the file at `path`.
+/// Reads and validates the file at `path`, in the format its name says, else in `format`.
 pub fn load(path: &Path, format: Format) -> Loaded {
+    let format = format.of(path);
     let origin = path.display().to_string();
     match source::read(path) {
         Ok((text, mode)) => {
@@ -425,16 +427,21 @@ fn load_text(text: &str, format: Format, origin: &str, identity: &str) -> Loaded
     if text.len() > source::MAX_FILE_BYTES {
         return refused(origin, source::too_large(text.len() as u64));
     }
-    let parsed: Result<serde_yaml::Value, String> = match format {
+    match parse(text, format) {
+        Ok(root) => build::config(&root, identity, Diagnostics::default()),
+        Err(e) => refused(origin, e),
+    }
+}
+
+/// The tree every format is read into before it is validated, or why the text is refused.
+pub fn parse(text: &str, format: Format) -> Result<serde_yaml::Value, String> {
+    match format {
         Format::Yaml => source::parse_yaml(text),
         Format::Json => serde_json::from_str::<serde_json::Value>(text)
             .map_err(|e| e.to_string())
             .and_then(|j| serde_yaml::to_value(j).map_err(|e| e.to_string()))
             .map_err(|e| format!("not valid JSON: {e}")),
-    };
-    match parsed {
-        Ok(root) => build::config(&root, identity, Diagnostics::default()),
-        Err(e) => refused(origin, e),
+        Format::Toml => source::parse_toml(text),
     }
 }
 
@@ -450,3 +457,6 @@ mod tests;
 
 #[cfg(test)]
 mod safety_tests;
+
+#[cfg(test)]
+mod toml_tests;

@@ -6,13 +6,49 @@
 //! how often aliases are followed, not how much they copy), so the expanded tree is measured
 //! before it is built.
 
+use super::Format;
 use super::tree::Diagnostics;
 use serde::de::{self, DeserializeSeed, Deserializer, EnumAccess, MapAccess, SeqAccess, VariantAccess, Visitor};
 use serde_yaml::Value;
 use std::cell::Cell;
 use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+/// Directories searched in order when no `--config` is given, for `pfxhttp.yml` (and first for
+/// `pfxhttp.toml` or `pfxhttp.json` when `--format` names that format).
+pub const SEARCH_PATH: &[&str] = &["/usr/local/etc/pfxhttp", "/etc/pfxhttp", "~/.pfxhttp", "."];
+
+/// Finds the config file: `explicit`, else the first that exists of the candidates: in each
+/// directory of [`SEARCH_PATH`], `format`'s own name, then `pfxhttp.yml`.
+pub fn find(explicit: Option<&Path>, format: Format) -> Result<PathBuf, String> {
+    if let Some(p) = explicit {
+        return Ok(p.to_path_buf());
+    }
+    let home = std::env::var_os("HOME").map(PathBuf::from);
+    let dirs = SEARCH_PATH.iter().filter_map(|dir| match (dir.strip_prefix('~'), &home) {
+        (Some(rest), Some(h)) => Some(h.join(rest.trim_start_matches('/'))),
+        (Some(_), None) => None,
+        (None, _) => Some(PathBuf::from(dir)),
+    });
+    find_in(dirs, format)
+}
+
+/// The first file in `dirs` with `format`'s own name or `pfxhttp.yml`, in that order.
+pub(super) fn find_in(dirs: impl Iterator<Item = PathBuf>, format: Format) -> Result<PathBuf, String> {
+    let names = if format == Format::Yaml { vec!["pfxhttp.yml"] } else { vec![format.file_name(), "pfxhttp.yml"] };
+    let mut tried = Vec::new();
+    for dir in dirs {
+        for name in &names {
+            let path = dir.join(name);
+            if path.is_file() {
+                return Ok(path);
+            }
+            tried.push(path.display().to_string());
+        }
+    }
+    Err(format!("no configuration file given (--config) and none found in {}", tried.join(", ")))
+}
 
 /// The largest config file read, in bytes.
 pub const MAX_FILE_BYTES: usize = 1 << 20;
@@ -120,6 +156,41 @@ pub fn parse_yaml(text: &str) -> Result<Value, String> {
     }
     // Other errors are reported by the parse that builds the tree, as they always were.
     serde_yaml::from_str(text).map_err(|e| format!("not valid YAML: {e}"))
+}
+
+/// Parses TOML text into the tree YAML gives, so that validation and its diagnostics are
+/// shared. A date or time (TOML has them, no setting takes one) becomes its text. The error
+/// names the line and column, never the text there: the line may hold a secret.
+pub fn parse_toml(text: &str) -> Result<Value, String> {
+    if let Some(line) = too_deep(text) {
+        return Err(format!("arrays and inline tables nested more than {MAX_FLOW_DEPTH} deep at line {line}"));
+    }
+    match text.parse::<toml::Table>() {
+        Ok(table) => Ok(from_toml(toml::Value::Table(table))),
+        Err(e) => {
+            let at = e.span().map(|span| {
+                let before = &text[..span.start.min(text.len())];
+                let line = before.matches('\n').count() + 1;
+                let column = before.chars().rev().take_while(|&c| c != '\n').count() + 1;
+                format!(" at line {line} column {column}")
+            });
+            Err(format!("not valid TOML{}: {}", at.unwrap_or_default(), e.message().trim_end()))
+        }
+    }
+}
+
+fn from_toml(value: toml::Value) -> Value {
+    match value {
+        toml::Value::String(s) => Value::String(s),
+        toml::Value::Integer(i) => Value::Number(i.into()),
+        toml::Value::Float(f) => Value::Number(f.into()),
+        toml::Value::Boolean(b) => Value::Bool(b),
+        toml::Value::Datetime(d) => Value::String(d.to_string()),
+        toml::Value::Array(items) => Value::Sequence(items.into_iter().map(from_toml).collect()),
+        toml::Value::Table(table) => {
+            Value::Mapping(table.into_iter().map(|(k, v)| (Value::String(k), from_toml(v))).collect())
+        }
+    }
 }
 
 /// How deep `[`/`{` may nest. The YAML parser takes time quadratic in the depth before its own

@@ -151,10 +151,22 @@ fn reason(outcome: Outcome) -> String {
 /// `reason`, unless it holds the password: a reason goes to the log. (Only a failed template
 /// could quote it, yet a short password may appear by chance; the reason is dropped either way.)
 fn scrub(reason: String, password: &str) -> String {
-    if password.is_empty() || !reason.contains(password) {
+    if !holds(&reason, password) {
         return reason;
     }
     "the request could not be made (the reason is not shown: it holds the password)".into()
+}
+
+/// Whether `text` holds the password as it is, or as a JSON string or a URL or form encodes it
+/// (a backend that echoes the request, or an error that quotes it, shows it in those forms).
+fn holds(text: &str, password: &str) -> bool {
+    if password.is_empty() {
+        return false;
+    }
+    let json = serde_json::to_string(password).unwrap_or_default();
+    let json = json.get(1..json.len().saturating_sub(1)).unwrap_or(password);
+    let [url, form] = [false, true].map(|form| template::percent_encode(password.as_bytes(), form));
+    [password, json, &url, &form].iter().any(|shown| text.contains(shown))
 }
 
 /// Replaces the request body lines of a transcript with the body rendered with the password
@@ -169,7 +181,7 @@ fn mask(service: &SaslService, check: &Check, (login, password): (&str, &str), i
                 Some(body) => format!("> (password masked) {body}"),
                 None => "> (body not shown)".to_string(),
             };
-        } else if !password.is_empty() && line.contains(password) {
+        } else if holds(line, password) {
             *line = "* (a line not shown: it holds the password)".to_string();
         }
     }

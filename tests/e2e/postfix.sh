@@ -116,17 +116,32 @@ python3 "$T/api.py" "$CACHE_PORT" & CACHE_API=$!; BG+=($CACHE_API)
 pfx_wait_port "$CACHE_PORT" || die "the second test API did not start"
 C=http://127.0.0.1:$CACHE_PORT
 # The SMTP AUTH API, as Nauthilus answers: 200 with Auth-User, 403 for a wrong password. Stopped
-# and started again to play an outage.
+# and started again to play an outage. It is also the OpenID provider of XOAUTH2/OAUTHBEARER:
+# discovery, and RFC 7662 introspection (client postfix) that knows one active token.
 cat > "$T/auth.py" <<'PY'
-import http.server, json, sys
+import base64, http.server, json, sys, urllib.parse
+BASE = "http://127.0.0.1:" + sys.argv[1]
+CLIENT = "Basic " + base64.b64encode(b"postfix:e2e-Introspect-9b2").decode()
 class H(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    def answer(self, status, body, headers=()):
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        for k, v in headers: self.send_header(k, v)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data))); self.end_headers(); self.wfile.write(data)
+    def do_GET(self):
+        if self.path != "/.well-known/openid-configuration": return self.answer(404, {})
+        self.answer(200, {"issuer": BASE, "jwks_uri": BASE + "/jwks", "introspection_endpoint": BASE + "/introspect"})
     def do_POST(self):
-        body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}")
+        raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        if self.path == "/introspect":
+            if self.headers.get("Authorization") != CLIENT: return self.answer(401, {"error": "invalid_client"})
+            token = urllib.parse.parse_qs(raw.decode()).get("token", [""])[0]
+            return self.answer(200, {"active": token == "e2e-Token-7c1d", "email": "alice@pfx-e2e.test"})
+        body = json.loads(raw or b"{}")
         ok = body.get("username") in ("alice", "alice@pfx-e2e.test") and body.get("password") == "e2e-Pass-5f3a"
-        self.send_response(200 if ok else 403)
-        if ok: self.send_header("Auth-User", "alice@pfx-e2e.test")
-        self.send_header("Content-Length", "4"); self.end_headers(); self.wfile.write(b"null")
+        self.answer(200 if ok else 403, None, [("Auth-User", "alice@pfx-e2e.test")] if ok else [])
     def log_message(self, *a): pass
 http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
 PY
@@ -169,12 +184,20 @@ socket_maps:
     value_field: result
     cache: { ttl: 1h }
 dovecot_sasl:
-  smtp-auth: { target: "http://127.0.0.1:$AUTH_PORT/api/v1/auth/json", default_local_port: "587", failure_delay: 1s }
+  smtp-auth:
+    target: "http://127.0.0.1:$AUTH_PORT/api/v1/auth/json"
+    default_local_port: "587"
+    failure_delay: 1s
+    sasl_oidc_auth:
+      configuration_uri: "http://127.0.0.1:$AUTH_PORT/.well-known/openid-configuration"
+      client_id: postfix
+      client_secret_file: $T/introspect-secret
 policy_services:
   e2e:     { target: $A/policy, value_field: action }
   downpol: { target: http://127.0.0.1:1/x, value_field: action, default_action: "DEFER_IF_PERMIT 4.7.1 policy backend down" }
 EOF
 chmod 644 "$T/pfxhttp.yml"
+echo e2e-Introspect-9b2 > "$T/introspect-secret"; chmod 644 "$T/introspect-secret"
 "$T/pfxhttp" --config "$T/pfxhttp.yml" check >/dev/null 2>&1 || die "pfxhttp check failed"
 
 # ---------------------------------------------------------------- Postfix
@@ -299,7 +322,38 @@ out=$(auth PLAIN wrong-password --quit-after AUTH)
 took=$(( ($(date +%s%N) - started) / 1000000 ))
 expect "wrong password -> 535 after failure_delay (${took} ms)" \
     eval 'printf "%s" "$out" | grep -q "<\*\* 535 5.7.8.*Invalid login or password" && [ $took -ge 1000 ]'
+# swaks has no XOAUTH2 or OAUTHBEARER: a scripted SMTP dialogue (EHLO, AUTH with the initial
+# response, a mail when accepted) prints the AUTH reply's code, the mechanisms smtpd offered
+# and whether the mail was sent.
+cat > "$T/bearer.py" <<'PY'
+import base64, smtplib, sys
+port, mech, user, token = sys.argv[1:5]
+if mech == "XOAUTH2": raw = f"user={user}\x01auth=Bearer {token}\x01\x01"
+else: raw = f"n,a={user},\x01host=127.0.0.1\x01port={port}\x01auth=Bearer {token}\x01\x01"
+s = smtplib.SMTP("127.0.0.1", int(port), timeout=20)
+s.ehlo("client.pfx-e2e.test")
+code, _ = s.docmd("AUTH", mech + " " + base64.b64encode(raw.encode()).decode())
+# Accepted: a mail, so that smtpd logs the session's sasl_method and sasl_username.
+sent = ""
+if code == 235:
+    sent = "sent" if not s.sendmail(user, ["someone@pfx-e2e.test"], "Subject: bearer\r\n\r\ne2e\r\n") else "refused"
+print(code, s.esmtp_features.get("auth", "").strip(), sent)
+s.quit()
+PY
+bearer() { timeout 30 python3 "$T/bearer.py" "$AUTH_SMTP" "$@" 2>&1; }
+out=$(bearer XOAUTH2 alice@pfx-e2e.test e2e-Token-7c1d)
+expect "AUTH XOAUTH2 with an active token (introspection) -> 235, mail sent; smtpd offers XOAUTH2 and OAUTHBEARER ($out)" \
+    eval 'printf "%s" "$out" | grep -q "^235 .* sent$" && printf "%s" "$out" | grep -q "XOAUTH2" && printf "%s" "$out" | grep -q "OAUTHBEARER"'
+out=$(bearer OAUTHBEARER alice@pfx-e2e.test e2e-Token-7c1d)
+expect "AUTH OAUTHBEARER with the active token -> 235, mail sent ($out)" eval 'printf "%s" "$out" | grep -q "^235 .* sent$"'
+for _ in $(seq 50); do grep -q "sasl_method=OAUTHBEARER, sasl_username=alice@pfx-e2e.test" "$MAILLOG" && break; sleep 0.2; done
+expect "the mail log names the token's user: sasl_method=XOAUTH2 and OAUTHBEARER, sasl_username=alice@pfx-e2e.test" \
+    eval 'grep -q "sasl_method=XOAUTH2, sasl_username=alice@pfx-e2e.test" "$MAILLOG" && grep -q "sasl_method=OAUTHBEARER, sasl_username=alice@pfx-e2e.test" "$MAILLOG"'
+out=$(bearer XOAUTH2 alice@pfx-e2e.test e2e-Revoked-0000)
+expect "AUTH XOAUTH2 with an inactive token -> 535 ($out)" eval 'printf "%s" "$out" | grep -q "^535 "'
 kill $AUTH_API; wait $AUTH_API 2>/dev/null
+out=$(bearer XOAUTH2 alice@pfx-e2e.test e2e-Token-7c1d)
+expect "identity provider stopped -> AUTH XOAUTH2 gets 454, never 535 ($out)" eval 'printf "%s" "$out" | grep -q "^454 "'
 out=$(auth PLAIN e2e-Pass-5f3a --quit-after AUTH)
 expect "API stopped -> 454 (try again), never 535" \
     eval 'printf "%s" "$out" | grep -q "<\*\* 454 4.7.0" && ! printf "%s" "$out" | grep -q "535"'
@@ -307,9 +361,9 @@ python3 "$T/auth.py" "$AUTH_PORT" & AUTH_API=$!; BG+=($AUTH_API)
 pfx_wait_port "$AUTH_PORT" || die "the SMTP AUTH API did not start again"
 out=$(auth PLAIN e2e-Pass-5f3a --quit-after AUTH)
 expect "API back -> the next AUTH gets 235" eval 'printf "%s" "$out" | grep -q "<-  235 2.7.0"'
-wait_log "proto=sasl" 5
-expect "one log line per AUTH, never the password" \
-    eval '[ "$(grep -c "proto=sasl" "$SYSLOG")" -ge 5 ] && ! grep -q "e2e-Pass-5f3a" "$SYSLOG" "$MAILLOG"'
+wait_log "proto=sasl" 9
+expect "one log line per AUTH, never the password or the token" \
+    eval '[ "$(grep -c "proto=sasl" "$SYSLOG")" -ge 9 ] && ! grep -Eq "e2e-Pass-5f3a|e2e-Token-7c1d|e2e-Introspect-9b2" "$SYSLOG" "$MAILLOG"'
 expect "no fatal SASL error in the mail log" eval '! grep -Eq "fatal: no SASL authentication mechanisms|warning: process .*smtpd.* exit status" "$MAILLOG"'
 
 echo "== the response cache: an API outage"

@@ -164,8 +164,10 @@ fn check_and_query_with_a_json_config() {
     assert_eq!(out.code(), Some(0), "{out:?}");
     assert_eq!(out.stdout_str(), "OK value here\n");
 
-    let yaml = demo_cfg(&b.url("/lookup"));
-    let out = run(&["--config", &yaml.arg(), "--format", "json", "check"], b"", T);
+    // --format decides for a name that does not say the format itself.
+    let conf = dir.path().join("pfxhttp.conf");
+    std::fs::write(&conf, demo_cfg(&b.url("/lookup")).yaml()).unwrap();
+    let out = run(&["--config", conf.to_str().unwrap(), "--format", "json", "check"], b"", T);
     assert_eq!(out.code(), Some(78), "YAML is not JSON: {out:?}");
 }
 

@@ -11,13 +11,14 @@ fn repo(path: &str) -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
 }
 
-/// Every `examples/*.yml` loads without errors, and without a risky `not_found_status`.
+/// Every `examples/*.yml` (and `*.toml`) loads without errors, and without a risky
+/// `not_found_status`.
 #[test]
 fn examples_pass_check() {
     let mut checked = 0;
     for entry in std::fs::read_dir(repo("examples")).unwrap() {
         let path = entry.unwrap().path();
-        if path.extension().is_some_and(|e| e == "yml") {
+        if path.extension().is_some_and(|e| e == "yml" || e == "toml") {
             let out = run(&["--config", path.to_str().unwrap(), "check"], b"", T);
             assert_eq!(out.code(), Some(0), "{}: {}", path.display(), out.stderr_str());
             assert!(!out.stderr_str().contains("error:"), "{}: {}", path.display(), out.stderr_str());
@@ -27,6 +28,17 @@ fn examples_pass_check() {
         }
     }
     assert!(checked >= 5, "only {checked} examples");
+}
+
+/// examples/pfxhttp.toml is examples/pfxhttp.yml in TOML: the same `check` output.
+#[test]
+fn the_toml_example_is_the_yaml_example() {
+    let check = |name: &str| {
+        let path = repo(&format!("examples/{name}"));
+        let out = run(&["--config", path.to_str().unwrap(), "check"], b"", T);
+        (out.code(), out.stdout_str().replace(path.to_str().unwrap(), "FILE"), out.stderr_str())
+    };
+    assert_eq!(check("pfxhttp.toml"), check("pfxhttp.yml"));
 }
 
 /// The spawn entries of master.cf.snippet: unpriv and chroot `n`, maxproc 0, a `user=`, and an

@@ -255,3 +255,27 @@ fn sasl_query_prints_what_smtpd_would_get() {
     assert_eq!(out.code(), Some(75), "{out:?}");
     assert!(out.stdout_str().starts_with("TEMPORARY"), "{out:?}");
 }
+
+/// `--mech login` runs LOGIN's two steps (the password never shown); a token mechanism on a
+/// service without `sasl_oidc_auth` is refused as smtpd's AUTH would be; a FAIL comes at once,
+/// without `failure_delay`.
+#[test]
+fn sasl_query_takes_a_mechanism() {
+    let b = nauthilus();
+    let cfg = Config::new().sasl("a", &b.url("/auth")).set("failure_delay", "5s");
+    let out = cfg.run_command(&["sasl-query", "-v", "--mech", "login", "a", "u"], PASSWORD.as_bytes(), RUN);
+    assert_eq!((out.code(), out.stdout_str().as_str()), (Some(0), "OK user=u\n"), "{out:?}");
+    assert_eq!(b.requests()[0].body_json()["method"], "login");
+    let err = out.stderr_str();
+    assert!(err.contains("> AUTH\t1\tLOGIN\t") && err.contains("< CONT\t1\tUGFzc3dvcmQ6\n"), "{err}");
+    assert!(!err.contains(PASSWORD), "{err}");
+    let started = std::time::Instant::now();
+    let out = cfg.run_command(&["sasl-query", "--mech", "login", "a", "u"], b"wrong\n", RUN);
+    assert_eq!((out.code(), out.stdout_str().as_str()), (Some(1), "FAIL reason=Invalid login or password\n"));
+    assert!(started.elapsed() < std::time::Duration::from_secs(4), "no failure_delay");
+    for mech in ["xoauth2", "oauthbearer"] {
+        let out = cfg.run_command(&["sasl-query", "--mech", mech, "a", "u"], b"tok\n", RUN);
+        assert_eq!((out.code(), out.stdout_str().as_str()), (Some(1), "FAIL reason=unsupported mechanism\n"));
+    }
+    assert_eq!(b.request_count(), 2);
+}

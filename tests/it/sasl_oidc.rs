@@ -215,26 +215,41 @@ fn auto_takes_jwks_for_a_jwt_and_introspection_for_the_rest() {
     assert_eq!(paths, ["/.well-known/openid-configuration", "/jwks", "/introspect"], "discovery is fetched once");
 }
 
+/// A token naming a key the stored set lacks fetches the set again, but not within a minute of
+/// the last fetch (shared through the state database): made-up `kid`s cannot make every AUTH
+/// fetch it, and are plain invalid tokens, not an outage.
 #[test]
-fn an_unknown_kid_fetches_the_key_set_again_once() {
+fn an_unknown_kid_fetches_the_key_set_again_at_most_once_a_minute() {
     let (k1, k2) = (Key::new("k1"), Key::new("k2"));
     let (b, fetches) = idp(vec![k1.jwk()], vec![k1.jwk(), k2.jwk()]);
     let cfg = config(&b, "jwks");
+    let fail = |id: u32| format!("FAIL\t{id}\treason=Invalid login or password\n");
+    let mut input =
+        [HELLO, &xoauth2(1, USER, &k1.token("k1", json!({}))), &xoauth2(2, USER, &k2.token("k2", json!({})))].concat();
+    let mut expected = format!("OK\t1\tuser={USER}\n{}", fail(2));
+    for id in 3..8 {
+        let kid: &'static str = Box::leak(format!("random-{id}").into_boxed_str());
+        input.push_str(&xoauth2(id, USER, &Key::new(kid).token(kid, json!({}))));
+        expected.push_str(&fail(id));
+    }
+    assert_eq!(serve(&cfg, &input), expected);
+    assert_eq!(fetches.load(Ordering::SeqCst), 1, "fetched on first use only");
+
+    // A minute later (the stored fetch made older), another process fetches once for k2, and
+    // the next unknown kid is refused from the new set without a fetch.
+    let db = rusqlite::Connection::open(cfg.db_path()).expect("open the state database");
+    let moved = db.execute("UPDATE idp_documents SET fetched_at = fetched_at - 61000 WHERE uri LIKE '%/jwks'", []);
+    assert_eq!(moved.expect("age the key set"), 1);
+    drop(db);
     let input = [
         HELLO,
-        &xoauth2(1, USER, &k1.token("k1", json!({}))),
-        &xoauth2(2, USER, &k2.token("k2", json!({}))),
-        &xoauth2(3, USER, &Key::new("k3").token("k3", json!({}))),
-        &xoauth2(4, USER, &k1.token("k1", json!({}))),
+        &xoauth2(1, USER, &k2.token("k2", json!({}))),
+        &xoauth2(2, USER, &Key::new("k3").token("k3", json!({}))),
+        &xoauth2(3, USER, &k1.token("k1", json!({}))),
     ]
     .concat();
-    assert_eq!(
-        serve(&cfg, &input),
-        format!(
-            "OK\t1\tuser={USER}\nOK\t2\tuser={USER}\nFAIL\t3\treason=Invalid login or password\nOK\t4\tuser={USER}\n"
-        )
-    );
-    assert_eq!(fetches.load(Ordering::SeqCst), 3, "first use, k2, k3; k1 again from the stored set");
+    assert_eq!(serve(&cfg, &input), format!("OK\t1\tuser={USER}\n{}OK\t3\tuser={USER}\n", fail(2)));
+    assert_eq!(fetches.load(Ordering::SeqCst), 2, "one fetch for k2, none for k3");
 }
 
 /// An identity provider that cannot be asked is an outage: no reply, the connection closed,
@@ -349,4 +364,27 @@ fn check_accepts_the_block_and_warns_of_a_memory_state_db() {
     let all = out.stdout_str() + &out.stderr_str();
     assert!(all.contains("every sasl process fetches the identity provider's discovery document"), "{out:?}");
     assert_eq!(b.request_count(), 0, "check asks nobody");
+}
+
+/// `sasl-query --mech xoauth2|oauthbearer` checks a token read from stdin as smtpd's AUTH would,
+/// and `-v` never shows it.
+#[test]
+fn sasl_query_checks_a_token() {
+    let (b, _) = idp(vec![], vec![]);
+    let cfg = config(&b, "introspection");
+    for mech in ["xoauth2", "oauthbearer"] {
+        let out =
+            cfg.run_command(&["sasl-query", "-v", "--mech", mech, "a", USER], format!("{ACTIVE}\n").as_bytes(), RUN);
+        assert_eq!((out.code(), out.stdout_str().as_str()), (Some(0), format!("OK user={USER}\n").as_str()), "{out:?}");
+        let err = out.stderr_str();
+        assert!(err.contains(&format!("> AUTH\t1\t{}\t", mech.to_uppercase())), "{err}");
+        assert!(!err.contains(ACTIVE) && !err.contains(SECRET), "{err}");
+        let out = cfg.run_command(&["sasl-query", "--mech", mech, "a", USER], INACTIVE.as_bytes(), RUN);
+        assert_eq!((out.code(), out.stdout_str().as_str()), (Some(1), "FAIL reason=Invalid login or password\n"));
+        let out = cfg.run_command(&["sasl-query", "--mech", mech, "a", "other@x.org"], ACTIVE.as_bytes(), RUN);
+        assert_eq!(out.code(), Some(1), "{out:?}");
+    }
+    let asked: Vec<String> = b.requests().iter().filter(|r| r.path() == "/introspect").map(|r| r.body_str()).collect();
+    assert_eq!(asked.len(), 6);
+    assert_eq!(asked[0], format!("token={ACTIVE}&token_type_hint=access_token"), "one trailing newline dropped");
 }

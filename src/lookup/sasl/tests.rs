@@ -105,3 +105,24 @@ fn a_password_in_the_target_does_not_load() {
     let errors = load_str(yaml, Format::Yaml, "t").config.unwrap_err();
     assert!(errors[0].starts_with("dovecot_sasl.auth.target[0]: template error"), "{errors:?}");
 }
+
+/// A backend that echoes the request shows the password JSON-escaped or percent-encoded: such
+/// lines of the transcript are dropped too, and a reason holding it is replaced.
+#[test]
+fn the_password_is_not_shown_in_an_escaped_form_either() {
+    let s = service("custom_headers: ['X-Trace: 1']");
+    let password = r#"Se"cr/et\Pw ü+"#;
+    let echoed = |body: &str| {
+        Ok(Response { status: 500, headers: reqwest::header::HeaderMap::new(), body: body.as_bytes().to_vec() })
+    };
+    let script =
+        vec![echoed(r#"{"echo":{"password":"Se\"cr/et\\Pw ü+"}}"#), echoed("password=Se%22cr%2Fet%5CPw+%C3%BC%2B")];
+    let (verdict, report, _) = run(&s, &plain("u", password, false), script);
+    assert!(matches!(&verdict, Verdict::Temporary(_)), "{verdict:?}");
+    let transcript = report.transcript.join("\n");
+    for shown in [r#"Se\"cr/et\\Pw"#, "Se%22cr%2Fet%5CPw"] {
+        assert!(!transcript.contains(shown), "{shown} in:\n{transcript}");
+    }
+    assert!(transcript.contains("< HTTP 500"), "{transcript}");
+    assert_eq!(scrub(r#"bad body {"password":"Se\"cr/et\\Pw ü+"}"#.into(), password), scrub(password.into(), password));
+}
