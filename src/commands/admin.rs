@@ -219,7 +219,11 @@ fn logging_note(logging: &LogSettings) -> Option<String> {
     };
     match logging.target {
         LogTarget::Syslog if !syslog.exists() => Some(missing("syslog_socket", syslog)),
-        LogTarget::Postlog if !postlog.exists() => Some(missing("postlog_socket", postlog)),
+        LogTarget::Postlog if !postlog.exists() => Some(format!(
+            "{} (or this user cannot reach it: Postfix's public/ is open to the postdrop group only; run the \
+             service as user=USER:postdrop)",
+            missing("postlog_socket", postlog)
+        )),
         LogTarget::Auto | LogTarget::Stderr if !syslog.exists() && !postlog.exists() => Some(format!(
             "warning: server.logging: neither {} (syslog_socket) nor {} (postlog_socket) exists; serving \
              processes log nothing until one does",
