@@ -40,6 +40,8 @@ struct Checker {
     /// Each configuration file used, loaded once.
     configs: Vec<(PathBuf, Option<Config>)>,
     problems: Vec<Problem>,
+    /// What was left unchecked, and why.
+    notes: Vec<String>,
 }
 
 pub(super) fn check(dir: Option<&Path>) -> u8 {
@@ -62,6 +64,9 @@ pub(super) fn check(dir: Option<&Path>) -> u8 {
         );
     }
     let names: Vec<&str> = checker.spawned.iter().map(|s| s.service.name.as_str()).collect();
+    for note in &checker.notes {
+        eprintln!("{}", printable(note));
+    }
     for p in &checker.problems {
         eprintln!("error: {}: {}\n  fix: {}", printable(&p.place), printable(&p.what), printable(&p.fix));
     }
@@ -80,14 +85,16 @@ pub(super) fn check(dir: Option<&Path>) -> u8 {
 
 /// What `postconf [-c DIR] ARGS` prints; its complaint when it fails.
 fn postconf(dir: Option<&Path>, args: &[&str]) -> Result<String, String> {
-    let mut cmd = Command::new("postconf");
-    if let Some(d) = dir {
-        cmd.arg("-c").arg(d);
-    }
-    let out = cmd
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
+    // /usr/sbin is often not in a user's PATH.
+    let run = |program: &str| {
+        let mut cmd = Command::new(program);
+        if let Some(d) = dir {
+            cmd.arg("-c").arg(d);
+        }
+        cmd.args(args).stdin(Stdio::null()).output()
+    };
+    let out = run("postconf")
+        .or_else(|e| if e.kind() == std::io::ErrorKind::NotFound { run("/usr/sbin/postconf") } else { Err(e) })
         .map_err(|e| format!("cannot run postconf (is Postfix installed?): {e}"))?;
     if !out.status.success() {
         let said = String::from_utf8_lossy(&out.stderr);
@@ -112,7 +119,16 @@ impl Checker {
         let mut args = vec!["-x"];
         args.extend(names);
         let values = postfix::parse_params(&postconf(dir, &args)?).into_iter().collect();
-        Ok(Checker { services, main, overrides, values, spawned, configs: Vec::new(), problems: Vec::new() })
+        Ok(Checker {
+            services,
+            main,
+            overrides,
+            values,
+            spawned,
+            configs: Vec::new(),
+            problems: Vec::new(),
+            notes: Vec::new(),
+        })
     }
 
     fn problem(&mut self, place: &str, what: impl Into<String>, fix: impl Into<String>) {
@@ -216,6 +232,10 @@ impl Checker {
     /// --user` finds out (as root; a user cannot take another's identity).
     fn readable(&mut self, place: &str, user: &str, config: &Path, json: bool, db: Option<&Path>) {
         if !rustix::process::geteuid().is_root() {
+            let note = format!("note: {place}: not run as root, so what {user} can read was not checked");
+            if !self.notes.contains(&note) {
+                self.notes.push(note);
+            }
             return;
         }
         if let Err(why) = readable_as(user, config, json, db) {
