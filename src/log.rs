@@ -143,12 +143,13 @@ impl Sink {
     fn send(&mut self, level: Level, text: impl FnOnce(&mut String, bool)) -> bool {
         self.body.clear();
         text(&mut self.body, self.json);
-        if self.conn.is_none() {
+        let fresh = self.conn.is_none();
+        if fresh {
             self.conn = self.connect();
         }
         match self.write(level) {
             Ok(()) => true,
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => false,
+            Err(e) if fresh || e.kind() == std::io::ErrorKind::WouldBlock => false,
             Err(_) => {
                 self.conn = self.connect();
                 self.write(level).is_ok()

@@ -231,6 +231,13 @@ line=$(grep "key=postlog-check" "$MAILLOG")
 expect "the lookup's line in maillog_file, as Postfix's own lines look ('$line')" \
     eval 'printf "%s" "$line" | grep -Eq "^[A-Z][a-z]{2} [0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2} $HOST pfxhttp\[[0-9]+\]: proto=socketmap map=mymap key=postlog-check .*reply=OK"'
 expect "... and the answer came back: 16:OK kcehc-goltsop, ($(cat "$T/postlog.out"))" eval '[ "$(cat "$T/postlog.out")" = "16:OK kcehc-goltsop," ]'
+# target auto (the default) without a syslog socket: postlog.
+sed "s|logging: .*|logging: { syslog_socket: $T/no-syslog, postlog_socket: $Q/public/postlog }|" "$T/pfxhttp.yml" > "$T/auto.yml"
+chmod 644 "$T/auto.yml"
+printf '16:mymap auto-check,' | setpriv --reuid=nobody --regid=postdrop --clear-groups \
+    "$T/pfxhttp" --config "$T/auto.yml" socketmap > /dev/null
+for _ in $(seq 50); do grep -q "key=auto-check" "$MAILLOG" && break; sleep 0.1; done
+expect "target auto, no syslog socket: the line lands in maillog_file" grep -Eq " $HOST pfxhttp\[[0-9]+\]: proto=socketmap map=mymap key=auto-check " "$MAILLOG"
 SM=socketmap:unix:$Q/private/pfxhttp-map
 
 echo "== postmap through spawn(8)"
