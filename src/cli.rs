@@ -45,8 +45,16 @@ pub enum Command {
     Check {
         /// Read the files as user NAME (master.cf user=) would: the config, every secret and TLS
         /// file, and the state database; needs root.
-        #[arg(long, value_name = "NAME")]
+        #[arg(long, value_name = "NAME", conflicts_with = "postfix")]
         user: Option<String>,
+        /// Check Postfix's side instead, as postconf(1) shows it: the master.cf services that run
+        /// pfxhttp, and the maps, policy services and SASL sockets main.cf points at; exit 0, or
+        /// 78 with each problem and its fix.
+        #[arg(long)]
+        postfix: bool,
+        /// With --postfix: the Postfix configuration directory to check (postconf -c DIR).
+        #[arg(long, value_name = "DIR", conflicts_with = "user")]
+        postfix_config: Option<PathBuf>,
     },
     /// Look KEY up in MAP as Postfix would; prints the reply. Exit 0 found, 1 not found,
     /// 75 failure.

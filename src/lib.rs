@@ -50,7 +50,8 @@
 //! config/          loading (source), the YAML tree, and reading it into a typed Config in parts
 //! state/           the shared SQLite state: db, walk + init (safe as root), health, tokens,
 //!                  cache (response rows), documents (an identity provider's, for SASL)
-//! log.rs           syslog lines
+//! log.rs           log lines to syslog, Postfix's postlogd or (by hand) stderr
+//! postfix.rs       postconf(1) output read: master.cf services, parameters, references
 //! ```
 //!
 //! The behaviour contract is `docs/design.md`.
@@ -74,6 +75,7 @@ pub mod http;
 pub mod jwt;
 pub mod log;
 pub mod lookup;
+pub mod postfix;
 pub mod proto;
 pub mod reply;
 pub mod sasl;

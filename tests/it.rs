@@ -22,6 +22,9 @@ mod policy;
 #[path = "it/lifecycle.rs"]
 mod lifecycle;
 
+#[path = "it/logging.rs"]
+mod logging;
+
 #[path = "it/cli.rs"]
 mod cli;
 

@@ -3,7 +3,7 @@
 
 use super::identity;
 use crate::answer::Outcome;
-use crate::config::{self, Config, Entry, Format, Loaded, StateDb};
+use crate::config::{self, Config, Entry, Format, Loaded, LogSettings, LogTarget, StateDb};
 use crate::http::Clients;
 use crate::lookup::{CacheUse, Report};
 use crate::serve::{Server, select_service};
@@ -94,7 +94,7 @@ fn load(path: Result<PathBuf, String>, format: Format) -> Result<(Loaded, PathBu
         exit::CONFIG
     })?;
     let loaded = config::load(&path, format);
-    log::init(&loaded.logging);
+    log::init_interactive(&loaded.logging);
     Ok((loaded, path))
 }
 
@@ -162,13 +162,7 @@ fn counted(label: &str, names: &[&str]) -> String {
 
 /// What `check` warns of in a valid configuration beyond the file itself.
 fn notes(config: &Config, user: Option<&str>) -> Vec<String> {
-    let mut notes = Vec::new();
-    if !Path::new(&config.logging.syslog_socket).exists() {
-        notes.push(format!(
-            "warning: server.logging.syslog_socket: {} does not exist; serving processes log nothing",
-            config.logging.syslog_socket.display()
-        ));
-    }
+    let mut notes: Vec<String> = logging_note(&config.logging).into_iter().collect();
     if let StateDb::Memory = config.state_db
         && config
             .maps
@@ -211,6 +205,38 @@ fn notes(config: &Config, user: Option<&str>) -> Vec<String> {
         config.maps.iter().map(|e| ("socket_maps", e)).chain(config.policies.iter().map(|e| ("policy_services", e)));
     notes.extend(entries.filter_map(|(section, entry)| fixed_path_404(section, entry)));
     notes
+}
+
+/// What `check` says about where serving processes log: a socket that is not there (they log
+/// nothing until it is), or that `stderr` is for commands run by hand only.
+fn logging_note(logging: &LogSettings) -> Option<String> {
+    let (syslog, postlog) = (&logging.syslog_socket, &logging.postlog_socket);
+    let missing = |key: &str, path: &Path| {
+        format!(
+            "warning: server.logging.{key}: {} does not exist; serving processes log nothing until it does",
+            path.display()
+        )
+    };
+    match logging.target {
+        LogTarget::Syslog if !syslog.exists() => Some(missing("syslog_socket", syslog)),
+        LogTarget::Postlog if !postlog.exists() => Some(format!(
+            "{} (or this user cannot reach it: Postfix's public/ is open to the postdrop group only; run the \
+             service as user=USER:postdrop)",
+            missing("postlog_socket", postlog)
+        )),
+        LogTarget::Auto | LogTarget::Stderr if !syslog.exists() && !postlog.exists() => Some(format!(
+            "warning: server.logging: neither {} (syslog_socket) nor {} (postlog_socket) exists; serving \
+             processes log nothing until one does",
+            syslog.display(),
+            postlog.display()
+        )),
+        LogTarget::Stderr => Some(
+            "note: server.logging.target: stderr is for commands run by hand; serving processes log as with \
+             auto (their stderr may be the client's connection)"
+                .to_string(),
+        ),
+        _ => None,
+    }
 }
 
 /// Whether this process can write the database `db` and create files beside it (SQLite's

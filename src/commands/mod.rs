@@ -4,6 +4,7 @@
 mod admin;
 mod cache;
 mod identity;
+mod postfix;
 mod sasl_query;
 mod serve;
 mod state;
@@ -45,7 +46,10 @@ fn run(cli: Cli, fd3: Option<OwnedFd>) -> u8 {
         Command::SaslQuery { verbose, mech, name, user } => {
             return sasl_query::run(path, format, sasl_query::Login { name: &name, user: &user, mech }, verbose);
         }
-        Command::Check { user } => return admin::check(path, format, user.as_deref()),
+        Command::Check { postfix: false, postfix_config: None, user } => {
+            return admin::check(path, format, user.as_deref());
+        }
+        Command::Check { postfix_config, .. } => return postfix::check(postfix_config.as_deref()),
         Command::Query { verbose, no_cache, map, key } => {
             return admin::query(path, format, &map, &key, admin::Options { verbose, no_cache });
         }

@@ -146,10 +146,22 @@ fn logging_settings(path: &str, v: &Value, out: &mut LogSettings, d: &mut Diagno
             Err(_) => d.error(&p, format!("unknown syslog facility {s:?} (e.g. mail, local0)")),
         }
     }
+    let targets = [
+        ("auto", LogTarget::Auto),
+        ("syslog", LogTarget::Syslog),
+        ("postlog", LogTarget::Postlog),
+        ("stderr", LogTarget::Stderr),
+    ];
+    out.target = t.choice("target", &targets, LogTarget::Auto, d);
     if let Some((p, v)) = t.take("syslog_socket")
         && let Some(s) = tree::string(&p, v, d)
     {
         out.syslog_socket = PathBuf::from(s);
+    }
+    if let Some((p, v)) = t.take("postlog_socket")
+        && let Some(s) = tree::string(&p, v, d)
+    {
+        out.postlog_socket = PathBuf::from(s);
     }
     if let Some((p, v)) = t.take("log_keys") {
         out.log_keys = tree::boolean(&p, v, d).unwrap_or(true);

@@ -155,12 +155,30 @@ pub enum Level {
     None,
 }
 
+/// Where log lines go (`server.logging.target`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogTarget {
+    /// The syslog socket when it exists, else Postfix's postlog socket when that exists; decided
+    /// again whenever a line finds no connection.
+    Auto,
+    /// The syslog socket (`syslog_socket`) only.
+    Syslog,
+    /// Postfix's postlogd(8) socket (`postlog_socket`) only, for `maillog_file`.
+    Postlog,
+    /// Standard error, for commands run by hand only: a serving command's stderr may be the
+    /// client's socket, so serving commands use [`LogTarget::Auto`] instead.
+    Stderr,
+}
+
 #[derive(Debug, Clone)]
 pub struct LogSettings {
     pub level: Level,
     pub json: bool,
     pub facility: syslog::Facility,
+    pub target: LogTarget,
     pub syslog_socket: PathBuf,
+    /// postlogd(8)'s socket: `public/postlog` in Postfix's queue directory.
+    pub postlog_socket: PathBuf,
     /// `false` hides lookup keys and policy attribute values.
     pub log_keys: bool,
 }
@@ -171,7 +189,9 @@ impl Default for LogSettings {
             level: Level::Info,
             json: false,
             facility: syslog::Facility::LOG_MAIL,
+            target: LogTarget::Auto,
             syslog_socket: PathBuf::from("/dev/log"),
+            postlog_socket: PathBuf::from("/var/spool/postfix/public/postlog"),
             log_keys: true,
         }
     }

@@ -319,3 +319,19 @@ socket_maps:
     assert!(!spec("own").tls.skip_verify && spec("own").tls.tls13_only);
     assert_eq!(config.map("lax").unwrap().auth.as_ref().unwrap().owner(), "test.yml|socket_maps/lax");
 }
+
+#[test]
+fn logging_target() {
+    let base = "socket_maps: { m: { target: 'http://127.0.0.1/x', value_field: v } }\n";
+    let logging = |yaml: &str| load(&format!("{base}server: {{ logging: {yaml} }}\n")).logging;
+    let default = logging("{}");
+    assert_eq!(default.target, LogTarget::Auto);
+    assert_eq!(default.postlog_socket, Path::new("/var/spool/postfix/public/postlog"));
+    let set = logging("{ target: Postlog, postlog_socket: /q/public/postlog }");
+    assert_eq!((set.target, set.postlog_socket.as_path()), (LogTarget::Postlog, Path::new("/q/public/postlog")));
+    assert_eq!(logging("{ target: stderr }").target, LogTarget::Stderr);
+    assert_eq!(
+        errors(&format!("{base}server: {{ logging: {{ target: journal }} }}\n")),
+        ["server.logging.target: \"journal\" is not one of: auto, syslog, postlog, stderr"]
+    );
+}

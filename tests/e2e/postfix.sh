@@ -209,6 +209,9 @@ smtpd_recipient_restrictions = reject_unauth_destination,
 e2e_down_checks = reject_unauth_destination,
     check_policy_service { unix:private/pfxhttp-policy, policy_context=downpol }
 pfxhttp-policy_time_limit = 3600s
+pfxhttp-map_time_limit = 3600s
+pfxhttp-auth_time_limit = 3600s
+127.0.0.1:${TCP_PORT}_time_limit = 3600s
 virtual_alias_maps = socketmap:unix:private/pfxhttp-map:virtual, socketmap:unix:private/pfxhttp-map:cached
 proxy_read_maps = proxy:socketmap:unix:private/pfxhttp-map:mymap
 EOF
@@ -236,6 +239,28 @@ EOF
 STARTED=1
 pfx_instance_start "$T" || die "postfix start failed"
 pq() { postmap -c "$CONF" -q "$@"; }
+
+. tests/e2e/check-postfix.sh
+
+echo "== logging.target: postlog, into Postfix's maillog_file through postlogd"
+sed "s|logging: .*|logging: { target: postlog, postlog_socket: $Q/public/postlog }|" "$T/pfxhttp.yml" > "$T/postlog.yml"
+chmod 644 "$T/postlog.yml"
+# public/ is open to the postdrop group only: the service runs as user=nobody:postdrop.
+printf '19:mymap postlog-check,' | setpriv --reuid=nobody --regid=postdrop --clear-groups \
+    "$T/pfxhttp" --config "$T/postlog.yml" socketmap > "$T/postlog.out"
+HOST=$(cut -d. -f1 /proc/sys/kernel/hostname)
+for _ in $(seq 50); do grep -q "key=postlog-check" "$MAILLOG" && break; sleep 0.1; done
+line=$(grep "key=postlog-check" "$MAILLOG")
+expect "the lookup's line in maillog_file, as Postfix's own lines look ('$line')" \
+    eval 'printf "%s" "$line" | grep -Eq "^[A-Z][a-z]{2} [0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2} $HOST pfxhttp\[[0-9]+\]: proto=socketmap map=mymap key=postlog-check .*reply=OK"'
+expect "... and the answer came back: 16:OK kcehc-goltsop, ($(cat "$T/postlog.out"))" eval '[ "$(cat "$T/postlog.out")" = "16:OK kcehc-goltsop," ]'
+# target auto (the default) without a syslog socket: postlog.
+sed "s|logging: .*|logging: { syslog_socket: $T/no-syslog, postlog_socket: $Q/public/postlog }|" "$T/pfxhttp.yml" > "$T/auto.yml"
+chmod 644 "$T/auto.yml"
+printf '16:mymap auto-check,' | setpriv --reuid=nobody --regid=postdrop --clear-groups \
+    "$T/pfxhttp" --config "$T/auto.yml" socketmap > /dev/null
+for _ in $(seq 50); do grep -q "key=auto-check" "$MAILLOG" && break; sleep 0.1; done
+expect "target auto, no syslog socket: the line lands in maillog_file" grep -Eq " $HOST pfxhttp\[[0-9]+\]: proto=socketmap map=mymap key=auto-check " "$MAILLOG"
 SM=socketmap:unix:$Q/private/pfxhttp-map
 
 echo "== postmap through spawn(8)"

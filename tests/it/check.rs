@@ -150,3 +150,30 @@ fn check_refuses_an_alias_bomb_quickly_and_in_little_memory() {
     assert!(kib < 32 * 1024, "peak RSS {kib} KiB");
     assert!(took < Duration::from_secs(2), "took {took:?}");
 }
+
+/// Where serving processes would log: a postlog socket that is not there is a warning that
+/// names it and the postdrop group; `target: stderr` is a note that serving processes log as
+/// with `auto`.
+#[test]
+fn check_says_where_serving_processes_log() {
+    let nowhere = "/nonexistent/public/postlog";
+    let cfg = demo().server(&format!("logging: {{ target: postlog, postlog_socket: {nowhere} }}"));
+    let out = check(&cfg);
+    assert_eq!(out.code(), Some(0), "{out:?}");
+    let warning = ["warning: server.logging.postlog_socket: /nonexistent/public/postlog does not exist", "postdrop"];
+    assert!(has_line(&out.stderr_str(), &warning), "{out:?}");
+    let cfg =
+        demo().server("logging: { target: stderr, syslog_socket: /nonexistent/log, postlog_socket: /nonexistent/pl }");
+    let out = check(&cfg);
+    assert!(has_line(&out.stderr_str(), &["neither /nonexistent/log (syslog_socket) nor /nonexistent/pl"]), "{out:?}");
+    let dir = temp_dir();
+    let sock = std::os::unix::net::UnixDatagram::bind(dir.path().join("log")).unwrap();
+    let line =
+        format!("logging: {{ target: stderr, syslog_socket: {} }}", q(&dir.path().join("log").display().to_string()));
+    let out = check(&demo().server(&line));
+    assert!(
+        has_line(&out.stderr_str(), &["note: server.logging.target: stderr is for commands run by hand"]),
+        "{out:?}"
+    );
+    drop(sock);
+}

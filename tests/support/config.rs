@@ -1,9 +1,10 @@
 //! One builder for the `pfxhttp.yml` files the tests run against, each in a temp dir of its own
 //! (removed when the [`Config`] is dropped).
 //!
-//! A config starts either [`Config::new`] (logging to a socket that does not exist, so a serving
-//! process logs nothing and never to stderr, and a state database `state.db` in the temp dir, so
-//! host health and tokens never leak between tests) or [`Config::bare`] (no `server` key unless a
+//! A config starts either [`Config::new`] (`target: syslog` with a socket that does not exist, so
+//! a serving process logs nothing, never to stderr nor to a Postfix postlog socket on the host,
+//! and a state database `state.db` in the temp dir, so host health and tokens never leak between
+//! tests) or [`Config::bare`] (no `server` key unless a
 //! test adds one). Entries are added with [`Config::map`], [`Config::policy`] or
 //! [`Config::entry`]; [`Config::set`] and its siblings change the entry added last. A test that
 //! means to write odd YAML by hand (the loader's diagnostics) uses [`Config::text`].
@@ -49,7 +50,7 @@ impl Config {
         let config = Config::bare();
         let nolog = q(&config.dir.path().join("no-syslog").display().to_string());
         let db = config.dir.path().join("state.db").display().to_string();
-        Config { logging: Some(format!("{{ syslog_socket: {nolog} }}")), state_db: Some(db), ..config }
+        Config { logging: Some(format!("{{ target: syslog, syslog_socket: {nolog} }}")), state_db: Some(db), ..config }
     }
 
     /// Nothing but what the test adds.
@@ -131,7 +132,8 @@ impl Config {
 
     /// Sends the logs to `sink`; `extra` adds logging keys such as `, level: debug`.
     pub fn syslog(mut self, sink: &super::SyslogSink, extra: &str) -> Config {
-        self.logging = Some(format!("{{ syslog_socket: {}{extra} }}", q(&sink.path().display().to_string())));
+        self.logging =
+            Some(format!("{{ target: syslog, syslog_socket: {}{extra} }}", q(&sink.path().display().to_string())));
         self
     }
 
