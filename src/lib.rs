@@ -49,8 +49,11 @@
 //! template.rs      upon templates with escaping by context
 //! config/          loading (source), the YAML tree, and reading it into a typed Config in parts
 //! state/           the shared SQLite state: db, walk + init (safe as root), health, tokens,
-//!                  cache (response rows), documents (an identity provider's, for SASL)
+//!                  cache (response rows), documents (an identity provider's, for SASL),
+//!                  metrics (totals, live processes)
 //! log.rs           syslog lines
+//! metrics.rs       a process's counters and the Prometheus text of the totals (pure); the
+//!                  totals live in state/metrics
 //! ```
 //!
 //! The behaviour contract is `docs/design.md`.
@@ -74,6 +77,7 @@ pub mod http;
 pub mod jwt;
 pub mod log;
 pub mod lookup;
+pub mod metrics;
 pub mod proto;
 pub mod reply;
 pub mod sasl;

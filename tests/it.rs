@@ -60,3 +60,6 @@ mod sasl_oidc;
 
 #[path = "it/admin.rs"]
 mod admin;
+
+#[path = "it/metrics.rs"]
+mod metrics;

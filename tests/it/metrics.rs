@@ -1,0 +1,279 @@
+//! Metrics shared through the state database, against the built binary: many serving processes
+//! add their counts to one database, `pfxhttp stats` prints the totals in the Prometheus text
+//! format (checked with the `prometheus_client` Python package's parser), and every backend
+//! request carries a `traceparent` whose trace id is in the request's log line.
+//!
+//! The flush interval is shortened with the variable `PFXHTTP_METRICS_FLUSH_MS` (read by the
+//! serving process) so that the tests of the periodic flush take seconds, not tens of seconds.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::state::{LockHolder, is_root};
+use crate::support::*;
+
+const RUN: Duration = Duration::from_secs(30);
+const REPLY: Duration = Duration::from_secs(10);
+
+/// A backend answering by the key's first letter: `f…` found, `n…` not found, `x…` 503.
+fn mixed_backend() -> Backend {
+    Backend::start(|r| {
+        let key = r.body_json()["key"].as_str().unwrap_or_default().to_string();
+        match key.chars().next() {
+            Some('f') => Reply::json(200, r#"{"result":"v"}"#),
+            Some('n') => Reply::json(200, "{}"),
+            _ => Reply::json(503, "{}"),
+        }
+    })
+}
+
+/// The map `m` on `backend`, one attempt per lookup, logging to `sink`, with a state database
+/// made by `state init`.
+fn setup(backend: &Backend, sink: &SyslogSink) -> Config {
+    let conf = Config::new().map("m", &backend.url("/lookup")).set("max_attempts", "1").syslog(sink, "");
+    let args: &[&str] = if is_root() { &["state", "init", "--user", "root"] } else { &["state", "init"] };
+    let out = conf.run_command(args, b"", RUN);
+    assert_eq!(out.code(), Some(0), "state init: {out:?}");
+    conf
+}
+
+/// A serving `socketmap` process with `env`.
+fn serving(conf: &Config, env: &[(&str, &str)]) -> Child {
+    let path = conf.arg();
+    Child::spawn_program(&bin(), &["--config", &path, "socketmap"], env)
+}
+
+/// Sends a lookup of `key` in `m` and reads its reply: exactly one netstring, whose payload is
+/// returned.
+#[track_caller]
+fn ask(child: &mut Child, key: &str) -> String {
+    child.send(&netstring(format!("m {key}").as_bytes()));
+    crate::failover::single_reply(&child.read_netstring(REPLY))
+}
+
+/// `pfxhttp stats` parsed with prometheus_client: `name{label=value,…}` (labels sorted) to the
+/// value. The parser missing is a failure, never a skip.
+#[track_caller]
+fn stats(conf: &Config) -> BTreeMap<String, f64> {
+    let out = conf.run_command(&["stats"], b"", RUN);
+    assert_eq!(out.code(), Some(0), "pfxhttp stats: {out:?}");
+    parse(&out.stdout)
+}
+
+#[track_caller]
+fn parse(text: &[u8]) -> BTreeMap<String, f64> {
+    const SCRIPT: &str = "import sys, json\n\
+        from prometheus_client.parser import text_string_to_metric_families\n\
+        for family in text_string_to_metric_families(sys.stdin.read()):\n\
+        \x20   for s in family.samples:\n\
+        \x20       labels = ','.join(f'{k}={v}' for k, v in sorted(s.labels.items()))\n\
+        \x20       print(json.dumps([s.name + '{' + labels + '}', s.value]))\n";
+    let mut child = Command::new("python3")
+        .args(["-c", SCRIPT])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("python3 runs (the prometheus_client parser checks the output)");
+    child.stdin.take().unwrap().write_all(text).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !stderr.contains("No module named 'prometheus_client'"),
+        "the Python package prometheus_client is missing: `pip install prometheus_client` (.ci/run installs it)"
+    );
+    assert!(out.status.success(), "prometheus_client refused the output: {stderr}\n{}", String::from_utf8_lossy(text));
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|line| serde_json::from_str::<(String, f64)>(line).expect("parser output"))
+        .collect()
+}
+
+fn value(stats: &BTreeMap<String, f64>, key: &str) -> f64 {
+    stats.get(key).copied().unwrap_or(0.0)
+}
+
+fn requests(stats: &BTreeMap<String, f64>, outcome: &str) -> f64 {
+    value(stats, &format!("pfxhttp_requests_total{{kind=socketmap,name=m,outcome={outcome}}}"))
+}
+
+/// 50 processes, each answering 2 found, 1 not found and 1 failing lookup, leave exactly those
+/// counts; one more process killed with SIGKILL leaves what it counted up to its last flush and
+/// nothing after; a live process is counted as a connection, a killed one is not.
+#[test]
+fn fifty_processes_and_a_killed_one_leave_exact_counts() {
+    let backend = mixed_backend();
+    let sink = SyslogSink::new();
+    let conf = setup(&backend, &sink);
+
+    // A process that stays: its first reply writes its row.
+    let mut live = serving(&conf, &[]);
+    assert_eq!(ask(&mut live, "f-live"), "OK v");
+    // The killed one flushes after its first reply, then not again for 3 s.
+    let mut killed = serving(&conf, &[("PFXHTTP_METRICS_FLUSH_MS", "3000")]);
+    assert_eq!(ask(&mut killed, "f-k1"), "OK v");
+    assert_eq!(ask(&mut killed, "f-k2"), "OK v");
+    std::thread::sleep(Duration::from_millis(3300));
+    // Flushed after this reply (with f-k2), before the next request is read.
+    assert_eq!(ask(&mut killed, "f-k3"), "OK v");
+    assert_eq!(ask(&mut killed, "n-k4"), "NOTFOUND ");
+    assert_eq!(ask(&mut killed, "x-k5"), "TEMP unexpected HTTP status 503");
+    let seen = stats(&conf);
+    assert_eq!(value(&seen, "pfxhttp_connections_active{}"), 2.0, "{seen:#?}");
+    killed.kill();
+    let _ = killed.wait(RUN);
+
+    let children: Vec<Child> = (0..50)
+        .map(|i| {
+            let mut child = serving(&conf, &[]);
+            let batch: Vec<u8> = [format!("m f-{i}-a"), format!("m n-{i}"), format!("m f-{i}-b"), format!("m x-{i}")]
+                .iter()
+                .flat_map(|r| netstring(r.as_bytes()))
+                .collect();
+            child.send(&batch);
+            child.close_stdin();
+            child
+        })
+        .collect();
+    for child in children {
+        let out = child.wait(RUN);
+        let want = [&b"4:OK v,"[..], b"9:NOTFOUND ,", b"4:OK v,", b"31:TEMP unexpected HTTP status 503,"].concat();
+        assert_wire(&out.stdout, &want);
+    }
+    let seen = stats(&conf);
+    assert_eq!(value(&seen, "pfxhttp_connections_active{}"), 1.0, "the killed process's row is not counted");
+    let _ = live.finish(RUN);
+
+    let seen = stats(&conf);
+    let attempts = |result: &str| {
+        value(
+            &seen,
+            &format!("pfxhttp_backend_attempts_total{{host=127.0.0.1:{},name=m,result={result}}}", backend.port()),
+        )
+    };
+    let got = (
+        requests(&seen, "found"),
+        requests(&seen, "not_found"),
+        requests(&seen, "temporary"),
+        attempts("ok"),
+        attempts("http_5xx"),
+        value(&seen, "pfxhttp_processes_total{command=socketmap}"),
+        value(&seen, "pfxhttp_request_duration_seconds_count{kind=socketmap,name=m}"),
+        value(&seen, "pfxhttp_request_duration_seconds_bucket{kind=socketmap,le=+Inf,name=m}"),
+        value(&seen, "pfxhttp_connections_active{}"),
+    );
+    // found: 100 + the live one's 1 + the killed one's 3 flushed; n-k4 and x-k5 were not.
+    assert_eq!(got, (104.0, 50.0, 50.0, 154.0, 50.0, 52.0, 204.0, 204.0, 0.0), "{seen:#?}");
+    assert_eq!(backend.request_count(), 206, "every lookup asked the backend once");
+}
+
+/// A database whose write lock another process holds: every lookup is answered, the failed
+/// flush is logged once, and the counts are kept for the next flush; a process that never gets
+/// the lock loses its counts and nothing else.
+#[test]
+fn a_locked_database_loses_counts_never_a_lookup() {
+    let backend = mixed_backend();
+    let sink = SyslogSink::new();
+    let conf = setup(&backend, &sink);
+    let mut holder = LockHolder::start(&conf.db_path(), false);
+
+    let out = conf.run_serving(&["socketmap"], &[netstring(b"m f-1"), netstring(b"m n-1")].concat(), RUN);
+    assert_wire(&out.stdout, &[&b"4:OK v,"[..], b"9:NOTFOUND ,"].concat());
+
+    let mut kept = serving(&conf, &[("PFXHTTP_METRICS_FLUSH_MS", "0")]);
+    assert_eq!(ask(&mut kept, "f-2"), "OK v");
+    assert_eq!(ask(&mut kept, "x-2"), "TEMP unexpected HTTP status 503");
+    holder.stop();
+    assert_eq!(ask(&mut kept, "n-2"), "NOTFOUND ");
+    let _ = kept.finish(RUN);
+
+    let seen = stats(&conf);
+    let got = (requests(&seen, "found"), requests(&seen, "not_found"), requests(&seen, "temporary"));
+    assert_eq!(got, (1.0, 1.0, 1.0), "only the second process's counts, all of them: {seen:#?}");
+    assert_eq!(value(&seen, "pfxhttp_processes_total{command=socketmap}"), 1.0);
+    let warned: Vec<String> =
+        sink.settle(Duration::from_secs(3)).into_iter().filter(|l| l.contains("metrics:")).collect();
+    assert_eq!(warned.len(), 2, "one warning per process: {warned:#?}");
+    assert!(warned.iter().all(|l| l.contains("kept for the next try")), "{warned:#?}");
+}
+
+/// Every attempt carries `traceparent: 00-<trace id>-<span id>-01`; the attempts of one request
+/// share the trace id (each has its own span id), the next request has another, and the request's
+/// log line names it as `trace=`.
+#[test]
+fn traceparent_is_sent_on_every_attempt_and_logged() {
+    let seen = Arc::new(Mutex::new(0u32));
+    let count = seen.clone();
+    let backend = Backend::start(move |_| {
+        let mut n = count.lock().unwrap();
+        *n += 1;
+        if *n % 2 == 1 { Reply::json(503, "{}") } else { Reply::json(200, r#"{"result":"v"}"#) }
+    });
+    let sink = SyslogSink::new();
+    let conf = Config::new().map("m", &backend.url("/lookup")).set("max_attempts", "2").syslog(&sink, "");
+    let out = conf.run_serving(&["socketmap"], &[netstring(b"m a"), netstring(b"m b")].concat(), RUN);
+    assert_wire(&out.stdout, &[&b"4:OK v,"[..], b"4:OK v,"].concat());
+
+    let parts: Vec<(String, String)> = backend
+        .requests()
+        .iter()
+        .map(|r| {
+            let value = r.header("traceparent").expect("a traceparent header").to_string();
+            let fields: Vec<&str> = value.split('-').collect();
+            let hex =
+                |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+            assert!(fields.len() == 4 && fields[0] == "00" && fields[3] == "01", "{value}");
+            assert!(hex(fields[1], 32) && hex(fields[2], 16), "{value}");
+            assert!(fields[1] != "0".repeat(32) && fields[2] != "0".repeat(16), "{value}");
+            (fields[1].to_string(), fields[2].to_string())
+        })
+        .collect();
+    assert_eq!(parts.len(), 4);
+    assert_eq!((parts[0].0 == parts[1].0, parts[2].0 == parts[3].0), (true, true), "one trace per request");
+    assert_ne!(parts[0].0, parts[2].0, "a fresh trace id per request");
+    assert!(parts[0].1 != parts[1].1 && parts[2].1 != parts[3].1, "a span id per attempt");
+    let lines: Vec<String> =
+        sink.settle(Duration::from_secs(5)).into_iter().filter(|l| l.contains(" proto=")).collect();
+    assert_eq!(lines.len(), 2, "{lines:#?}");
+    for (line, (trace, _)) in lines.iter().zip([&parts[0], &parts[2]]) {
+        assert!(line.ends_with(&format!(" trace={trace}")), "{line}");
+    }
+}
+
+/// `server.metrics: false`: nothing is counted; `stats --reset` asks first and zeroes with
+/// `--yes`; `--textfile` writes what `stats` prints, through a temporary file.
+#[test]
+fn the_switch_reset_and_textfile() {
+    let backend = mixed_backend();
+    let sink = SyslogSink::new();
+    let conf = setup(&backend, &sink);
+    conf.run_serving(&["socketmap"], &netstring(b"m f-1"), RUN);
+    let off = Config::new()
+        .map("m", &backend.url("/lookup"))
+        .state_db(&conf.db_path().display().to_string())
+        .server("metrics: false");
+    off.run_serving(&["socketmap"], &netstring(b"m f-2"), RUN);
+    assert_eq!(requests(&stats(&conf), "found"), 1.0, "the process with metrics: false counted nothing");
+
+    let refused = conf.run_command(&["stats", "--reset"], b"n\n", RUN);
+    assert_eq!(refused.code(), Some(64), "{refused:?}");
+    assert!(refused.stderr_str().contains("Zero every pfxhttp counter in "), "{refused:?}");
+    assert_eq!(requests(&stats(&conf), "found"), 1.0, "not reset without a yes");
+
+    let file = conf.dir().join("pfxhttp.prom");
+    let out = conf.run_command(&["stats", "--textfile", &file.display().to_string()], b"", RUN);
+    assert_eq!((out.code(), out.stdout.len()), (Some(0), 0), "{out:?}");
+    let printed = conf.run_command(&["stats"], b"", RUN).stdout;
+    assert_eq!(std::fs::read(&file).unwrap(), printed);
+    let names: Vec<String> =
+        std::fs::read_dir(conf.dir()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    assert!(!names.iter().any(|n| n.contains(".tmp")), "no temporary file left: {names:?}");
+
+    let out = conf.run_command(&["stats", "--reset", "--yes"], b"", RUN);
+    assert_eq!(out.code(), Some(0), "{out:?}");
+    let seen = stats(&conf);
+    assert!(!seen.keys().any(|k| k.starts_with("pfxhttp_requests_total")), "{seen:#?}");
+}
