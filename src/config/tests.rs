@@ -319,3 +319,13 @@ socket_maps:
     assert!(!spec("own").tls.skip_verify && spec("own").tls.tls13_only);
     assert_eq!(config.map("lax").unwrap().auth.as_ref().unwrap().owner(), "test.yml|socket_maps/lax");
 }
+
+#[test]
+fn metrics_are_on_unless_switched_off() {
+    const MAP: &str = "socket_maps: { m: { target: 'http://127.0.0.1:9/', value_field: r } }\n";
+    let on = load(MAP).config.unwrap();
+    let off = load(&format!("server: {{ metrics: false }}\n{MAP}")).config.unwrap();
+    assert_eq!((on.metrics, off.metrics), (true, false));
+    let errs = errors(&format!("server: {{ metrics: sometimes }}\n{MAP}"));
+    assert!(errs.iter().any(|e| e.starts_with("server.metrics")), "{errs:?}");
+}

@@ -277,3 +277,33 @@ fn the_switch_reset_and_textfile() {
     let seen = stats(&conf);
     assert!(!seen.keys().any(|k| k.starts_with("pfxhttp_requests_total")), "{seen:#?}");
 }
+
+/// Run as root on a database the spawn service's user owns, `stats` reads it as that user (no
+/// file of root's appears beside it), and `--textfile` still writes a file where only root may.
+#[test]
+#[ignore = "needs root"]
+fn stats_as_root_reads_as_the_owner_and_writes_as_root() {
+    crate::state::assert_root();
+    let backend = mixed_backend();
+    let db = temp_dir();
+    let conf = Config::new().map("m", &backend.url("/lookup"));
+    let db_path = conf.dir().join("var/lib/pfxhttp/pfxhttp.db");
+    let conf = conf.state_db(&db_path.display().to_string());
+    let out = conf.run_command(&["state", "init", "--user", "nobody"], b"", RUN);
+    assert_eq!(out.code(), Some(0), "{out:?}");
+
+    let seen = stats(&conf);
+    assert_eq!(value(&seen, "pfxhttp_connections_active{}"), 0.0, "{seen:#?}");
+    let private = db.path().join("root-only");
+    std::fs::create_dir(&private).unwrap();
+    std::fs::set_permissions(&private, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    let file = private.join("pfxhttp.prom");
+    let out = conf.run_command(&["stats", "--textfile", &file.display().to_string()], b"", RUN);
+    assert_eq!(out.code(), Some(0), "{out:?}");
+    assert_eq!(parse(&std::fs::read(&file).unwrap()), seen);
+    for entry in std::fs::read_dir(db_path.parent().unwrap()).unwrap() {
+        let path = entry.unwrap().path();
+        let owner = std::os::unix::fs::MetadataExt::uid(&std::fs::metadata(&path).unwrap());
+        assert_ne!(owner, 0, "{} is root's: stats did not read as the owner", path.display());
+    }
+}
