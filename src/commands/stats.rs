@@ -81,8 +81,8 @@ fn read(config: &Config, db_path: &Path, reset: bool) -> Result<String, String> 
     let db = state::try_open(db_path).map_err(|e| e.to_string())?;
     let failed = |e: rusqlite::Error| format!("metrics in {}: {e}", db_path.display());
     let totals = stored::totals(&db).map_err(failed)?;
-    let live = Live { hosts: hosts(config, &stored::down_hosts(&db).map_err(failed)?), connections: 0 };
-    let live = Live { connections: stored::live_processes(&db).map_err(failed)?, ..live };
+    let down = stored::down_hosts(&db).map_err(failed)?;
+    let live = Live { hosts: hosts(config, &down), connections: stored::live_processes(&db).map_err(failed)? };
     if reset {
         stored::reset(&db).map_err(failed)?;
     }

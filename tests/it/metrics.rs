@@ -33,7 +33,11 @@ fn mixed_backend() -> Backend {
 /// The map `m` on `backend`, one attempt per lookup, logging to `sink`, with a state database
 /// made by `state init`.
 fn setup(backend: &Backend, sink: &SyslogSink) -> Config {
-    let conf = Config::new().map("m", &backend.url("/lookup")).set("max_attempts", "1").syslog(sink, "");
+    init(Config::new().map("m", &backend.url("/lookup")).set("max_attempts", "1").syslog(sink, ""))
+}
+
+/// `conf` with its state database made by `state init`.
+fn init(conf: Config) -> Config {
     let args: &[&str] = if is_root() { &["state", "init", "--user", "root"] } else { &["state", "init"] };
     let out = conf.run_command(args, b"", RUN);
     assert_eq!(out.code(), Some(0), "state init: {out:?}");
@@ -306,4 +310,79 @@ fn stats_as_root_reads_as_the_owner_and_writes_as_root() {
         let owner = std::os::unix::fs::MetadataExt::uid(&std::fs::metadata(&path).unwrap());
         assert_ne!(owner, 0, "{} is root's: stats did not read as the owner", path.display());
     }
+}
+
+/// tcp_table, policy and SASL requests are counted under their kinds and outcomes; cache uses,
+/// token fetches and host health too.
+#[test]
+fn every_kind_the_cache_tokens_and_host_health_are_counted() {
+    let backend = mixed_backend();
+    let policy = Backend::fixed(Reply::json(200, r#"{"action":"REJECT no"}"#));
+    let auth = Backend::start(|r| match r.body_json()["password"].as_str() {
+        Some("good") => Reply::status(200, "{}"),
+        Some("bad") => Reply::status(403, "null").with_header("Auth-Status", "Invalid login or password"),
+        _ => Reply::status(503, "{}"),
+    });
+    let tokens = Backend::fixed(Reply::json(200, r#"{"token":"tok","expires_in":3600}"#));
+    let jwt = format!("{{ token_endpoint: {}, credentials: {{ username: u, password: p }} }}", q(&tokens.url("/t")));
+    let closed = closed_url("/lookup");
+    let closed_host = closed.trim_start_matches("http://").trim_end_matches("/lookup").to_string();
+    let conf = init(
+        Config::new()
+            .map("m", &backend.url("/lookup"))
+            .set("max_attempts", "1")
+            .map("c", &backend.url("/lookup"))
+            .set("cache", "{ ttl: 60s }")
+            .set("jwt_auth", &jwt)
+            .map("two", &closed)
+            .targets(&[&closed, &backend.url("/lookup")])
+            .policy("p", &policy.url("/policy"))
+            .sasl("smtp-auth", &auth.url("/auth")),
+    );
+    let out = conf.run_serving(&["tcp", "m"], b"get f-1\nget n-1\nget x-1\n", RUN);
+    assert_wire(&out.stdout, b"200 v\n500 not found\n400 unexpected HTTP status 503\n");
+    let out = conf.run_serving(&["policy", "p"], b"request=smtpd_access_policy\nrecipient=a@b.example\n\n", RUN);
+    assert_wire(&out.stdout, b"action=REJECT no\n\n");
+    let plain = |id: u32, password: &str| {
+        let resp = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, format!("\0u\0{password}"));
+        format!("AUTH\t{id}\tPLAIN\tservice=smtp\tnologin\tresp={resp}\n")
+    };
+    let input = ["VERSION\t1\t0\nCPID\t1\n".to_string(), plain(1, "good"), plain(2, "bad"), plain(3, "down")].concat();
+    let out = conf.run_serving(&["sasl"], input.as_bytes(), RUN);
+    assert!(
+        String::from_utf8_lossy(&out.stdout)
+            .ends_with("DONE\nOK\t1\tuser=u\nFAIL\t2\treason=Invalid login or password\n")
+    );
+    for _ in 0..2 {
+        let out = conf.run_serving(&["socketmap"], &[netstring(b"c f-1"), netstring(b"two f-2")].concat(), RUN);
+        assert_wire(&out.stdout, b"4:OK v,4:OK v,");
+    }
+
+    let seen = stats(&conf);
+    let got = |key: &str| value(&seen, key);
+    let counted: [&str; 17] = [
+        "pfxhttp_requests_total{kind=tcp,name=m,outcome=found}",
+        "pfxhttp_requests_total{kind=tcp,name=m,outcome=not_found}",
+        "pfxhttp_requests_total{kind=tcp,name=m,outcome=temporary}",
+        "pfxhttp_requests_total{kind=policy,name=p,outcome=action}",
+        "pfxhttp_requests_total{kind=sasl,name=smtp-auth,outcome=ok}",
+        "pfxhttp_requests_total{kind=sasl,name=smtp-auth,outcome=fail}",
+        "pfxhttp_requests_total{kind=sasl,name=smtp-auth,outcome=temporary}",
+        "pfxhttp_processes_total{command=tcp}",
+        "pfxhttp_processes_total{command=policy}",
+        "pfxhttp_processes_total{command=sasl}",
+        "pfxhttp_cache_total{name=c,result=miss}",
+        "pfxhttp_cache_total{name=c,result=hit}",
+        "pfxhttp_token_fetches_total{name=c,result=ok}",
+        &format!("pfxhttp_backend_attempts_total{{host={closed_host},name=two,result=connect}}"),
+        "pfxhttp_requests_total{kind=socketmap,name=two,outcome=found}",
+        &format!("pfxhttp_host_down{{host={closed_host},name=two}}"),
+        &format!("pfxhttp_host_down{{host=127.0.0.1:{},name=two}}", backend.port()),
+    ];
+    let values: Vec<f64> = counted.iter().map(|k| got(k)).collect();
+    assert_eq!(
+        values,
+        [1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 2.0, 1.0, 0.0],
+        "{seen:#?}"
+    );
 }
