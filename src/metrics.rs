@@ -67,24 +67,41 @@ pub const LE: [&str; 14] =
     ["0.001", "0.0025", "0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1", "2.5", "5", "10", "+Inf"];
 
 /// One process's counts since its last flush: series and label values to the amount to add.
+///
+/// A series is kept under one text key (its row name, then each label value with its length in
+/// front), built in a buffer kept for the purpose: counting a series met before allocates nothing.
 #[derive(Debug, Default)]
 pub struct Counts {
-    added: HashMap<(Series, Vec<String>), u64>,
+    added: HashMap<String, u64>,
+    key: String,
 }
 
 impl Counts {
     /// Adds `n` to the series with `labels`.
     pub fn add(&mut self, series: Series, labels: &[&str], n: u64) {
-        let key = (series, labels.iter().map(|l| l.to_string()).collect());
-        *self.added.entry(key).or_insert(0) += n;
+        self.set_key(series, labels);
+        match self.added.get_mut(self.key.as_str()) {
+            Some(v) => *v += n,
+            None => {
+                self.added.insert(self.key.clone(), n);
+            }
+        }
     }
 
     /// Takes `n` back from the series with `labels` (an attempt counted before its answer was
     /// read); never below zero.
     pub fn take_back(&mut self, series: Series, labels: &[&str], n: u64) {
-        let key = (series, labels.iter().map(|l| l.to_string()).collect::<Vec<_>>());
-        if let Some(v) = self.added.get_mut(&key) {
+        self.set_key(series, labels);
+        if let Some(v) = self.added.get_mut(self.key.as_str()) {
             *v = v.saturating_sub(n);
+        }
+    }
+
+    fn set_key(&mut self, series: Series, labels: &[&str]) {
+        self.key.clear();
+        self.key.push_str(series.row_name());
+        for label in labels {
+            let _ = write!(self.key, " {}:{label}", label.len());
         }
     }
 
@@ -102,13 +119,30 @@ impl Counts {
     }
 
     /// The counts to add, leaving out zeros.
-    pub fn iter(&self) -> impl Iterator<Item = (Series, &[String], u64)> {
-        self.added.iter().filter(|(_, n)| **n > 0).map(|((s, labels), n)| (*s, &labels[..], *n))
+    pub fn iter(&self) -> impl Iterator<Item = (Series, Vec<String>, u64)> + '_ {
+        self.added.iter().filter(|(_, n)| **n > 0).filter_map(|(key, n)| {
+            let (series, labels) = decode(key)?;
+            Some((series, labels, *n))
+        })
     }
 
     pub fn clear(&mut self) {
         self.added.clear();
     }
+}
+
+/// The series and label values of a key [`Counts`] built.
+fn decode(key: &str) -> Option<(Series, Vec<String>)> {
+    let (name, mut rest) = key.split_once(' ').unwrap_or((key, ""));
+    let series = Series::from_row_name(name)?;
+    let mut labels = Vec::new();
+    while !rest.is_empty() {
+        let (len, after) = rest.split_once(':')?;
+        let len: usize = len.parse().ok()?;
+        labels.push(after.get(..len)?.to_string());
+        rest = after.get(len..)?.strip_prefix(' ').unwrap_or(after.get(len..)?);
+    }
+    Some((series, labels))
 }
 
 /// The `outcome` of a socketmap or tcp_table request.

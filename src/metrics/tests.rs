@@ -2,7 +2,7 @@ use super::*;
 use crate::answer::Failure;
 
 fn totals_of(counts: &Counts) -> Totals {
-    counts.iter().map(|(s, labels, n)| ((s, labels.to_vec()), n)).collect()
+    counts.iter().map(|(s, labels, n)| ((s, labels), n)).collect()
 }
 
 #[test]
@@ -25,6 +25,8 @@ fn a_duration_falls_in_the_first_bucket_it_does_not_exceed() {
 fn the_text_format_has_every_family_cumulative_buckets_and_escaped_labels() {
     let mut counts = Counts::default();
     counts.add(Series::Requests, &["socketmap", "a\"b\\c\nd", "found"], 3);
+    counts.add(Series::Requests, &["socketmap", "a\"b\\c\nd", "found"], 0);
+    counts.add(Series::Cache, &["2:x y", ""], 1);
     counts.observe("policy", "p", Duration::from_millis(3));
     counts.observe("policy", "p", Duration::from_millis(30));
     counts.add(Series::Processes, &["policy"], 2);
@@ -35,6 +37,7 @@ fn the_text_format_has_every_family_cumulative_buckets_and_escaped_labels() {
     let samples: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();
     let mut expected = vec![
         r#"pfxhttp_requests_total{kind="socketmap",name="a\"b\\c\nd",outcome="found"} 3"#.to_string(),
+        r#"pfxhttp_cache_total{name="2:x y",result=""} 1"#.to_string(),
         r#"pfxhttp_processes_total{command="policy"} 2"#.to_string(),
     ];
     let cumulative = [0, 0, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 2];

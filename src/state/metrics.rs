@@ -21,6 +21,10 @@ use std::time::{Duration, Instant};
 /// may send its next request meanwhile. Counts not written are kept for the next flush.
 const FLUSH_WAIT: Duration = Duration::from_millis(200);
 
+/// How long the flush at the end waits: the client is gone, nobody waits on it, and what it
+/// does not write is lost.
+const EXIT_WAIT: Duration = Duration::from_secs(2);
+
 /// The longest time between two flushes while serving.
 const FLUSH_EVERY: Duration = Duration::from_secs(10);
 
@@ -123,7 +127,7 @@ impl Metrics<'_> {
         let row = state.row.get();
         let me = row.unwrap_or_else(|| (std::process::id(), start_time(std::process::id()).unwrap_or(0)));
         let written = self.store.with_db_raw(|db| {
-            super::db::wait_for_locks(FLUSH_WAIT);
+            super::db::wait_for_locks(if last { EXIT_WAIT } else { FLUSH_WAIT });
             let counts = state.counts.borrow();
             let done = write(db, &counts, command, me, row.is_none(), last);
             super::db::wait_for_locks(super::db::BUSY_TIMEOUT);
@@ -169,7 +173,7 @@ fn write(
             add(db, Series::Processes, &[command.to_string()], 1)?;
         }
         for (series, labels, n) in counts.iter() {
-            add(db, series, labels, n)?;
+            add(db, series, &labels, n)?;
         }
         if last {
             db.execute("DELETE FROM metrics_processes WHERE pid = ?1 AND started = ?2", params![me.0, me.1 as i64])?;
