@@ -386,3 +386,32 @@ fn every_kind_the_cache_tokens_and_host_health_are_counted() {
         "{seen:#?}"
     );
 }
+
+/// A database made before the metrics existed (no metrics tables): `state check` says so, the
+/// first flush makes them, and the counts are there.
+#[test]
+fn a_database_without_the_metrics_tables_gets_them_on_the_first_flush() {
+    let backend = mixed_backend();
+    let sink = SyslogSink::new();
+    let conf = setup(&backend, &sink);
+    let drop = Command::new("python3")
+        .args(["-c", "import sqlite3, sys\nc = sqlite3.connect(sys.argv[1])\nc.executescript('DROP TABLE metrics; DROP TABLE metrics_processes')\n"])
+        .arg(conf.db_path())
+        .output()
+        .expect("python3 runs");
+    assert!(drop.status.success(), "{drop:?}");
+    let check = conf.run_command(&["state", "check"], b"", RUN);
+    assert!(check.stdout_str().contains("metrics: no tables yet"), "{check:?}");
+    let seen = stats(&conf);
+    assert_eq!(value(&seen, "pfxhttp_connections_active{}"), 0.0, "stats reads a database without them");
+
+    conf.run_serving(&["socketmap"], &[netstring(b"m f-1"), netstring(b"m n-1")].concat(), RUN);
+    assert_eq!((requests(&stats(&conf), "found"), requests(&stats(&conf), "not_found")), (1.0, 1.0));
+    let check = conf.run_command(&["state", "check"], b"", RUN);
+    // Two requests, their durations (one or two buckets, the sum, the count), the attempts, the
+    // process.
+    let line = check.stdout_str().lines().find(|l| l.starts_with("metrics: ")).map(str::to_string);
+    let series =
+        line.as_deref().and_then(|l| l.strip_prefix("metrics: ")?.strip_suffix(" stored series, 0 process row(s)"));
+    assert!(series.is_some_and(|n| n == "7" || n == "8"), "{check:?}");
+}
