@@ -368,9 +368,9 @@ fn warm_round(args: &Args, config: &Path, env: &[(&str, &Path)], round: usize, s
 }
 
 /// Warm lookups with metrics on and off, the first of the two alternating by round. A process
-/// flushes its counts after its first reply (the untimed warm-up) and then every 10 s, so this
-/// measures the counting a lookup does; the flushes' own cost is one short transaction per
-/// process per 10 s.
+/// flushes its counts 1 to 2 s after its start and then every 10 s (after a reply, before the
+/// next request is read), so this measures the counting a lookup does and, in a long run, a
+/// flush or two.
 fn metrics_round(args: &Args, configs: (&Path, &Path), env: &[(&str, &Path)], round: usize, s: &mut report::Samples) {
     let key = |i: usize| format!("user{i}@example.org");
     for on in if round % 2 == 0 { [true, false] } else { [false, true] } {

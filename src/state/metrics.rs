@@ -2,11 +2,13 @@
 //! serving now. See `docs/design.md#metrics`.
 //!
 //! A serving process counts in memory ([`crate::metrics::Counts`]) and adds its counts to the
-//! totals with `value = value + ?` in one short transaction: after the first reply, then at most
-//! every 10 s (after a reply has been written, so no lookup waits on it), and when it ends. Its
+//! totals with `value = value + ?` in one short transaction: after a reply 1 to 2 s after its
+//! start, then at most every 10 s (after a reply has been written, so no lookup waits on it),
+//! and when it ends. Its
 //! counts are cleared only once the transaction has committed, so a process killed at any point
-//! loses what it counted since its last flush and never adds anything twice. A failed flush is
-//! logged once per process; the counts are kept for the next one. Where there is no database
+//! loses what it counted since its last flush and never adds anything twice. A flush that meets
+//! another process's lock gives way (the counts are kept for the next one); any other failure,
+//! and a lock at the last flush, is logged once per process. Where there is no database
 //! file (before `state init`), nothing is written.
 
 use super::Store;
@@ -25,6 +27,9 @@ const FLUSH_WAIT: Duration = Duration::from_millis(200);
 /// does not write is lost.
 const EXIT_WAIT: Duration = Duration::from_secs(2);
 
+/// The earliest first flush; it comes up to as much again later, at random.
+const FIRST_FLUSH: Duration = Duration::from_secs(1);
+
 /// The longest time between two flushes while serving.
 const FLUSH_EVERY: Duration = Duration::from_secs(10);
 
@@ -37,8 +42,8 @@ pub(super) struct MetricsState {
     /// The serving command (`socketmap`, `tcp`, `policy`, `sasl`), once counting is on.
     command: Cell<Option<&'static str>>,
     counts: RefCell<Counts>,
-    /// When the counts were last flushed; `None` before the first flush.
-    flushed: Cell<Option<Instant>>,
+    /// When a flush is due next (after a reply).
+    due: Cell<Option<Instant>>,
     every: Cell<Duration>,
     /// This process's row: (pid, start time), once written.
     row: Cell<Option<(u32, u64)>>,
@@ -67,7 +72,13 @@ impl Metrics<'_> {
     /// (commands run by hand are not counted).
     pub fn start(&self, command: &'static str) {
         let every = std::env::var(FLUSH_EVERY_VAR).ok().and_then(|v| v.parse().ok()).map(Duration::from_millis);
-        self.state().every.set(every.unwrap_or(FLUSH_EVERY));
+        let every = every.unwrap_or(FLUSH_EVERY);
+        // The first flush (which writes the process's row) comes after a reply 1 to 2 s after
+        // the start, the moment drawn at random: processes started together (a burst of
+        // connections) do not all write at once, and a process that lives less has no row.
+        let first = (FIRST_FLUSH + FIRST_FLUSH.mul_f64(fastrand::f64())).min(every);
+        self.state().every.set(every);
+        self.state().due.set(Some(Instant::now() + first));
         self.state().command.set(Some(command));
     }
 
@@ -98,11 +109,10 @@ impl Metrics<'_> {
         }
     }
 
-    /// Flushes after a reply was written: after the first one (which also writes this process's
-    /// row), then once `every` has passed since the last flush.
+    /// Flushes after a reply was written, when a flush is due: the first 1 to 2 s after the
+    /// start, then `every` after the last.
     pub fn after_reply(&self) {
-        let due = self.state().flushed.get().is_none_or(|at| at.elapsed() >= self.state().every.get());
-        if self.on() && due {
+        if self.state().due.get().is_some_and(|at| Instant::now() >= at) {
             self.flush(false);
         }
     }
@@ -116,7 +126,7 @@ impl Metrics<'_> {
 
     fn flush(&self, last: bool) {
         let state = self.state();
-        state.flushed.set(Some(Instant::now()));
+        state.due.set(Some(Instant::now() + state.every.get()));
         let Some(command) = state.command.get() else { return };
         // The metrics never create the database (`state init` does): a process whose lookups
         // need none opens none where there is none.
@@ -138,14 +148,18 @@ impl Metrics<'_> {
                 state.counts.borrow_mut().clear();
                 state.row.set(Some(me));
             }
+            // Another process's lock only delays a flush (the counts are kept), unless it is the
+            // last one.
+            Some(Err(e)) if !last && super::db::is_contention(&e) => {
+                log::debug(&format!("metrics: {e}; the counts are kept for the next flush"));
+            }
             Some(Err(e)) if !state.told.replace(true) => {
                 let place = match &self.store.setting {
                     StateDb::File(path) => path.display().to_string(),
                     StateDb::Memory => String::new(),
                 };
-                log::warn(&format!(
-                    "metrics: cannot add this process's counts to state database {place}: {e}; kept for the next try"
-                ));
+                let fate = if last { "they are lost" } else { "kept for the next try" };
+                log::warn(&format!("metrics: cannot add this process's counts to state database {place}: {e}; {fate}"));
             }
             Some(Err(_)) | None => {}
         }
