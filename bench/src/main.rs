@@ -373,7 +373,8 @@ fn warm_round(args: &Args, config: &Path, env: &[(&str, &Path)], round: usize, s
 /// flush or two.
 fn metrics_round(args: &Args, configs: (&Path, &Path), env: &[(&str, &Path)], round: usize, s: &mut report::Samples) {
     let key = |i: usize| format!("user{i}@example.org");
-    for on in if round % 2 == 0 { [true, false] } else { [false, true] } {
+    let first = round & 1 == 0;
+    for on in [first, !first] {
         let config = if on { configs.0 } else { configs.1 };
         let times = warm(args, config, env, "http", key);
         let series = if on { &mut s.warm_metrics } else { &mut s.warm_no_metrics };
