@@ -31,7 +31,8 @@
 //! main.rs          the binary: fd 3 from systemd, then commands::main
 //! commands/        one file per kind of command: serve (socketmap, policy, tcp, sasl), admin
 //!                  (check, query, policy-query; identity: check --user), sasl_query, cache,
-//!                  state, token; cli holds the clap definitions
+//!                  state, stats (metrics in the Prometheus text format), token; cli holds the
+//!                  clap definitions
 //! connection.rs    the client connection: buffers, idle and lifetime limits, bounded writes
 //! proto/           pure codecs: netstring + socketmap, policy, tcp, dovecot (SASL)
 //! sasl.rs          SASL mechanisms as a pure state machine (sasl/session: one connection's)

@@ -18,13 +18,15 @@ use crate::support::*;
 const RUN: Duration = Duration::from_secs(30);
 const REPLY: Duration = Duration::from_secs(10);
 
-/// A backend answering by the key's first letter: `f…` found, `n…` not found, `x…` 503.
+/// A backend answering by the key's first letter: `f…` found, `n…` not found, `i…` 200 with a
+/// body that is not JSON, anything else 503.
 fn mixed_backend() -> Backend {
     Backend::start(|r| {
         let key = r.body_json()["key"].as_str().unwrap_or_default().to_string();
         match key.chars().next() {
             Some('f') => Reply::json(200, r#"{"result":"v"}"#),
             Some('n') => Reply::json(200, "{}"),
+            Some('i') => Reply::text(200, "not json"),
             _ => Reply::json(503, "{}"),
         }
     })
@@ -341,8 +343,11 @@ fn every_kind_the_cache_tokens_and_host_health_are_counted() {
             .policy("p", &policy.url("/policy"))
             .sasl("smtp-auth", &auth.url("/auth")),
     );
-    let out = conf.run_serving(&["tcp", "m"], b"get f-1\nget n-1\nget x-1\n", RUN);
-    assert_wire(&out.stdout, b"200 v\n500 not found\n400 unexpected HTTP status 503\n");
+    let out = conf.run_serving(&["tcp", "m"], b"get f-1\nget n-1\nget x-1\nget i-1\n", RUN);
+    let replies = String::from_utf8_lossy(&out.stdout).into_owned();
+    let replies: Vec<&str> = replies.lines().collect();
+    assert_eq!(replies[..3], ["200 v", "500 not found", "400 unexpected HTTP status 503"]);
+    assert!(replies.len() == 4 && replies[3].starts_with("400 invalid backend response: "), "{replies:?}");
     let out = conf.run_serving(&["policy", "p"], b"request=smtpd_access_policy\nrecipient=a@b.example\n\n", RUN);
     assert_wire(&out.stdout, b"action=REJECT no\n\n");
     let plain = |id: u32, password: &str| {
@@ -362,10 +367,12 @@ fn every_kind_the_cache_tokens_and_host_health_are_counted() {
 
     let seen = stats(&conf);
     let got = |key: &str| value(&seen, key);
-    let counted: [&str; 17] = [
+    let counted: [&str; 19] = [
         "pfxhttp_requests_total{kind=tcp,name=m,outcome=found}",
         "pfxhttp_requests_total{kind=tcp,name=m,outcome=not_found}",
         "pfxhttp_requests_total{kind=tcp,name=m,outcome=temporary}",
+        &format!("pfxhttp_backend_attempts_total{{host=127.0.0.1:{},name=m,result=ok}}", backend.port()),
+        &format!("pfxhttp_backend_attempts_total{{host=127.0.0.1:{},name=m,result=invalid}}", backend.port()),
         "pfxhttp_requests_total{kind=policy,name=p,outcome=action}",
         "pfxhttp_requests_total{kind=sasl,name=smtp-auth,outcome=ok}",
         "pfxhttp_requests_total{kind=sasl,name=smtp-auth,outcome=fail}",
@@ -384,7 +391,7 @@ fn every_kind_the_cache_tokens_and_host_health_are_counted() {
     let values: Vec<f64> = counted.iter().map(|k| got(k)).collect();
     assert_eq!(
         values,
-        [1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 2.0, 1.0, 0.0],
+        [1.0, 1.0, 2.0, 2.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 2.0, 1.0, 0.0],
         "{seen:#?}"
     );
 }
