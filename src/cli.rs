@@ -112,6 +112,20 @@ pub enum Command {
         #[command(subcommand)]
         action: CacheAction,
     },
+    /// Print the metrics' totals from the state database in the Prometheus text format
+    /// (version 0.0.4).
+    Stats {
+        /// Write them to FILE instead, atomically (a temporary file in the same directory,
+        /// renamed), for node_exporter's textfile collector.
+        #[arg(long, value_name = "FILE", conflicts_with = "reset")]
+        textfile: Option<PathBuf>,
+        /// Zero every counter (asks first, unless --yes).
+        #[arg(long)]
+        reset: bool,
+        /// Do not ask before --reset.
+        #[arg(long, requires = "reset")]
+        yes: bool,
+    },
     /// The shared state database (server.state_db): create it, or report on it.
     State {
         #[command(subcommand)]

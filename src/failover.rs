@@ -59,6 +59,11 @@ impl<'s> Hosts<'s> {
         self.urls.is_empty()
     }
 
+    /// The shared state the hosts' health is kept in.
+    pub fn store(&self) -> &'s Store {
+        self.store
+    }
+
     /// Marks host `index` down after a failure, or clears its mark after an answer. `cut_short`
     /// says the attempt had less than the entry's timeout (the deadline was near): its timeout
     /// says nothing about the host.
@@ -114,7 +119,7 @@ pub fn retryable(entry: &Entry, result: &Result<Response, HttpError>) -> bool {
 }
 
 /// A status the entry accepts as an answer (value or "not found").
-fn expected(entry: &Entry, status: u16) -> bool {
+pub fn expected(entry: &Entry, status: u16) -> bool {
     entry.answer.status_codes.contains(&status) || entry.answer.not_found_status.contains(&status)
 }
 

@@ -31,7 +31,8 @@
 //! main.rs          the binary: fd 3 from systemd, then commands::main
 //! commands/        one file per kind of command: serve (socketmap, policy, tcp, sasl), admin
 //!                  (check, query, policy-query; identity: check --user), sasl_query, cache,
-//!                  state, token; cli holds the clap definitions
+//!                  state, stats (metrics in the Prometheus text format), token; cli holds the
+//!                  clap definitions
 //! connection.rs    the client connection: buffers, idle and lifetime limits, bounded writes
 //! proto/           pure codecs: netstring + socketmap, policy, tcp, dovecot (SASL)
 //! sasl.rs          SASL mechanisms as a pure state machine (sasl/session: one connection's)
@@ -49,8 +50,11 @@
 //! template.rs      upon templates with escaping by context
 //! config/          loading (source), the YAML tree, and reading it into a typed Config in parts
 //! state/           the shared SQLite state: db, walk + init (safe as root), health, tokens,
-//!                  cache (response rows), documents (an identity provider's, for SASL)
+//!                  cache (response rows), documents (an identity provider's, for SASL),
+//!                  metrics (totals, live processes)
 //! log.rs           log lines to syslog, Postfix's postlogd or (by hand) stderr
+//! metrics.rs       a process's counters and the Prometheus text of the totals (pure); the
+//!                  totals live in state/metrics
 //! postfix.rs       postconf(1) output read: master.cf services, parameters, references
 //! ```
 //!
@@ -75,6 +79,7 @@ pub mod http;
 pub mod jwt;
 pub mod log;
 pub mod lookup;
+pub mod metrics;
 pub mod postfix;
 pub mod proto;
 pub mod reply;

@@ -1,13 +1,14 @@
 //! One lookup: render the HTTP request for an entry, send it to the entry's hosts within the
 //! deadline (retries as [`failover`] decides), and interpret the answer.
 
-use crate::answer::{self, Outcome};
+use crate::answer::{self, FailureKind, Outcome};
 use crate::auth::{AuthError, Token, Tokens};
 use crate::config::{Entry, Level};
 use crate::failover;
 use crate::failover::Hosts;
 use crate::http::{self, Attempt, HttpError, Request, Transport};
 use crate::log;
+use crate::metrics::{self, Series};
 use crate::state::Store;
 use reqwest::header::{self, HeaderName, HeaderValue};
 use std::io::Write as _;
@@ -30,6 +31,8 @@ pub struct Report {
     pub status: Option<u16>,
     /// Sent to the backend as `X-Request-Id`.
     pub request_id: Option<String>,
+    /// The W3C trace id sent in every attempt's `traceparent` header, once a request is sent.
+    pub trace_id: Option<String>,
     /// The HTTP exchange as text, when asked for (`query -v`); secrets masked.
     pub transcript: Vec<String>,
     /// The final answer's `Cache-Control` values.
@@ -49,6 +52,7 @@ impl Report {
             attempts: 0,
             status: None,
             request_id: Some(request_id.to_string()),
+            trace_id: None,
             transcript: Vec::new(),
             cache_control: Vec::new(),
             cache: None,
@@ -72,7 +76,18 @@ pub fn run(
     // Every path below sets the outcome; should one not, the lookup fails rather than answers.
     let mut report = Report::without_request(Outcome::temporary("no attempt was made"), request_id);
     report.outcome = match send(entry, vars, transport, store, verbose, &mut report) {
-        Ok(last) => outcome(entry, last, &mut report.cache_control),
+        Ok(last) => {
+            let answered = matches!(&last, Some((_, Ok(r))) if failover::expected(entry, r.status));
+            let outcome = outcome(entry, last, &mut report.cache_control);
+            // An answer whose body could not be used is a temporary failure: the attempt,
+            // counted `ok` when its status came, was `invalid`.
+            if answered && matches!(&outcome, Outcome::Failure(f) if f.kind == FailureKind::Temporary) {
+                let host = report.host.as_deref().unwrap_or("?");
+                store.metrics().take_back(Series::Attempts, &[&entry.name, host, "ok"]);
+                store.metrics().add(Series::Attempts, &[&entry.name, host, "invalid"], 1);
+            }
+            outcome
+        }
         Err(failed) => failed,
     };
     report
@@ -92,6 +107,7 @@ pub fn send(
 ) -> Result<Last, Outcome> {
     let deadline = Instant::now() + entry.retry.deadline;
     let request_id = report.request_id.clone().unwrap_or_default();
+    report.trace_id = Some(trace_id());
     let (mut headers, body) = prepare(entry, vars, &request_id).map_err(Outcome::temporary)?;
     let urls = (0..entry.targets.len()).map(|index| target_url(entry, index, vars)).collect::<Result<Vec<_>, _>>()?;
     let hosts = Hosts::new(entry, urls, store);
@@ -152,12 +168,15 @@ fn attempts(
         let Some(remaining) = deadline.checked_duration_since(Instant::now()).filter(|d| !d.is_zero()) else {
             break;
         };
-        let request = Request {
+        let mut request = Request {
             method: entry.request.method.clone(),
             url: hosts.url(index).clone(),
             headers: headers.clone(),
             body: body.clone(),
         };
+        if let Some(trace) = &report.trace_id {
+            add_traceparent(&mut request.headers, trace);
+        }
         let limits = Attempt {
             client: entry.client,
             timeout: entry.retry.timeout.min(remaining),
@@ -186,6 +205,9 @@ fn attempts(
             log::debug(&format!("{} attempt {} to {host}: {said}", entry.name, attempt + 1));
         }
         hosts.record(entry, index, &result, limits.timeout < entry.retry.timeout);
+        let answer = result.as_ref().is_ok_and(|r| failover::expected(entry, r.status));
+        let counted = metrics::attempt_result(&result, answer);
+        hosts.store().metrics().add(Series::Attempts, &[&entry.name, &host, counted], 1);
         let again = failover::retryable(entry, &result);
         last = Some((host, result));
         if !again {
@@ -278,6 +300,24 @@ fn target_url(entry: &Entry, index: usize, vars: &upon::Value) -> Result<reqwest
     }
     let rendered = target.template.render(vars).map_err(|e| Outcome::temporary(format!("target template: {e}")))?;
     target::parse(&rendered)
+}
+
+/// A fresh W3C trace id: 32 hex digits, never all zeros (which means "none").
+pub fn trace_id() -> String {
+    format!("{:032x}", fastrand::u128(1..))
+}
+
+/// Adds `traceparent: 00-<trace id>-<span id>-01` (version 00, sampled) with a fresh span id for
+/// this attempt, unless the entry's `headers` set one of their own.
+fn add_traceparent(headers: &mut http::Headers, trace_id: &str) {
+    let name = HeaderName::from_static("traceparent");
+    if headers.iter().any(|(n, _)| *n == name) {
+        return;
+    }
+    let value = format!("00-{trace_id}-{:016x}-01", fastrand::u64(1..));
+    if let Ok(value) = HeaderValue::from_str(&value) {
+        headers.push((name, value));
+    }
 }
 
 /// A fresh request id: 16 hex digits, sent to the backend as `X-Request-Id` and logged.

@@ -10,6 +10,7 @@ use crate::connection::{Connection, End};
 use crate::http::Transport;
 use crate::log::{self, Field};
 use crate::lookup::{self, CacheUse, Lookup, Report};
+use crate::metrics;
 use crate::proto::{netstring, policy, socketmap, tcp};
 use crate::reply::{self, Reply};
 use crate::state::Store;
@@ -47,7 +48,9 @@ impl Server<'_> {
             // The reply goes first: the client is waiting for it, the log line and the cache
             // write can wait.
             let sent = conn.reply(&netstring::encode(reply.wire.as_bytes()));
+            let took = started.elapsed();
             self.log_lookup("socketmap", &req.name, &req.key, report.as_ref(), &reply, started);
+            self.store.metrics().request("socketmap", &req.name, metrics::map_outcome(&outcome), took);
             self.store_for_later(report.as_mut());
             if let Err(end) = sent {
                 return end;
@@ -66,7 +69,9 @@ impl Server<'_> {
             let (outcome, mut report) = self.map_lookup(name, &key);
             let reply = reply::tcp(&outcome);
             let sent = conn.reply(&reply.wire);
+            let took = started.elapsed();
             self.log_lookup("tcp", name, &key, report.as_ref(), &reply, started);
+            self.store.metrics().request("tcp", name, metrics::map_outcome(&outcome), took);
             self.store_for_later(report.as_mut());
             if let Err(end) = sent {
                 return end;
@@ -85,7 +90,10 @@ impl Server<'_> {
             let started = Instant::now();
             let (action, mut report, name) = self.policy_check(service, &attrs);
             let sent = conn.reply(&policy::encode(&action));
+            let took = started.elapsed();
             self.log_policy(&name, &attrs, report.as_ref(), &action, started);
+            let outcome = metrics::policy_outcome(report.as_ref().map(|r| &r.outcome));
+            self.store.metrics().request("policy", &name, outcome, took);
             self.store_for_later(report.as_mut());
             if let Err(end) = sent {
                 return end;
@@ -93,11 +101,13 @@ impl Server<'_> {
         }
     }
 
-    /// Stores what the lookup left for the response cache, once its reply is out.
+    /// Stores what the lookup left for the response cache, once its reply is out, and adds the
+    /// counts to the shared totals when that is due.
     pub fn store_for_later(&self, report: Option<&mut Report>) {
         if let Some(write) = report.and_then(|r| r.cache_write.take()) {
             write.apply(self.store);
         }
+        self.store.metrics().after_reply();
     }
 
     /// Looks up `key` in map `name`; the report is `None` when no HTTP request was made.
@@ -194,7 +204,8 @@ impl Server<'_> {
     }
 }
 
-/// The request's fields, then the report's, the reply's, the time taken and the request id.
+/// The request's fields, then the report's, the reply's, the time taken, the request id and the
+/// trace id sent in `traceparent`.
 fn finish_fields<'a>(
     mut fields: Vec<(&'a str, Field<'a>)>,
     report: Option<&'a Report>,
@@ -224,6 +235,9 @@ fn finish_fields<'a>(
     fields.push(("ms", Field::Number(started.elapsed().as_millis().try_into().unwrap_or(u64::MAX))));
     if let Some(id) = report.and_then(|r| r.request_id.as_ref()) {
         fields.push(("id", Field::Text(id)));
+    }
+    if let Some(trace) = report.and_then(|r| r.trace_id.as_ref()) {
+        fields.push(("trace", Field::Text(trace)));
     }
     fields
 }

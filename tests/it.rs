@@ -66,3 +66,6 @@ mod admin;
 
 #[path = "it/formats.rs"]
 mod formats;
+
+#[path = "it/metrics.rs"]
+mod metrics;

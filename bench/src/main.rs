@@ -253,9 +253,11 @@ fn syslog_sink(path: &Path) -> std::thread::JoinHandle<()> {
 
 /// The maps measured, by name: without a cache (`http`, `https`), and with one (`hit`, `miss`,
 /// `https_hit`, `mix`).
-fn write_config(path: &Path, args: &Args, log: &Path, state_db: &Path) {
+/// `metrics: false` writes the same with the serving processes' counting off.
+fn write_config(path: &Path, args: &Args, log: &Path, state_db: &Path, metrics: bool) {
     let mut yaml = String::new();
     writeln!(yaml, "server:\n  logging: {{ syslog_socket: {} }}", log.display()).unwrap();
+    writeln!(yaml, "  metrics: {metrics}").unwrap();
     // The serving processes create the file in this existing directory.
     writeln!(yaml, "  state_db: {}\nsocket_maps:", state_db.display()).unwrap();
     let maps = [
@@ -283,7 +285,9 @@ fn main() {
     let log = dir.join("log.sock");
     let _sink = syslog_sink(&log);
     let config = dir.join("pfxhttp.yml");
-    write_config(&config, &args, &log, &dir.join("state.db"));
+    write_config(&config, &args, &log, &dir.join("state.db"), true);
+    let no_metrics = dir.join("pfxhttp-no-metrics.yml");
+    write_config(&no_metrics, &args, &log, &dir.join("state.db"), false);
     // The default trust settings: the system bundle, here with the harness's CA added to it.
     let env: &[(&str, &Path)] = &[("SSL_CERT_FILE", args.ca_bundle.as_path())];
     let conf = config.to_str().expect("utf-8 path");
@@ -299,6 +303,8 @@ fn main() {
         cold_round(&args, &socketmap, env, round, &mut s);
         eprint!(", warm");
         warm_round(&args, &config, env, round, &mut s);
+        eprint!(", metrics off");
+        metrics_round(&args, (&config, &no_metrics), env, round, &mut s);
         eprint!(", {PROCESSES} processes");
         concurrent_round(&args, &config, env, round, &mut s);
         eprintln!();
@@ -358,6 +364,21 @@ fn warm_round(args: &Args, config: &Path, env: &[(&str, &Path)], round: usize, s
     // A key never asked before in every lookup of every round: each misses and stores a row.
     for t in warm(args, config, env, "miss", |i| format!("user{i}@r{round}.example.org")) {
         s.cache_miss.push(round, t);
+    }
+}
+
+/// Warm lookups with metrics on and off, the first of the two alternating by round. A process
+/// flushes its counts 1 to 2 s after its start and then every 10 s (after a reply, before the
+/// next request is read), so this measures the counting a lookup does and, in a long run, a
+/// flush or two.
+fn metrics_round(args: &Args, configs: (&Path, &Path), env: &[(&str, &Path)], round: usize, s: &mut report::Samples) {
+    let key = |i: usize| format!("user{i}@example.org");
+    let first = round & 1 == 0;
+    for on in [first, !first] {
+        let config = if on { configs.0 } else { configs.1 };
+        let times = warm(args, config, env, "http", key);
+        let series = if on { &mut s.warm_metrics } else { &mut s.warm_no_metrics };
+        times.into_iter().for_each(|t| series.push(round, t));
     }
 }
 

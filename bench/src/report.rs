@@ -36,6 +36,9 @@ pub struct Samples {
     pub cold_https_cached: Series,
     pub cache_hit: Series,
     pub cache_miss: Series,
+    /// Warm lookups with `server.metrics` on and off, measured side by side.
+    pub warm_metrics: Series,
+    pub warm_no_metrics: Series,
     /// Wall time per lookup of the concurrent runs (one sample per run).
     pub concurrent_plain: Series,
     pub concurrent_cached: Series,
@@ -93,6 +96,8 @@ pub struct Stats {
     pub cold_https_cached: Summary,
     pub cache_hit: Summary,
     pub cache_miss: Summary,
+    pub warm_metrics: Summary,
+    pub warm_no_metrics: Summary,
     pub concurrent_plain: Summary,
     pub concurrent_cached: Summary,
     pub rss_median_kib: u64,
@@ -116,6 +121,8 @@ impl Stats {
             cold_https_cached: Summary::of(&s.cold_https_cached),
             cache_hit: Summary::of(&s.cache_hit),
             cache_miss: Summary::of(&s.cache_miss),
+            warm_metrics: Summary::of(&s.warm_metrics),
+            warm_no_metrics: Summary::of(&s.warm_no_metrics),
             concurrent_plain: Summary::of(&s.concurrent_plain),
             concurrent_cached: Summary::of(&s.concurrent_cached),
             rss_median_kib: rss[rss.len() / 2],
@@ -137,6 +144,7 @@ pub struct Targets {
     pub cache_miss: f64,
     pub cache_cold: f64,
     pub cache_concurrent: f64,
+    pub metrics: f64,
 }
 
 impl Default for Targets {
@@ -151,6 +159,7 @@ impl Default for Targets {
             cache_miss: 1.10,
             cache_cold: 1.1,
             cache_concurrent: 1.0,
+            metrics: 1.03,
         }
     }
 }
@@ -202,6 +211,8 @@ fn variants(o: &mut String, s: &Stats) {
         ("warm: 1 lookup on a kept pfxhttp connection", &s.warm),
         ("cache hit: the same, `ttl: 1h`, one key (fresh row)", &s.cache_hit),
         ("cache miss: the same, `stale_if_error: 1h`, a new key each (a row stored each)", &s.cache_miss),
+        ("warm, metrics on (`server.metrics`, the default), side by side with the next", &s.warm_metrics),
+        ("warm, metrics off (`server.metrics: false`)", &s.warm_no_metrics),
         ("64 processes, 50 % popular keys, no cache: wall time per lookup", &s.concurrent_plain),
         ("the same with `ttl: 1h` (the popular keys fresh hits)", &s.concurrent_cached),
     ];
@@ -262,6 +273,11 @@ fn measures(s: &Stats, t: &Targets) -> Vec<(String, String, String, &'static str
             "cache: miss on a kept connection / warm lookup without cache",
             s.cache_miss.median / s.warm.median,
             t.cache_miss,
+        ),
+        ratio(
+            "metrics: warm lookup with metrics on / off",
+            s.warm_metrics.median / s.warm_no_metrics.median,
+            t.metrics,
         ),
         ratio(
             "cache: cold HTTPS answered from the cache / cold HTTP without cache",

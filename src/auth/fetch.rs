@@ -43,6 +43,8 @@ pub struct Fetch<'a> {
     pub attempt: Attempt,
     pub deadline: Instant,
     pub user_agent: &'a str,
+    /// The entry the request is for: the `name` its token fetches are counted under.
+    pub entry: &'a str,
 }
 
 impl<'a> Fetch<'a> {
@@ -51,7 +53,7 @@ impl<'a> Fetch<'a> {
     pub fn for_entry(entry: &'a crate::config::Entry, transport: &'a dyn Transport, deadline: Instant) -> Fetch<'a> {
         let client = entry.auth.as_ref().map_or(entry.client, crate::config::Auth::client);
         let attempt = Attempt { client, timeout: entry.retry.timeout, max_response_bytes: 1 << 16, gunzip: false };
-        Fetch { transport, attempt, deadline, user_agent: &entry.request.user_agent }
+        Fetch { transport, attempt, deadline, user_agent: &entry.request.user_agent, entry: &entry.name }
     }
 
     /// How long a fetching process holds the lease: two requests (discovery or refresh, then
@@ -249,6 +251,7 @@ mod tests {
             attempt,
             deadline: std::time::Instant::now() + Duration::from_secs(5),
             user_agent: "pfxhttp/test",
+            entry: "test",
         }
     }
 

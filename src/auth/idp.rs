@@ -59,7 +59,7 @@ pub fn token_claims(
 ) -> Result<Map<String, Value>, TokenError> {
     let attempt =
         Attempt { client: oidc.client, timeout: entry.retry.timeout, max_response_bytes: MAX_DOCUMENT, gunzip: false };
-    let fetch = Fetch { transport, attempt, deadline, user_agent: &entry.request.user_agent };
+    let fetch = Fetch { transport, attempt, deadline, user_agent: &entry.request.user_agent, entry: &entry.name };
     let discovery = discovery(&oidc.configuration_uri, store, &fetch)?;
     let by_jwks = match oidc.validation {
         Validation::Jwks => true,

@@ -222,8 +222,15 @@ fn describe(auth: &Auth) -> String {
     }
 }
 
-/// Fetches a new token while holding the lease, and stores it.
+/// Fetches a new token while holding the lease, and stores it; the fetch is counted.
 fn renew(auth: &Auth, key: &str, store: &Store, fetch: &Fetch, old: Option<&Token>) -> Result<Token, AuthError> {
+    let fetched = fetch_new(auth, key, store, fetch, old);
+    let result = if fetched.is_ok() { "ok" } else { "error" };
+    store.metrics().add(crate::metrics::Series::TokenFetches, &[fetch.entry, result], 1);
+    fetched
+}
+
+fn fetch_new(auth: &Auth, key: &str, store: &Store, fetch: &Fetch, old: Option<&Token>) -> Result<Token, AuthError> {
     let fetched_at = now_ms();
     let token = match auth {
         Auth::Jwt(j) => fetch::jwt(j, &credentials(j)?, old.and_then(|t| t.refresh.as_deref()), fetch)?,
@@ -315,8 +322,13 @@ mod tests {
         ]);
         let attempt =
             Attempt { client: 0, timeout: Duration::from_secs(1), max_response_bytes: 1 << 16, gunzip: false };
-        let fetch =
-            Fetch { transport: &fake, attempt, deadline: Instant::now() + Duration::from_secs(5), user_agent: "t" };
+        let fetch = Fetch {
+            transport: &fake,
+            attempt,
+            deadline: Instant::now() + Duration::from_secs(5),
+            user_agent: "t",
+            entry: "t",
+        };
         let first = obtain(&auth, &store, &fetch).unwrap();
         store.drop_token(&key(&auth), &first);
         assert_eq!(obtain(&auth, &store, &fetch).unwrap().access, "t2");

@@ -1,5 +1,5 @@
 //! What each command does: `serve` runs the serving commands, which write only protocol
-//! replies; `admin`, `cache`, `state` and `token` run the others, which print to the terminal.
+//! replies; `admin`, `cache`, `state`, `stats` and `token` run the others, which print to the terminal.
 
 mod admin;
 mod cache;
@@ -8,6 +8,7 @@ mod postfix;
 mod sasl_query;
 mod serve;
 mod state;
+mod stats;
 mod token;
 
 use crate::cli::{Cli, Command};
@@ -58,6 +59,9 @@ fn run(cli: Cli, fd3: Option<OwnedFd>) -> u8 {
         }
         Command::Cache { action } => return cache::run(path, format, action),
         Command::State { action } => return state::run(path, format, action),
+        Command::Stats { textfile, reset, yes } => {
+            return stats::run(path, format, stats::Options { textfile, reset, yes });
+        }
         Command::Token { refresh, name } => return token::run(path, format, &name, refresh),
     };
     serve::run(protocol, path, format, fd3)

@@ -24,6 +24,18 @@ pub(super) enum Protocol {
     Sasl(Option<String>),
 }
 
+impl Protocol {
+    /// The command's name, as `pfxhttp_processes_total` counts it.
+    fn command(&self) -> &'static str {
+        match self {
+            Protocol::Socketmap => "socketmap",
+            Protocol::Policy(_) => "policy",
+            Protocol::Tcp(_) => "tcp",
+            Protocol::Sasl(_) => "sasl",
+        }
+    }
+}
+
 /// Serves the connection with the configuration at `path`, or with the reason there is none.
 pub(super) fn run(protocol: Protocol, path: Result<PathBuf, String>, format: Format, fd3: Option<OwnedFd>) -> u8 {
     let loaded = path.map(|p| config::load(&p, format)).map_err(|e| format!("pfxhttp configuration error: {e}"));
@@ -107,8 +119,13 @@ fn serve(protocol: Protocol, loaded: Result<Loaded, String>, fd3: Option<OwnedFd
     };
     let clients = Clients::new(config.as_ref().map_or(&[][..], |c| &c.clients[..]));
     let store = Store::new(config.as_ref().map_or(&StateDb::Memory, |c| &c.state_db));
+    if config.as_ref().is_ok_and(|c| c.metrics) {
+        store.metrics().start(protocol.command());
+    }
     let server = Server { config, transport: &clients, store: &store, verbose: false, use_cache: true };
     let end = answer(&server, &protocol, &mut conn, &limits);
+    // The client is gone or done: the last counts go to the shared totals now.
+    store.metrics().at_exit();
     match &end {
         // A withheld reply was logged with its request.
         End::Eof | End::Idle | End::Lifetime | End::Withheld(_) => log::debug(&format!("connection ends: {end}")),

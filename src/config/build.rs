@@ -17,7 +17,7 @@ pub(super) fn config(root: &Value, identity: &str, mut d: Diagnostics) -> Loaded
     if let Some((path, v)) = top.take("server") {
         server_settings(&path, v, &mut server, d);
     }
-    let Server { logging, limits, inherited, socketmap_max_reply_size, state_db, go_cache_ttl } = server;
+    let Server { logging, limits, inherited, socketmap_max_reply_size, state_db, go_cache_ttl, metrics } = server;
 
     let mut clients: Vec<ClientSpec> = Vec::new();
     let mut maps = Vec::new();
@@ -48,6 +48,7 @@ pub(super) fn config(root: &Value, identity: &str, mut d: Diagnostics) -> Loaded
         limits,
         socketmap_max_reply_size,
         state_db,
+        metrics,
         maps,
         policies,
         sasl,
@@ -66,6 +67,7 @@ struct Server {
     state_db: StateDb,
     /// `response_cache`'s window (the Go pfxhttp's keys).
     go_cache_ttl: Option<Duration>,
+    metrics: bool,
 }
 
 impl Default for Server {
@@ -77,6 +79,7 @@ impl Default for Server {
             socketmap_max_reply_size: 100_000,
             state_db: StateDb::File(PathBuf::from("/var/lib/pfxhttp/pfxhttp.db")),
             go_cache_ttl: None,
+            metrics: true,
         }
     }
 }
@@ -105,6 +108,11 @@ fn server_settings(path: &str, v: &Value, out: &mut Server, d: &mut Diagnostics)
     {
         out.socketmap_max_reply_size = n as usize;
     }
+    if let Some((p, v)) = server.take("metrics")
+        && let Some(on) = tree::boolean(&p, v, d)
+    {
+        out.metrics = on;
+    }
     if let Some((p, v)) = server.take("limits") {
         limit_settings(&p, v, &mut out.limits, d);
     }
@@ -119,7 +127,11 @@ fn server_settings(path: &str, v: &Value, out: &mut Server, d: &mut Diagnostics)
             ("run_as_user", "set user= in master.cf (or User= in the systemd unit)"),
             ("run_as_group", "set user=NAME:GROUP in master.cf (or Group= in the systemd unit)"),
             ("chroot", "run the spawn service with chroot n; Postfix's daemons reach it through the queue directory"),
-            ("observability", "a per-connection process has no metrics endpoint; lookups are logged to syslog"),
+            (
+                "observability",
+                "a per-connection process has no metrics endpoint: `pfxhttp stats` prints the counters \
+                 (server.metrics), and backend requests carry a traceparent header",
+            ),
         ],
     );
 }

@@ -80,6 +80,8 @@ pub struct Config {
     pub socketmap_max_reply_size: usize,
     /// The shared state database (token cache, host health).
     pub state_db: StateDb,
+    /// `server.metrics`: serving processes count requests into the state database.
+    pub metrics: bool,
     /// `socket_maps` entries.
     pub maps: Vec<Entry>,
     /// `policy_services` entries.

@@ -335,3 +335,13 @@ fn logging_target() {
         ["server.logging.target: \"journal\" is not one of: auto, syslog, postlog, stderr"]
     );
 }
+
+#[test]
+fn metrics_are_on_unless_switched_off() {
+    const MAP: &str = "socket_maps: { m: { target: 'http://127.0.0.1:9/', value_field: r } }\n";
+    let on = load(MAP).config.unwrap();
+    let off = load(&format!("server: {{ metrics: false }}\n{MAP}")).config.unwrap();
+    assert_eq!((on.metrics, off.metrics), (true, false));
+    let errs = errors(&format!("server: {{ metrics: sometimes }}\n{MAP}"));
+    assert!(errs.iter().any(|e| e.starts_with("server.metrics")), "{errs:?}");
+}

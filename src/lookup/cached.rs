@@ -9,6 +9,7 @@ use crate::cache::{self, Store as Change};
 use crate::config::Entry;
 use crate::http::Transport;
 use crate::log;
+use crate::metrics::Series;
 use crate::state::{Store, cache::Row, now_ms};
 
 /// What the cache did for one lookup.
@@ -80,6 +81,7 @@ pub fn cached(lookup: &Lookup<'_>, transport: &dyn Transport, store: &Store, ver
         let outcome = row.value.clone().map_or(Outcome::NotFound, Outcome::Found);
         let mut report = Report::without_request(outcome, lookup.request_id);
         report.cache = Some(CacheUse::Hit { age: age(row, now) });
+        store.metrics().add(Series::Cache, &[&entry.name, "hit"], 1);
         return report;
     }
     let mut report = ask();
@@ -108,6 +110,8 @@ pub fn cached(lookup: &Lookup<'_>, transport: &dyn Transport, store: &Store, ver
         }
         Outcome::Failure(_) => {}
     }
+    let used = if matches!(report.cache, Some(CacheUse::Stale { .. })) { "stale" } else { "miss" };
+    store.metrics().add(Series::Cache, &[&entry.name, used], 1);
     report
 }
 

@@ -162,8 +162,10 @@ impl Server<'_> {
     }
 
     /// One line per `AUTH`: mechanism, user, client, result and time; never a password, a
-    /// response or a token.
+    /// response or a token. The `AUTH` is counted too, and the counts flushed when that is due
+    /// (its reply, if any, is out).
     fn log_auth(&self, done: &Done<'_>, report: Option<&Report>, started: Instant) {
+        self.store.metrics().request("sasl", done.service, done.result, started.elapsed());
         let mut fields = vec![("proto", Field::Text("sasl")), ("service", Field::Text(done.service))];
         fields.push(("mechanism", Field::Text(done.mechanism.map_or("-", Mechanism::name))));
         if self.config.as_ref().map_or(true, |c| c.logging.log_keys) {
@@ -182,6 +184,7 @@ impl Server<'_> {
             result.push(("reason", Field::Text(reason)));
         }
         log::request(&finish_fields(fields, report, &result, started));
+        self.store.metrics().after_reply();
     }
 }
 

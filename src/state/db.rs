@@ -66,6 +66,25 @@ CREATE INDEX IF NOT EXISTS response_cache_age ON response_cache (entry, stored_a
 CREATE INDEX IF NOT EXISTS response_cache_expiry ON response_cache (entry, expires_at);
 ";
 
+/// The metrics' tables, added to version 1 without a new version as the cache's was (older
+/// pfxhttp never reads them): made by `state init`, or by the first flush of a serving process.
+/// `metrics` holds the totals, one row per series and label values (a JSON array);
+/// `metrics_processes` a row per serving process, while it lives.
+pub(super) const METRICS_SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS metrics (
+    series TEXT NOT NULL,
+    labels TEXT NOT NULL,
+    value INTEGER NOT NULL,
+    PRIMARY KEY (series, labels)
+);
+CREATE TABLE IF NOT EXISTS metrics_processes (
+    pid INTEGER NOT NULL,
+    started INTEGER NOT NULL,
+    command TEXT NOT NULL,
+    PRIMARY KEY (pid, started)
+);
+";
+
 /// Makes the state database wait up to `bound` for another process's lock (no wait with zero): yields at
 /// first, then sleeps of 50 µs. pfxhttp's transactions hold the lock for microseconds, while
 /// SQLite's own wait sleeps a whole millisecond at the first conflict and longer at each next
@@ -259,6 +278,7 @@ pub fn check(path: &Path) -> CheckReport {
     let steps = file_facts(path, &mut report.facts).and_then(|()| open_read_only(path)).and_then(|conn| {
         let problems = database_facts(path, &conn, &mut report.facts)?;
         report.problems.extend(problems);
+        report.facts.push(super::metrics::fact(&conn));
         report.down = down_marks(path, &conn)?;
         Ok(())
     });

@@ -58,6 +58,7 @@ pub fn init(path: &Path, owner: Option<Owner>) -> Result<Vec<String>, DbError> {
     }
     let conn = db::open(path)?;
     conn.execute_batch(db::CACHE_SCHEMA).map_err(|e| DbError::from_sqlite(path, &e))?;
+    conn.execute_batch(db::METRICS_SCHEMA).map_err(|e| DbError::from_sqlite(path, &e))?;
     drop(conn);
     done.push(if existed {
         format!("{} exists and is usable", path.display())

@@ -1,5 +1,5 @@
-//! The shared state database: one SQLite file that every pfxhttp process uses for host health
-//! and the token cache.
+//! The shared state database: one SQLite file that every pfxhttp process uses for host health,
+//! the token cache, the response cache and the metrics' totals.
 //!
 //! It is an optimisation, never a requirement. It is opened on first need only (a lookup with a
 //! single host never needs it), in WAL mode with a short busy timeout. Whatever goes wrong with
@@ -12,6 +12,7 @@ mod db;
 mod documents;
 mod health;
 mod init;
+pub mod metrics;
 mod tokens;
 mod walk;
 
@@ -54,6 +55,8 @@ pub struct Store {
     memory_tokens: RefCell<HashMap<String, TokenRow>>,
     /// The response cache's secret and switch.
     cache_state: cache::CacheState,
+    /// This process's counts, until they are flushed.
+    metrics_state: metrics::MetricsState,
 }
 
 impl Store {
@@ -64,6 +67,7 @@ impl Store {
             memory_health: RefCell::new(HashMap::new()),
             memory_tokens: RefCell::new(HashMap::new()),
             cache_state: cache::CacheState::default(),
+            metrics_state: metrics::MetricsState::default(),
         }
     }
 

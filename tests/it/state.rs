@@ -181,14 +181,14 @@ fn open_for_nobody(s: &Setup) {
 }
 
 /// A python3 process holding `BEGIN EXCLUSIVE` on a database; killed when dropped.
-struct LockHolder {
+pub(crate) struct LockHolder {
     child: std::process::Child,
 }
 
 impl LockHolder {
     /// Starts the holder and waits (bounded) until it has the lock. `create` first makes a
     /// table, so that a new file becomes a database (rollback journal).
-    fn start(db: &Path, create: bool) -> LockHolder {
+    pub(crate) fn start(db: &Path, create: bool) -> LockHolder {
         let script = format!(
             "import sqlite3, sys, time\n\
              c = sqlite3.connect(sys.argv[1], isolation_level=None)\n\
@@ -225,7 +225,7 @@ impl LockHolder {
         matches!(self.child.try_wait(), Ok(None))
     }
 
-    fn stop(&mut self) {
+    pub(crate) fn stop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
