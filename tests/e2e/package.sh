@@ -15,7 +15,6 @@
 #   for tests/e2e/postfix.sh (this script uses E2E_SMTP_PORT + 10 for its own smtpd).
 set -uo pipefail
 cd "$(dirname "$0")/../.."
-REPO=$PWD
 SMTP_PORT=$(( ${E2E_SMTP_PORT:-2625} + 10 ))
 
 PASS=0; FAIL=0
@@ -227,8 +226,11 @@ fi
 
 echo "== upgrade to a higher version: the edited config and the state database are kept"
 UP_VERSION=$VERSION+upgradetest1
-(cd "$REPO" && cargo deb --no-build --quiet --deb-version "$UP_VERSION" -o "$T/up.deb") > "$T/up.build" 2>&1 \
+# cargo-deb deletes every other version's .deb from target/debian: scripts/package's is put back.
+cp "$DEB" "$T/built.deb"
+cargo deb --no-build --quiet --deb-version "$UP_VERSION" -o "$T/up.deb" > "$T/up.build" 2>&1 \
     || { cat "$T/up.build"; die "cargo deb --deb-version failed"; }
+cp "$T/built.deb" "$DEB"
 DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$T/up.deb" < /dev/null > "$T/upgrade.log" 2>&1; rc=$?
 sed -i 's/\r$//' "$T/upgrade.log"
 expect "apt-get install of $UP_VERSION over $VERSION (rc=$rc)" \
