@@ -138,7 +138,7 @@ sed 's/^/  /' "$T/rpm.scripts"
 expect "%pre creates the system user and group pfxhttp" \
     eval 'sed -n "/^preinstall/,/^postinstall/p" "$T/rpm.scripts" | grep -q "useradd -r -g pfxhttp" && grep -q "groupadd -r pfxhttp" "$T/rpm.scripts"'
 expect "%post runs pfxhttp state init --user pfxhttp" \
-    eval 'sed -n "/^postinstall/,\$p" "$T/rpm.scripts" | grep -q "pfxhttp state init --user pfxhttp --config /etc/pfxhttp/pfxhttp.yml"'
+    eval 'sed -n "/^postinstall/,\$p" "$T/rpm.scripts" | grep -q "/usr/sbin/pfxhttp state init --user pfxhttp --config /etc/pfxhttp/pfxhttp.yml"'
 printed_master_cf "$T/rpm.scripts" > "$T/master.cf.rpm"
 expect "%post prints the same master.cf lines as the .deb's postinst" cmp -s "$T/master.cf.rpm" "$T/master.cf.postinst"
 # rpm's find-requires lists the C runtime's parts one by one (libc, libm, libgcc_s: Rust's std
