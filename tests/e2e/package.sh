@@ -93,8 +93,8 @@ expect "conffiles: /etc/pfxhttp/pfxhttp.yml" grep -qx /etc/pfxhttp/pfxhttp.yml "
 dpkg-deb -x "$DEB" "$T/root"
 expect "the packaged units run /usr/sbin/pfxhttp" \
     grep -qx "ExecStart=/usr/sbin/pfxhttp --config /etc/pfxhttp/pfxhttp.yml socketmap" "$T/root/usr/lib/systemd/system/pfxhttp-map@.service"
-expect "the packaged master.cf.snippet runs /usr/sbin/pfxhttp, never /usr/local" \
-    eval 'grep -q "argv=/usr/sbin/pfxhttp " "$T/root/usr/share/doc/pfxhttp/master.cf.snippet" && ! grep -rq /usr/local "$T/root/usr/share/doc/pfxhttp/master.cf.snippet" "$T/root/usr/lib"'
+expect "the packaged master.cf.snippet and example units run /usr/sbin/pfxhttp, never /usr/local" \
+    eval 'grep -q "argv=/usr/sbin/pfxhttp " "$T/root/usr/share/doc/pfxhttp/master.cf.snippet" && ! grep -rq /usr/local "$T/root/usr/share/doc/pfxhttp/master.cf.snippet" "$T/root/usr/share/doc/pfxhttp/examples/systemd" "$T/root/usr/lib"'
 # The master.cf lines postinst prints: lines of the packaged snippet, and the same in the rpm's %post.
 printed_master_cf() { sed -n '/^pfxhttp-\|^  user=pfxhttp /p' "$1"; }
 printed_master_cf "$T/control/postinst" > "$T/master.cf.postinst"
