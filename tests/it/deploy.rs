@@ -158,3 +158,30 @@ fn listed(check: &str, label: &str) -> Vec<String> {
     let rest = rest.strip_prefix(": ").unwrap_or("");
     rest.split([';', ')']).next().unwrap().split(", ").filter(|n| !n.is_empty()).map(str::to_string).collect()
 }
+
+/// The packages' configuration passes `check` with the names the printed instructions use, and
+/// the master.cf lines the .deb's postinst and the .rpm's %post print are master.cf.snippet's,
+/// with the packaged binary's path; neither script writes Postfix's files.
+#[test]
+fn packaged_config_and_printed_lines_agree() {
+    let out = run(&["--config", repo("scripts/package.d/pfxhttp.yml").to_str().unwrap(), "check"], b"", T);
+    assert_eq!(out.code(), Some(0), "{}", out.stderr_str());
+    let (maps, policies) = (listed(&out.stdout_str(), "socket map(s)"), listed(&out.stdout_str(), "policy service(s)"));
+    assert_eq!((maps.as_slice(), policies.as_slice()), (&["demo".to_string()][..], &["policy".to_string()][..]));
+    let snippet = std::fs::read_to_string(repo("master.cf.snippet")).unwrap().replace("/usr/local/bin/", "/usr/sbin/");
+    let mut printed = Vec::new();
+    for script in ["scripts/package.d/debian/postinst", "scripts/package.d/rpm/post"] {
+        let text = std::fs::read_to_string(repo(script)).unwrap();
+        let lines: Vec<&str> = text.lines().filter(|l| l.starts_with("pfxhttp-") || l.starts_with("  user=")).collect();
+        assert_eq!(lines.len(), 4, "{script}: the map and policy entries, two lines each: {lines:?}");
+        for line in &lines {
+            assert!(snippet.lines().any(|s| s == *line), "{script}: {line:?} is not a line of master.cf.snippet");
+        }
+        assert!(text.contains("private/pfxhttp-map:demo") && text.contains("unix:private/pfxhttp-policy"), "{script}");
+        for write in ["postconf -e", "postconf -M", "> /etc/postfix", ">/etc/postfix", "sed -i"] {
+            assert!(!text.contains(write), "{script} changes Postfix's files: {write:?}");
+        }
+        printed.push(lines.join("\n"));
+    }
+    assert_eq!(printed[0], printed[1], "postinst and %post print the same master.cf lines");
+}
