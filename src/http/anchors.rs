@@ -3,8 +3,9 @@
 //! A system bundle holds about 150 certificates, and turning every one into a trust anchor costs
 //! as much as the rest of a process's start. webpki only ever uses the anchors whose subject is
 //! the issuer of a certificate in the server's chain, so each handshake gets a verifier with just
-//! those: the verdict and its error are the ones the whole bundle would give. The PEM text is
-//! decoded with the `base64` crate (certificates are public: no constant-time decoder needed).
+//! those: the verdict and its error are the ones the whole bundle would give. Only the first
+//! bytes of each certificate are decoded to find its subject, and the whole of the ones a chain
+//! needs, with the `base64` crate (certificates are public: no constant-time decoder needed).
 
 use base64::Engine as _;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
@@ -13,7 +14,6 @@ use rustls::client::WebPkiServerVerifier;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::CertificateDer;
 use std::io::BufRead;
-use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -25,31 +25,36 @@ const PEM_BASE64: GeneralPurpose = GeneralPurpose::new(
         .with_decode_allow_trailing_bits(true),
 );
 
-/// The certificates of a bundle, each with where its subject name is (`None`: not found, so the
-/// certificate is offered to every handshake).
+/// How much of a certificate's base64 is decoded to find its subject name (3/4 as many bytes):
+/// enough for nearly every certificate; the rest are decoded whole.
+const NAMES_PREFIX: usize = 512;
+
+/// The certificates of a bundle as their base64 text, each with its subject name (`None`: not
+/// found, so the certificate is offered to every handshake). A certificate is decoded whole only
+/// when a chain may need it.
 #[derive(Debug)]
 pub struct Bundle {
     path: PathBuf,
-    certs: Vec<(CertificateDer<'static>, Option<Range<usize>>)>,
+    certs: Vec<Pem>,
+}
+
+#[derive(Debug)]
+struct Pem {
+    base64: Vec<u8>,
+    subject: Option<Vec<u8>>,
 }
 
 impl Bundle {
-    /// Reads the PEM certificates of `path`; sections that do not decode are skipped.
+    /// Reads the PEM certificate sections of `path`.
     pub fn read(path: &Path) -> Result<Bundle, String> {
         let cannot =
             |e: std::io::Error| format!("cannot read {}: {}", path.display(), rustls::pki_types::pem::Error::Io(e));
         let file = std::fs::File::open(path).map_err(cannot)?;
-        let ders = pem_certificates(std::io::BufReader::with_capacity(32 * 1024, file)).map_err(cannot)?;
-        if ders.is_empty() {
+        let texts = pem_certificates(std::io::BufReader::with_capacity(32 * 1024, file)).map_err(cannot)?;
+        if texts.is_empty() {
             return Err(format!("no PEM certificate in {}", path.display()));
         }
-        let certs = ders
-            .into_iter()
-            .map(|der| {
-                let subject = names(&der).map(|(_, subject)| offset_in(&der, subject));
-                (CertificateDer::from(der), subject)
-            })
-            .collect();
+        let certs = texts.into_iter().map(|base64| Pem { subject: subject_of(&base64), base64 }).collect();
         Ok(Bundle { path: path.to_path_buf(), certs })
     }
 
@@ -66,14 +71,15 @@ impl Bundle {
         let issuers: Option<Vec<&[u8]>> = chain.map(|c| names(c).map(|(issuer, _)| issuer)).collect();
         let mut roots = RootCertStore::empty();
         if let Some(issuers) = issuers {
-            let may_issue = self
-                .certs
-                .iter()
-                .filter(|(der, subject)| subject.as_ref().is_none_or(|s| issuers.contains(&&der[s.clone()])));
-            roots.add_parsable_certificates(may_issue.map(|(der, _)| der.clone()));
+            let may_issue = self.certs.iter().filter(|c| c.subject.as_ref().is_none_or(|s| issuers.contains(&&s[..])));
+            roots.add_parsable_certificates(may_issue.filter_map(|c| decode(&c.base64)).map(CertificateDer::from));
         }
         if roots.is_empty() {
-            roots.add_parsable_certificates(self.certs.iter().map(|(der, _)| der.clone()));
+            let all: Vec<_> = self.certs.iter().filter_map(|c| decode(&c.base64)).collect();
+            if all.is_empty() {
+                return Err(format!("no PEM certificate in {}", self.path.display()));
+            }
+            roots.add_parsable_certificates(all.into_iter().map(CertificateDer::from));
         }
         if roots.is_empty() {
             return Err(format!("no usable CA certificate in {}", self.path.display()));
@@ -84,7 +90,7 @@ impl Bundle {
     }
 }
 
-/// The DER bytes of every `CERTIFICATE` section of PEM text.
+/// The base64 text (lines joined, trimmed) of every `CERTIFICATE` section of PEM text.
 fn pem_certificates(mut input: impl BufRead) -> std::io::Result<Vec<Vec<u8>>> {
     let mut out = Vec::new();
     let (mut line, mut text, mut inside) = (Vec::with_capacity(80), Vec::with_capacity(4096), false);
@@ -99,30 +105,41 @@ fn pem_certificates(mut input: impl BufRead) -> std::io::Result<Vec<Vec<u8>>> {
             text.clear();
         } else if inside && trimmed.starts_with(b"-----END CERTIFICATE-----") {
             inside = false;
-            // Whitespace inside a line is rare: the bytes are filtered only when it is there.
-            let der = PEM_BASE64.decode(&text).or_else(|_| {
-                text.retain(|b| !b.is_ascii_whitespace());
-                PEM_BASE64.decode(&text)
-            });
-            out.extend(der.ok());
+            out.push(text.clone());
         } else if inside {
             text.extend_from_slice(trimmed);
         }
     }
 }
 
-/// Where `part`, a slice of `whole`, lies in it.
-fn offset_in(whole: &[u8], part: &[u8]) -> Range<usize> {
-    let start = part.as_ptr() as usize - whole.as_ptr() as usize;
-    start..start + part.len()
+/// The DER bytes of a certificate's base64 text, `None` when it does not decode.
+fn decode(base64: &[u8]) -> Option<Vec<u8>> {
+    // Whitespace inside a line is rare: the bytes are filtered only when it is there.
+    PEM_BASE64.decode(base64).ok().or_else(|| {
+        let packed: Vec<u8> = base64.iter().copied().filter(|b| !b.is_ascii_whitespace()).collect();
+        PEM_BASE64.decode(packed).ok()
+    })
+}
+
+/// The subject name of a certificate's base64 text, from its first bytes when they hold it.
+fn subject_of(base64: &[u8]) -> Option<Vec<u8>> {
+    if base64.len() > NAMES_PREFIX
+        && let Ok(start) = PEM_BASE64.decode(&base64[..NAMES_PREFIX])
+        && let Some((_, subject)) = names(&start)
+    {
+        return Some(subject.to_vec());
+    }
+    let der = decode(base64)?;
+    names(&der).map(|(_, subject)| subject.to_vec())
 }
 
 /// The contents of the issuer and subject names of DER certificate `der`, as webpki compares
-/// them; `None` when they cannot be found.
+/// them; `None` when they cannot be found. `der` may be the certificate's first bytes only.
 pub(super) fn names(der: &[u8]) -> Option<(&[u8], &[u8])> {
     const SEQUENCE: u8 = 0x30;
-    let (SEQUENCE, cert, _) = element(der)? else { return None };
-    let (SEQUENCE, tbs, _) = element(cert)? else { return None };
+    // The certificate and its to-be-signed part may be cut short; the names must be whole.
+    let (SEQUENCE, cert) = opening(der)? else { return None };
+    let (SEQUENCE, tbs) = opening(cert)? else { return None };
     // [0] version (absent in v1 certificates), serial number, signature algorithm, issuer,
     // validity, subject.
     let (tag, _, after_version) = element(tbs)?;
@@ -135,8 +152,21 @@ pub(super) fn names(der: &[u8]) -> Option<(&[u8], &[u8])> {
     Some((issuer, subject))
 }
 
+/// The tag of the first DER element of `der` and as much of its contents as `der` holds.
+fn opening(der: &[u8]) -> Option<(u8, &[u8])> {
+    let (tag, len, rest) = header(der)?;
+    Some((tag, &rest[..len.min(rest.len())]))
+}
+
 /// The first DER element of `der`: its tag, its contents and what follows it.
 fn element(der: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+    let (tag, len, rest) = header(der)?;
+    let (contents, rest) = rest.split_at_checked(len)?;
+    Some((tag, contents, rest))
+}
+
+/// The tag and length of the first DER element of `der`, and the bytes after them.
+fn header(der: &[u8]) -> Option<(u8, usize, &[u8])> {
     let (&tag, rest) = der.split_first()?;
     let (&first, rest) = rest.split_first()?;
     let (len, rest) = match first {
@@ -147,8 +177,7 @@ fn element(der: &[u8]) -> Option<(u8, &[u8], &[u8])> {
         }
         _ => return None,
     };
-    let (contents, rest) = rest.split_at_checked(len)?;
-    Some((tag, contents, rest))
+    Some((tag, len, rest))
 }
 
 #[cfg(test)]

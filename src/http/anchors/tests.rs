@@ -10,6 +10,10 @@ fn pki_types_reading(path: &Path) -> Vec<Vec<u8>> {
     CertificateDer::pem_file_iter(path).unwrap().filter_map(Result::ok).map(|c| c.to_vec()).collect()
 }
 
+fn decoded(texts: &[Vec<u8>]) -> Vec<Vec<u8>> {
+    texts.iter().filter_map(|t| decode(t)).collect()
+}
+
 fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
@@ -30,17 +34,17 @@ fn pem_sections_decode_as_rustls_decodes_them() {
     let text = format!("# a comment\n{spaced}\n{key}{broken}{}", leaf.replace('\n', "\r\n"));
     let path = tls.dir.path().join("mixed.pem");
     std::fs::write(&path, &text).unwrap();
-    let ours = pem_certificates(text.as_bytes()).unwrap();
+    let ours = decoded(&pem_certificates(text.as_bytes()).unwrap());
     assert_eq!(ours.len(), 2, "the CA and the leaf");
     assert_eq!(ours, pki_types_reading(&path));
     if Path::new(SYSTEM_BUNDLE).is_file() {
-        let system = pem_certificates(std::fs::read(SYSTEM_BUNDLE).unwrap().as_slice()).unwrap();
+        let system = decoded(&pem_certificates(std::fs::read(SYSTEM_BUNDLE).unwrap().as_slice()).unwrap());
         assert_eq!(system, pki_types_reading(Path::new(SYSTEM_BUNDLE)));
     }
 }
 
-/// The subject found for every certificate is the one webpki gives its trust anchor, and a
-/// certificate's issuer is its CA's subject.
+/// The subject found for every certificate (from its first bytes) is the one webpki gives its
+/// trust anchor, and a certificate's issuer is its CA's subject.
 #[test]
 fn subjects_are_webpkis() {
     let tls = make_tls_files();
@@ -50,17 +54,17 @@ fn subjects_are_webpkis() {
     }
     for path in paths {
         let bundle = Bundle::read(&path).unwrap();
-        for (der, subject) in &bundle.certs {
+        for pem in &bundle.certs {
             let mut store = RootCertStore::empty();
-            store.add(der.clone()).unwrap();
-            let range = subject.clone().expect("a subject");
-            assert_eq!(&der[range], store.roots[0].subject.as_ref());
+            store.add(CertificateDer::from(decode(&pem.base64).unwrap())).unwrap();
+            assert_eq!(pem.subject.as_deref(), Some(store.roots[0].subject.as_ref()));
         }
     }
     let ca = pki_types_reading(&tls.ca_pem).remove(0);
     let leaf = pki_types_reading(&tls.leaf_cert_pem).remove(0);
     assert_eq!(names(&leaf).unwrap().0, names(&ca).unwrap().1);
-    assert_eq!(names(&leaf[..leaf.len() / 3]), None, "a truncated certificate");
+    assert_eq!(names(&leaf[..leaf.len() - 1]), names(&leaf), "the first bytes hold the names");
+    assert_eq!(names(&leaf[..20]), None, "too few bytes");
 }
 
 /// Verifying against a bundle (the system's, when there is one, plus a local CA) gives the same
@@ -92,6 +96,14 @@ fn a_bundle_without_certificates_is_refused() {
     let empty = tls.dir.path().join("empty.pem");
     std::fs::write(&empty, "nothing here\n").unwrap();
     assert_eq!(Bundle::read(&empty).unwrap_err(), format!("no PEM certificate in {}", empty.display()));
+    // A certificate whose first bytes decode but whose end does not: the same error, at the
+    // handshake that reads the bundle, as when it was decoded whole there.
+    let ca = std::fs::read_to_string(&tls.ca_pem).unwrap();
+    let broken = tls.dir.path().join("broken.pem");
+    std::fs::write(&broken, ca.replace("-----END", "*\n-----END")).unwrap();
+    let leaf = CertificateDer::from(pki_types_reading(&tls.leaf_cert_pem).remove(0));
+    let why = Bundle::read(&broken).unwrap().verifier_for(&leaf, &[], &provider()).unwrap_err();
+    assert_eq!(why, format!("no PEM certificate in {}", broken.display()));
     let missing = tls.dir.path().join("missing.pem");
     assert!(
         Bundle::read(&missing).unwrap_err().starts_with(&format!("cannot read {}: I/O error: ", missing.display()))
