@@ -2,6 +2,7 @@
 
 use crate::config::Format;
 use clap::{Parser, Subcommand};
+use std::ffi::OsString;
 use std::path::PathBuf;
 
 #[derive(Debug, Parser)]
@@ -173,3 +174,49 @@ pub enum CacheAction {
         key: Option<String>,
     },
 }
+
+impl Cli {
+    /// The command line of a serving command in its plain forms (`[--config FILE] socketmap`,
+    /// `tcp MAP`, `policy [SERVICE]`, `sasl [NAME]`, the option before or after the command),
+    /// read without building clap's parser: Postfix starts one process per connection, and
+    /// clap's work is a tenth of an idle process's. Anything else (another option, a repeated
+    /// one, a value clap would refuse or read differently) is `None`, left to clap.
+    pub fn serving(args: &[OsString]) -> Option<Cli> {
+        let mut words = Vec::with_capacity(args.len());
+        for arg in args.iter().skip(1) {
+            words.push(arg.to_str()?);
+        }
+        let (mut config, mut rest) = (None, Vec::with_capacity(2));
+        let mut words = words.into_iter();
+        while let Some(word) = words.next() {
+            let value = match word {
+                "-c" | "--config" => words.next()?,
+                _ => match word.strip_prefix("--config=") {
+                    Some(value) => value,
+                    None if word.starts_with('-') => return None,
+                    None => {
+                        rest.push(word);
+                        continue;
+                    }
+                },
+            };
+            if config.is_some() || value.is_empty() || value.starts_with('-') {
+                return None;
+            }
+            config = Some(PathBuf::from(value));
+        }
+        let command = match rest[..] {
+            ["socketmap"] => Command::Socketmap,
+            ["tcp", map] => Command::Tcp { map: map.to_string() },
+            ["policy"] => Command::Policy { service: None },
+            ["policy", service] => Command::Policy { service: Some(service.to_string()) },
+            ["sasl"] => Command::Sasl { name: None },
+            ["sasl", name] => Command::Sasl { name: Some(name.to_string()) },
+            _ => return None,
+        };
+        Some(Cli { config, format: Format::Yaml, command })
+    }
+}
+
+#[cfg(test)]
+mod tests;

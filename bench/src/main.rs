@@ -14,7 +14,8 @@
 //! The response cache, through the state database in the driver's temporary directory: a cold
 //! HTTPS start answered from a row stored before the rounds (in the cold loop), fresh hits and
 //! misses on a kept connection (after warm), and 64 processes at once with half of their
-//! lookups hits, against the same load without a cache ([`concurrent`]).
+//! lookups hits, against the same load without a cache ([`concurrent`]); with `--baseline`, the
+//! same load without a cache on another pfxhttp binary (the one before a change).
 
 use std::fmt::Write as _;
 use std::io::{Read, Write};
@@ -36,6 +37,8 @@ struct Args {
     floor_a: PathBuf,
     floor_b: PathBuf,
     floor_c: PathBuf,
+    /// Another pfxhttp binary (the one before a change), measured in the 64-process run too.
+    baseline: Option<PathBuf>,
     http_url: String,
     https_url: String,
     ca_bundle: PathBuf,
@@ -49,7 +52,7 @@ struct Args {
 fn usage() -> ! {
     eprintln!(
         "usage: bench-driver --pfxhttp BIN --floor-a BIN --floor-b BIN --floor-c BIN --http-url URL --https-url URL \
-         --ca-bundle FILE [--rounds N] [--cold N] [--warm N] [--report FILE] [--note TEXT]..."
+         --ca-bundle FILE [--baseline BIN] [--rounds N] [--cold N] [--warm N] [--report FILE] [--note TEXT]..."
     );
     std::process::exit(2)
 }
@@ -61,6 +64,7 @@ fn parse_args() -> Args {
         floor_a: PathBuf::new(),
         floor_b: PathBuf::new(),
         floor_c: PathBuf::new(),
+        baseline: None,
         http_url: String::new(),
         https_url: String::new(),
         ca_bundle: PathBuf::new(),
@@ -78,6 +82,7 @@ fn parse_args() -> Args {
             "--floor-a" => a.floor_a = value.into(),
             "--floor-b" => a.floor_b = value.into(),
             "--floor-c" => a.floor_c = value.into(),
+            "--baseline" => a.baseline = Some(value.into()),
             "--http-url" => a.http_url = value,
             "--https-url" => a.https_url = value,
             "--ca-bundle" => a.ca_bundle = value.into(),
@@ -399,6 +404,11 @@ fn concurrent_round(args: &Args, config: &Path, env: &[(&str, &Path)], round: us
         } else {
             s.concurrent_plain.push(round, concurrent::run(&load, "http"));
         }
+    }
+    // The binary before the change, under the same load without a cache.
+    if let Some(baseline) = &args.baseline {
+        let load = concurrent::Load { pfxhttp: baseline, ..load };
+        s.concurrent_baseline.push(round, concurrent::run(&load, "http"));
     }
 }
 

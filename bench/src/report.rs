@@ -42,6 +42,8 @@ pub struct Samples {
     /// Wall time per lookup of the concurrent runs (one sample per run).
     pub concurrent_plain: Series,
     pub concurrent_cached: Series,
+    /// The same as `concurrent_plain` with the `--baseline` binary (empty without one).
+    pub concurrent_baseline: Series,
     pub rss_kib: Vec<u64>,
 }
 
@@ -100,6 +102,7 @@ pub struct Stats {
     pub warm_no_metrics: Summary,
     pub concurrent_plain: Summary,
     pub concurrent_cached: Summary,
+    pub concurrent_baseline: Option<Summary>,
     pub rss_median_kib: u64,
     pub rss_max_kib: u64,
     pub binary_bytes: u64,
@@ -125,6 +128,7 @@ impl Stats {
             warm_no_metrics: Summary::of(&s.warm_no_metrics),
             concurrent_plain: Summary::of(&s.concurrent_plain),
             concurrent_cached: Summary::of(&s.concurrent_cached),
+            concurrent_baseline: (!s.concurrent_baseline.all().is_empty()).then(|| Summary::of(&s.concurrent_baseline)),
             rss_median_kib: rss[rss.len() / 2],
             rss_max_kib: *rss.last().expect("RSS samples"),
             binary_bytes,
@@ -132,8 +136,8 @@ impl Stats {
     }
 }
 
-/// The targets of the benchmark and response cache issues: upper limits, but for
-/// `cache_concurrent`, a lower one.
+/// The targets of the benchmark, response cache and start-up issues: upper limits, but for
+/// `cache_concurrent` and `startup.concurrent`, lower ones.
 pub struct Targets {
     pub cold_http: f64,
     pub cold_https: f64,
@@ -145,6 +149,19 @@ pub struct Targets {
     pub cache_cold: f64,
     pub cache_concurrent: f64,
     pub metrics: f64,
+    pub startup: Startup,
+}
+
+/// The start-up targets: a process per connection close to an empty program.
+pub struct Startup {
+    pub idle: f64,
+    pub cold_http: f64,
+    pub cold_https: f64,
+    /// warm / floor B′.
+    pub warm: f64,
+    pub rss_mib: f64,
+    /// 64 processes, lookups/s against the `--baseline` binary's.
+    pub concurrent: f64,
 }
 
 impl Default for Targets {
@@ -160,6 +177,7 @@ impl Default for Targets {
             cache_cold: 1.1,
             cache_concurrent: 1.0,
             metrics: 1.03,
+            startup: Startup { idle: 1.3, cold_http: 1.5, cold_https: 2.5, warm: 1.15, rss_mib: 4.0, concurrent: 1.15 },
         }
     }
 }
@@ -216,7 +234,8 @@ fn variants(o: &mut String, s: &Stats) {
         ("64 processes, 50 % popular keys, no cache: wall time per lookup", &s.concurrent_plain),
         ("the same with `ttl: 1h` (the popular keys fresh hits)", &s.concurrent_cached),
     ];
-    for (name, x) in rows {
+    let baseline = s.concurrent_baseline.as_ref().map(|b| ("the same without cache, the `--baseline` binary", b));
+    for (name, x) in rows.into_iter().chain(baseline) {
         writeln!(
             o,
             "| {name} | {} | {:.1} | {:.1} | {:.1} | {:.1}–{:.1} |",
@@ -291,6 +310,50 @@ fn measures(s: &Stats, t: &Targets) -> Vec<(String, String, String, &'static str
             verdict_at_least(cached / plain, t.cache_concurrent),
         ),
     ]
+    .into_iter()
+    .chain(startup_measures(s, &t.startup))
+    .collect()
+}
+
+/// The start-up targets' measures (the ones above keep their earlier targets).
+fn startup_measures(s: &Stats, t: &Startup) -> Vec<(String, String, String, &'static str)> {
+    let ratio = |name: &str, value: f64, limit: f64| {
+        (format!("start-up: {name}"), format!("{value:.2}"), format!("≤ {}", limit_text(limit)), verdict(value, limit))
+    };
+    let rss = s.rss_max_kib as f64 / 1024.0;
+    let mut out = vec![
+        ratio("idle (start, EOF, exit) / floor A", s.idle.median / s.floor_a.median, t.idle),
+        ratio("cold HTTP first reply / floor A", s.cold_http.median / s.floor_a.median, t.cold_http),
+        ratio("cold HTTPS first reply / floor A", s.cold_https.median / s.floor_a.median, t.cold_https),
+        ratio("warm lookup / floor B′", s.warm.median / s.floor_b_current.median, t.warm),
+        (
+            "start-up: peak RSS, cold HTTPS (max)".to_string(),
+            format!("{rss:.2} MiB"),
+            format!("≤ {:.0} MiB", t.rss_mib),
+            verdict(rss, t.rss_mib),
+        ),
+    ];
+    let now = 1e6 / s.concurrent_plain.median;
+    out.push(match &s.concurrent_baseline {
+        Some(b) => {
+            let before = 1e6 / b.median;
+            (
+                format!(
+                    "start-up: 64 processes, no cache, lookups/s / the `--baseline` binary's ({now:.0} / {before:.0})"
+                ),
+                format!("{:.2}", now / before),
+                format!("≥ {}", limit_text(t.concurrent)),
+                verdict_at_least(now / before, t.concurrent),
+            )
+        }
+        None => (
+            format!("start-up: 64 processes, no cache, lookups/s ({now:.0}) / before"),
+            "not measured".to_string(),
+            format!("≥ {} (BENCH_BASELINE)", limit_text(t.concurrent)),
+            "",
+        ),
+    });
+    out
 }
 
 /// CPU model, cores, memory, kernel and OS, read from /proc and /etc.

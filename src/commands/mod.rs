@@ -22,6 +22,9 @@ use std::os::fd::OwnedFd;
 /// The whole program: parses `args` and runs the command; returns the exit status.
 /// `fd3` yields the connection systemd passed, if any (taking it needs `unsafe`, kept in main).
 pub fn main(args: &[OsString], fd3: impl Fn() -> Option<OwnedFd>) -> u8 {
+    if let Some(cli) = Cli::serving(args) {
+        return run(cli, fd3());
+    }
     match Cli::try_parse_from(args) {
         Ok(cli) => run(cli, fd3()),
         Err(e) if !e.use_stderr() => {

@@ -4,6 +4,7 @@
 //! with reqwest (one client per distinct TLS/proxy setting, built on first need and kept
 //! for keep-alive), and unit tests implement it in memory.
 
+mod anchors;
 mod client;
 #[cfg(test)]
 pub mod fake;

@@ -1,16 +1,17 @@
 //! rustls client settings with the ring provider.
 //!
 //! Trust anchors are read only when the first certificate must be verified: a process that makes
-//! no HTTPS request never opens the system CA bundle. The system bundle is the distribution's
+//! no HTTPS request never opens the system CA bundle. Of the bundle, each handshake turns into
+//! trust anchors only the certificates that can have issued the server's chain (see `anchors`). The system bundle is the distribution's
 //! PEM file (which `update-ca-certificates` rebuilds), or `tls.root_ca` instead.
 
+use super::anchors::Bundle;
 use crate::config::TlsSpec;
-use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
-use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use rustls::{ClientConfig, DigitallySignedStruct, SignatureScheme};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
@@ -72,22 +73,11 @@ fn system_bundle() -> Result<PathBuf, String> {
         .ok_or_else(|| format!("no system CA bundle found (looked in {}); set tls.root_ca", SYSTEM_BUNDLES.join(", ")))
 }
 
-fn build_verifier(
-    source: &Option<PathBuf>,
-    provider: &Arc<CryptoProvider>,
-) -> Result<Arc<WebPkiServerVerifier>, String> {
-    let path = match source {
-        Some(p) => p.clone(),
-        None => system_bundle()?,
-    };
-    let mut roots = RootCertStore::empty();
-    let (added, _) = roots.add_parsable_certificates(read_certs(&path)?);
-    if added == 0 {
-        return Err(format!("no usable CA certificate in {}", path.display()));
+fn read_bundle(source: &Option<PathBuf>) -> Result<Bundle, String> {
+    match source {
+        Some(p) => Bundle::read(p),
+        None => Bundle::read(&system_bundle()?),
     }
-    WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-        .build()
-        .map_err(|e| format!("CA certificates in {}: {e}", path.display()))
 }
 
 /// Checks server certificates against trust anchors loaded on the first handshake, or (with
@@ -101,7 +91,7 @@ struct Verifier {
 #[derive(Debug)]
 enum Trust {
     Any,
-    Roots { source: Option<PathBuf>, loaded: OnceLock<Result<Arc<WebPkiServerVerifier>, String>> },
+    Roots { source: Option<PathBuf>, loaded: OnceLock<Result<Bundle, String>> },
 }
 
 impl ServerCertVerifier for Verifier {
@@ -116,9 +106,13 @@ impl ServerCertVerifier for Verifier {
         let Trust::Roots { source, loaded } = &self.trust else {
             return Ok(ServerCertVerified::assertion());
         };
-        match loaded.get_or_init(|| build_verifier(source, &self.provider)) {
+        let verifier = match loaded.get_or_init(|| read_bundle(source)) {
+            Ok(bundle) => bundle.verifier_for(end_entity, intermediates, &self.provider),
+            Err(e) => Err(e.clone()),
+        };
+        match verifier {
             Ok(v) => v.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now),
-            Err(e) => Err(rustls::Error::General(e.clone())),
+            Err(e) => Err(rustls::Error::General(e)),
         }
     }
 
