@@ -1,5 +1,5 @@
 //! Metrics without a daemon: the counters one serving process keeps in memory ([`Counts`]), which
-//! [`crate::state`] adds into the state database now and then, and the Prometheus text
+//! the state store (`state::metrics`) adds into the state database now and then, and the Prometheus text
 //! exposition format (version 0.0.4) that `pfxhttp stats` prints from the database's totals
 //! ([`render`]). See `docs/design.md#metrics`.
 //!

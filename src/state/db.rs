@@ -278,7 +278,7 @@ pub fn check(path: &Path) -> CheckReport {
     let steps = file_facts(path, &mut report.facts).and_then(|()| open_read_only(path)).and_then(|conn| {
         let problems = database_facts(path, &conn, &mut report.facts)?;
         report.problems.extend(problems);
-        report.facts.push(super::metrics::fact(&conn));
+        report.facts.push(metrics_fact(&conn));
         report.down = down_marks(path, &conn)?;
         Ok(())
     });
@@ -286,6 +286,21 @@ pub fn check(path: &Path) -> CheckReport {
         report.problems.push(problem);
     }
     report
+}
+
+/// `pfxhttp state check`: what the metrics' tables hold, or that they are not made yet.
+fn metrics_fact(db: &Connection) -> String {
+    let counted =
+        db.query_row("SELECT (SELECT count(*) FROM metrics), (SELECT count(*) FROM metrics_processes)", [], |r| {
+            Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?))
+        });
+    match counted {
+        Ok((series, processes)) => format!("metrics: {series} stored series, {processes} process row(s)"),
+        Err(e) if e.to_string().contains("no such table") => {
+            "metrics: no tables yet (state init or the first serving process makes them)".to_string()
+        }
+        Err(e) => format!("metrics: cannot be read: {e}"),
+    }
 }
 
 /// The directory's and the file's owner and mode.

@@ -117,9 +117,14 @@ impl Metrics<'_> {
         }
     }
 
-    /// Flushes when the process ends, and removes its row.
+    /// Flushes when the process ends, and removes its row. A process that answered nothing
+    /// and never wrote its row has nothing to add: it leaves the database alone, so that a
+    /// connection closed without a request costs no database write (and is not counted in
+    /// `processes_total`).
     pub fn at_exit(&self) {
-        if self.on() {
+        let state = self.state();
+        let nothing = state.row.get().is_none() && state.counts.borrow().is_empty();
+        if self.on() && !nothing {
             self.flush(true);
         }
     }
@@ -262,21 +267,6 @@ pub fn down_hosts(db: &Connection) -> rusqlite::Result<Vec<String>> {
 pub fn reset(db: &Connection) -> rusqlite::Result<usize> {
     db.execute_batch(super::db::METRICS_SCHEMA)?;
     db.execute("DELETE FROM metrics", [])
-}
-
-/// `pfxhttp state check`: what the metrics' tables hold, or that they are not made yet.
-pub(super) fn fact(db: &Connection) -> String {
-    let counted =
-        db.query_row("SELECT (SELECT count(*) FROM metrics), (SELECT count(*) FROM metrics_processes)", [], |r| {
-            Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?))
-        });
-    match counted {
-        Ok((series, processes)) => format!("metrics: {series} stored series, {processes} process row(s)"),
-        Err(e) if e.to_string().contains("no such table") => {
-            "metrics: no tables yet (state init or the first serving process makes them)".to_string()
-        }
-        Err(e) => format!("metrics: cannot be read: {e}"),
-    }
 }
 
 /// A process's start time (clock ticks after boot, field 22 of `/proc/PID/stat`); `None` when

@@ -424,3 +424,25 @@ fn a_database_without_the_metrics_tables_gets_them_on_the_first_flush() {
         line.as_deref().and_then(|l| l.strip_prefix("metrics: ")?.strip_suffix(" stored series, 0 process row(s)"));
     assert!(series.is_some_and(|n| n == "7" || n == "8"), "{check:?}");
 }
+
+/// A connection closed without a request leaves the database as it was: no write at exit (the
+/// cost of an idle start stays that of a start), so no process is counted for it; the next
+/// process that answers is.
+#[test]
+fn a_process_that_answered_nothing_writes_nothing() {
+    let backend = mixed_backend();
+    let sink = SyslogSink::new();
+    let conf = setup(&backend, &sink);
+    let wal = std::path::PathBuf::from(format!("{}-wal", conf.db_path().display()));
+    let before = (std::fs::read(conf.db_path()).unwrap(), wal.exists());
+    let out = conf.run_serving(&["socketmap"], b"", RUN);
+    assert_eq!((out.code(), out.stdout.as_slice()), (Some(0), &b""[..]), "{out:?}");
+    let after = (std::fs::read(conf.db_path()).unwrap(), wal.exists());
+    assert!(after == before, "the database file is unchanged, and no -wal file was made");
+    let seen = stats(&conf);
+    assert!(!seen.keys().any(|k| k.starts_with("pfxhttp_processes_total")), "{seen:#?}");
+
+    let out = conf.run_serving(&["socketmap"], &netstring(b"m f-1"), RUN);
+    assert_wire(&out.stdout, b"4:OK v,");
+    assert_eq!(value(&stats(&conf), "pfxhttp_processes_total{command=socketmap}"), 1.0);
+}
