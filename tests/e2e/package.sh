@@ -195,9 +195,12 @@ Q=$T/pf/spool
 cat "$T/master.cf.postinst" >> "$T/pf/etc/master.cf"
 echo "127.0.0.1:$SMTP_PORT inet n - n - - smtpd" >> "$T/pf/etc/master.cf"
 # The main.cf lines postinst prints, with the "..." of existing restrictions filled in.
-sed -n 's/^      \(virtual_alias_maps\|smtpd_recipient_restrictions\|pfxhttp-policy_time_limit\) = /\1 = /p' "$T/install.log" \
+sed -n 's/^      \(virtual_alias_maps\|smtpd_recipient_restrictions\|pfxhttp-map_time_limit\|pfxhttp-policy_time_limit\) = /\1 = /p' "$T/install.log" \
     | sed 's/= \.\.\., /= reject_unauth_destination, /' >> "$T/pf/etc/main.cf"
-expect "postinst printed the three main.cf lines" [ "$(grep -cE '^(virtual_alias_maps|smtpd_recipient_restrictions|pfxhttp-policy_time_limit) = ' "$T/pf/etc/main.cf")" = 3 ]
+expect "postinst printed the four main.cf lines" [ "$(grep -cE '^(virtual_alias_maps|smtpd_recipient_restrictions|pfxhttp-map_time_limit|pfxhttp-policy_time_limit) = ' "$T/pf/etc/main.cf")" = 4 ]
+out=$(pfxhttp check --postfix --postfix-config "$T/pf/etc" 2>&1); rc=$?
+printf '%s\n' "$out" | sed 's/^/  /'
+expect "pfxhttp check --postfix finds nothing wrong with the printed lines (rc=$rc)" [ $rc = 0 ]
 STARTED=1
 pfx_instance_start "$T/pf" || die "postfix start failed"
 out=$(postmap -c "$T/pf/etc" -q postmaster@example.org "socketmap:unix:$Q/private/pfxhttp-map:demo" 2>&1)
