@@ -13,7 +13,10 @@ use rustls::RootCertStore;
 use rustls::client::WebPkiServerVerifier;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::CertificateDer;
+use std::fs::File;
 use std::io::BufRead;
+use std::ops::Range;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -25,22 +28,28 @@ const PEM_BASE64: GeneralPurpose = GeneralPurpose::new(
         .with_decode_allow_trailing_bits(true),
 );
 
-/// How much of a certificate's base64 is decoded to find its subject name (3/4 as many bytes):
-/// enough for nearly every certificate; the rest are decoded whole.
-const NAMES_PREFIX: usize = 512;
+/// How much of a certificate's base64 is decoded to find its subject name (3/4 as many bytes),
+/// at first and at most, and by how much more at each try: the names of half of Debian's
+/// bundle end within 256 bytes, of all within 500; the rare certificate whose names end later
+/// is decoded whole. Multiples of 4, so each piece decodes alone.
+const FIRST_NAMES_TRY: usize = 320;
+const NAMES_PREFIX: usize = 768;
+const NAMES_STEP: usize = 64;
 
-/// The certificates of a bundle as their base64 text, each with its subject name (`None`: not
-/// found, so the certificate is offered to every handshake). A certificate is decoded whole only
-/// when a chain may need it.
+/// The certificates of a bundle, each with its subject name (`None`: not found, so the
+/// certificate is offered to every handshake) and where its base64 text lies in the file. A
+/// certificate is decoded whole, from the file as it was opened, only when a chain may need it.
 #[derive(Debug)]
 pub struct Bundle {
     path: PathBuf,
+    file: File,
     certs: Vec<Pem>,
 }
 
 #[derive(Debug)]
 struct Pem {
-    base64: Vec<u8>,
+    /// The file's bytes between the section's BEGIN and END lines.
+    body: Range<u64>,
     subject: Option<Vec<u8>>,
 }
 
@@ -49,13 +58,12 @@ impl Bundle {
     pub fn read(path: &Path) -> Result<Bundle, String> {
         let cannot =
             |e: std::io::Error| format!("cannot read {}: {}", path.display(), rustls::pki_types::pem::Error::Io(e));
-        let file = std::fs::File::open(path).map_err(cannot)?;
-        let texts = pem_certificates(std::io::BufReader::with_capacity(32 * 1024, file)).map_err(cannot)?;
-        if texts.is_empty() {
+        let file = File::open(path).map_err(cannot)?;
+        let certs = pem_certificates(std::io::BufReader::with_capacity(32 * 1024, &file)).map_err(cannot)?;
+        if certs.is_empty() {
             return Err(format!("no PEM certificate in {}", path.display()));
         }
-        let certs = texts.into_iter().map(|base64| Pem { subject: subject_of(&base64), base64 }).collect();
-        Ok(Bundle { path: path.to_path_buf(), certs })
+        Ok(Bundle { path: path.to_path_buf(), file, certs })
     }
 
     /// A verifier with the bundle's certificates that can have issued a certificate of the chain
@@ -72,10 +80,10 @@ impl Bundle {
         let mut roots = RootCertStore::empty();
         if let Some(issuers) = issuers {
             let may_issue = self.certs.iter().filter(|c| c.subject.as_ref().is_none_or(|s| issuers.contains(&&s[..])));
-            roots.add_parsable_certificates(may_issue.filter_map(|c| decode(&c.base64)).map(CertificateDer::from));
+            roots.add_parsable_certificates(may_issue.filter_map(|c| self.der(c)).map(CertificateDer::from));
         }
         if roots.is_empty() {
-            let all: Vec<_> = self.certs.iter().filter_map(|c| decode(&c.base64)).collect();
+            let all: Vec<_> = self.certs.iter().filter_map(|c| self.der(c)).collect();
             if all.is_empty() {
                 return Err(format!("no PEM certificate in {}", self.path.display()));
             }
@@ -88,46 +96,92 @@ impl Bundle {
             .build()
             .map_err(|e| format!("CA certificates in {}: {e}", self.path.display()))
     }
-}
 
-/// The base64 text (lines joined, trimmed) of every `CERTIFICATE` section of PEM text.
-fn pem_certificates(mut input: impl BufRead) -> std::io::Result<Vec<Vec<u8>>> {
-    let mut out = Vec::new();
-    let (mut line, mut text, mut inside) = (Vec::with_capacity(80), Vec::with_capacity(4096), false);
-    loop {
-        line.clear();
-        if input.read_until(b'\n', &mut line)? == 0 {
-            return Ok(out);
-        }
-        let trimmed = line.trim_ascii();
-        if trimmed.starts_with(b"-----BEGIN ") {
-            inside = trimmed == b"-----BEGIN CERTIFICATE-----";
-            text.clear();
-        } else if inside && trimmed.starts_with(b"-----END CERTIFICATE-----") {
-            inside = false;
-            out.push(text.clone());
-        } else if inside {
-            text.extend_from_slice(trimmed);
-        }
+    /// The DER bytes of `pem`, `None` when they cannot be read or do not decode.
+    fn der(&self, pem: &Pem) -> Option<Vec<u8>> {
+        let mut text = vec![0; usize::try_from(pem.body.end - pem.body.start).ok()?];
+        self.file.read_exact_at(&mut text, pem.body.start).ok()?;
+        decode(&text)
     }
 }
 
-/// The DER bytes of a certificate's base64 text, `None` when it does not decode.
-fn decode(base64: &[u8]) -> Option<Vec<u8>> {
-    // Whitespace inside a line is rare: the bytes are filtered only when it is there.
-    PEM_BASE64.decode(base64).ok().or_else(|| {
-        let packed: Vec<u8> = base64.iter().copied().filter(|b| !b.is_ascii_whitespace()).collect();
-        PEM_BASE64.decode(packed).ok()
-    })
+/// Every `CERTIFICATE` section of PEM text, with its subject name. A line is trimmed of
+/// surrounding whitespace; a section's base64 text is its lines joined.
+fn pem_certificates(input: impl BufRead) -> std::io::Result<Vec<Pem>> {
+    let mut out = Vec::new();
+    let (mut text, mut body_start) = (Vec::with_capacity(4096), None);
+    each_line(input, |line, at| {
+        let trimmed = line.trim_ascii();
+        if trimmed.starts_with(b"-----BEGIN ") {
+            body_start = (trimmed == b"-----BEGIN CERTIFICATE-----").then_some(at.end);
+            text.clear();
+        } else if let Some(start) = body_start {
+            if trimmed.starts_with(b"-----END CERTIFICATE-----") {
+                body_start = None;
+                out.push(Pem { body: start..at.start, subject: subject_of(&text) });
+            } else {
+                text.extend_from_slice(trimmed);
+            }
+        }
+    })?;
+    Ok(out)
 }
 
-/// The subject name of a certificate's base64 text, from its first bytes when they hold it.
+/// Calls `each` with every line of `input` (its line end included) and where it lies, reading
+/// the lines where the reader's buffer holds them.
+fn each_line(mut input: impl BufRead, mut each: impl FnMut(&[u8], Range<u64>)) -> std::io::Result<()> {
+    let (mut offset, mut carried) = (0u64, Vec::new());
+    loop {
+        let buf = input.fill_buf()?;
+        if buf.is_empty() {
+            if !carried.is_empty() {
+                each(&carried, offset - carried.len() as u64..offset);
+            }
+            return Ok(());
+        }
+        let mut used = 0;
+        for end in memchr::memchr_iter(b'\n', buf).map(|i| i + 1) {
+            let line = &buf[used..end];
+            let at = offset + used as u64 - carried.len() as u64..offset + end as u64;
+            if carried.is_empty() {
+                each(line, at);
+            } else {
+                carried.extend_from_slice(line);
+                each(&carried, at);
+                carried.clear();
+            }
+            used = end;
+        }
+        carried.extend_from_slice(&buf[used..]);
+        let read = buf.len();
+        input.consume(read);
+        offset += read as u64;
+    }
+}
+
+/// The DER bytes of base64 text, `None` when it does not decode. Whitespace (line ends, and
+/// the rare space inside a line) is left out.
+fn decode(base64: &[u8]) -> Option<Vec<u8>> {
+    if !base64.iter().any(u8::is_ascii_whitespace) {
+        return PEM_BASE64.decode(base64).ok();
+    }
+    let packed: Vec<u8> = base64.iter().copied().filter(|b| !b.is_ascii_whitespace()).collect();
+    PEM_BASE64.decode(packed).ok()
+}
+
+/// The subject name of a certificate's base64 text. The text is decoded a line at a time until
+/// the names are whole; a text that does not decode so is decoded whole.
 fn subject_of(base64: &[u8]) -> Option<Vec<u8>> {
-    if base64.len() > NAMES_PREFIX
-        && let Ok(start) = PEM_BASE64.decode(&base64[..NAMES_PREFIX])
-        && let Some((_, subject)) = names(&start)
-    {
-        return Some(subject.to_vec());
+    let mut der = Vec::with_capacity(NAMES_PREFIX / 4 * 3);
+    let mut decoded = 0;
+    for end in (FIRST_NAMES_TRY..=NAMES_PREFIX).step_by(NAMES_STEP).take_while(|&end| end < base64.len()) {
+        if PEM_BASE64.decode_vec(&base64[decoded..end], &mut der).is_err() {
+            break;
+        }
+        decoded = end;
+        if let Some((_, subject)) = names(&der) {
+            return Some(subject.to_vec());
+        }
     }
     let der = decode(base64)?;
     names(&der).map(|(_, subject)| subject.to_vec())

@@ -10,8 +10,11 @@ fn pki_types_reading(path: &Path) -> Vec<Vec<u8>> {
     CertificateDer::pem_file_iter(path).unwrap().filter_map(Result::ok).map(|c| c.to_vec()).collect()
 }
 
-fn decoded(texts: &[Vec<u8>]) -> Vec<Vec<u8>> {
-    texts.iter().filter_map(|t| decode(t)).collect()
+/// The DER bytes of every certificate section of `text` that decodes.
+fn decoded(text: &[u8]) -> Vec<Vec<u8>> {
+    let sections = pem_certificates(text).unwrap();
+    let body = |p: &Pem| &text[p.body.start as usize..p.body.end as usize];
+    sections.iter().filter_map(|p| decode(body(p))).collect()
 }
 
 fn provider() -> Arc<CryptoProvider> {
@@ -34,13 +37,35 @@ fn pem_sections_decode_as_rustls_decodes_them() {
     let text = format!("# a comment\n{spaced}\n{key}{broken}{}", leaf.replace('\n', "\r\n"));
     let path = tls.dir.path().join("mixed.pem");
     std::fs::write(&path, &text).unwrap();
-    let ours = decoded(&pem_certificates(text.as_bytes()).unwrap());
+    let ours = decoded(text.as_bytes());
     assert_eq!(ours.len(), 2, "the CA and the leaf");
     assert_eq!(ours, pki_types_reading(&path));
     if Path::new(SYSTEM_BUNDLE).is_file() {
-        let system = decoded(&pem_certificates(std::fs::read(SYSTEM_BUNDLE).unwrap().as_slice()).unwrap());
+        let system = decoded(&std::fs::read(SYSTEM_BUNDLE).unwrap());
         assert_eq!(system, pki_types_reading(Path::new(SYSTEM_BUNDLE)));
     }
+}
+
+/// Lines that a read cuts in two (a buffer of 7 bytes, and the system bundle through the
+/// buffer `Bundle::read` uses) give the same sections, at the same offsets, as the whole text.
+#[test]
+fn sections_do_not_depend_on_where_reads_end() {
+    let tls = make_tls_files();
+    let ca = std::fs::read_to_string(&tls.ca_pem).unwrap();
+    let leaf = std::fs::read_to_string(&tls.leaf_cert_pem).unwrap();
+    let text = format!("{ca}\n# between\n{}", leaf.replace('\n', "\r\n").trim_end());
+    let system = std::fs::read(SYSTEM_BUNDLE).unwrap_or_default();
+    let facts = |pems: Vec<Pem>| -> Vec<(Range<u64>, Option<Vec<u8>>)> {
+        pems.into_iter().map(|p| (p.body, p.subject)).collect()
+    };
+    for (text, capacity) in [(text.as_bytes(), 7), (&system[..], 32 * 1024)] {
+        let whole = facts(pem_certificates(text).unwrap());
+        let cut = facts(pem_certificates(std::io::BufReader::with_capacity(capacity, text)).unwrap());
+        assert_eq!(cut, whole);
+    }
+    let whole = facts(pem_certificates(text.as_bytes()).unwrap());
+    assert_eq!(whole.len(), 2, "the CA and the leaf, the last without a final line end");
+    assert!(whole.iter().all(|(_, subject)| subject.is_some()));
 }
 
 /// The subject found for every certificate (from its first bytes) is the one webpki gives its
@@ -56,7 +81,7 @@ fn subjects_are_webpkis() {
         let bundle = Bundle::read(&path).unwrap();
         for pem in &bundle.certs {
             let mut store = RootCertStore::empty();
-            store.add(CertificateDer::from(decode(&pem.base64).unwrap())).unwrap();
+            store.add(CertificateDer::from(bundle.der(pem).unwrap())).unwrap();
             assert_eq!(pem.subject.as_deref(), Some(store.roots[0].subject.as_ref()));
         }
     }
