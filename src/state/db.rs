@@ -1,6 +1,5 @@
 //! Opening the SQLite file, its schema, and the `state init` / `state check` commands' work.
 
-use rusqlite::config::DbConfig;
 use rusqlite::{Connection, ErrorCode, OpenFlags};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
@@ -213,14 +212,13 @@ pub fn open(path: &Path) -> Result<Connection, DbError> {
     conn.busy_handler(Some(wait_briefly)).map_err(|e| DbError::from_sqlite(path, &e))?;
     // Many processes may open a new file at once: contention there is waited out a few times.
     let mut tries = 0;
-    let created = loop {
-        match prepare(&conn).and_then(|()| schema(&conn)) {
-            Ok(created) => break created,
-            Err(e) if !is_contention(&e) || tries == 3 => return Err(DbError::from_sqlite(path, &e)),
-            Err(_) => tries += 1,
+    while let Err(e) = prepare(&conn).and_then(|()| schema(&conn)) {
+        tries += 1;
+        if !is_contention(&e) || tries == 4 {
+            return Err(DbError::from_sqlite(path, &e));
         }
         std::thread::sleep(Duration::from_millis(20 * tries));
-    };
+    }
     wait_for_locks(BUSY_TIMEOUT);
     if conn.is_readonly(rusqlite::MAIN_DB).unwrap_or(true) {
         return Err(DbError::new(path, "it can only be opened read-only", writable_fix(path)));
@@ -234,27 +232,13 @@ pub fn open(path: &Path) -> Result<Connection, DbError> {
             "use the pfxhttp version that wrote it, or move the file aside",
         ));
     }
-    if !created {
-        keep_wal_at_close(&conn);
-    }
     Ok(conn)
 }
 
-/// No checkpoint when the connection closes. SQLite's last connection to close otherwise copies
-/// the WAL into the file, syncs both four times and deletes the WAL, which the next process
-/// creates again: with a process per Postfix connection, that was every process that wrote. The
-/// WAL is checkpointed instead by the commit that takes it past 1000 pages (SQLite's automatic
-/// checkpoint). The connection that created the schema still checkpoints, so that a new file
-/// holds its schema and no `-wal` or `-shm` file is left beside it. docs/design.md#start-up
-fn keep_wal_at_close(conn: &Connection) {
-    let _ = conn.set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true);
-}
-
-/// Creates the schema if the file has none yet (an older one is never changed behind a newer);
-/// whether it did.
-fn schema(conn: &Connection) -> rusqlite::Result<bool> {
+/// Creates the schema if the file has none yet (an older one is never changed behind a newer).
+fn schema(conn: &Connection) -> rusqlite::Result<()> {
     let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-    if version < SCHEMA_VERSION { create_schema(conn).map(|()| true) } else { Ok(false) }
+    if version < SCHEMA_VERSION { create_schema(conn) } else { Ok(()) }
 }
 
 /// Busy timeout, WAL and a commit that does not wait for the disk (WAL stays consistent).
