@@ -352,7 +352,10 @@ fn cut(v: &str) -> &str {
 
 /// Quotes a value for a `name=value` line when it has spaces, quotes or control characters.
 fn quote(v: &str) -> std::borrow::Cow<'_, str> {
-    if !v.is_empty() && !v.chars().any(|c| c.is_whitespace() || c.is_control() || c == '"' || c == '\\') {
+    // Printable ASCII but space, `"` and `\` is the common case, told apart byte by byte.
+    let plain = |b: u8| b > b' ' && b < 0x7f && b != b'"' && b != b'\\';
+    let needs = |c: char| c.is_whitespace() || c.is_control() || c == '"' || c == '\\';
+    if !v.is_empty() && (v.bytes().all(plain) || (!v.is_ascii() && !v.chars().any(needs))) {
         return v.into();
     }
     serde_json::to_string(v).unwrap_or_default().into()
@@ -368,6 +371,10 @@ mod tests {
         assert_eq!(quote("two words"), "\"two words\"");
         assert_eq!(quote("a\nb"), "\"a\\nb\"");
         assert_eq!(quote(""), "\"\"");
+        assert_eq!(quote("café"), "café");
+        for needs in ["a\u{85}b", "a\u{a0}b", "é\u{2028}", "a\x7fb", "a\"b", "a\\b", "\t"] {
+            assert!(quote(needs).starts_with('"'), "{needs:?} is quoted");
+        }
         assert_eq!(cut(&"é".repeat(300)).len(), 512);
     }
 

@@ -304,7 +304,9 @@ fn target_url(entry: &Entry, index: usize, vars: &upon::Value) -> Result<reqwest
 
 /// A fresh W3C trace id: 32 hex digits, never all zeros (which means "none").
 pub fn trace_id() -> String {
-    format!("{:032x}", fastrand::u128(1..))
+    let mut id = String::with_capacity(32);
+    crate::text::push_hex(&mut id, fastrand::u128(1..), 32);
+    id
 }
 
 /// Adds `traceparent: 00-<trace id>-<span id>-01` (version 00, sampled) with a fresh span id for
@@ -314,7 +316,12 @@ fn add_traceparent(headers: &mut http::Headers, trace_id: &str) {
     if headers.iter().any(|(n, _)| *n == name) {
         return;
     }
-    let value = format!("00-{trace_id}-{:016x}-01", fastrand::u64(1..));
+    let mut value = String::with_capacity(55);
+    value.push_str("00-");
+    value.push_str(trace_id);
+    value.push('-');
+    crate::text::push_hex(&mut value, u128::from(fastrand::u64(1..)), 16);
+    value.push_str("-01");
     if let Ok(value) = HeaderValue::from_str(&value) {
         headers.push((name, value));
     }
@@ -322,7 +329,9 @@ fn add_traceparent(headers: &mut http::Headers, trace_id: &str) {
 
 /// A fresh request id: 16 hex digits, sent to the backend as `X-Request-Id` and logged.
 pub fn request_id() -> String {
-    format!("{:016x}", fastrand::u64(..))
+    let mut id = String::with_capacity(16);
+    crate::text::push_hex(&mut id, u128::from(fastrand::u64(..)), 16);
+    id
 }
 
 #[cfg(test)]

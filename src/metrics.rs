@@ -101,7 +101,10 @@ impl Counts {
         self.key.clear();
         self.key.push_str(series.row_name());
         for label in labels {
-            let _ = write!(self.key, " {}:{label}", label.len());
+            self.key.push(' ');
+            crate::text::push_decimal(&mut self.key, label.len() as u64);
+            self.key.push(':');
+            self.key.push_str(label);
         }
     }
 

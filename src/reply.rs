@@ -66,7 +66,11 @@ pub fn socketmap(outcome: &Outcome, max_reply: usize) -> Reply<String> {
             (Kind::Failed, word, reason(&f.reason))
         }
     };
-    Reply::new(format!("{word} {text}"), kind, word, text)
+    let mut line = String::with_capacity(word.len() + 1 + text.len());
+    line.push_str(word);
+    line.push(' ');
+    line.push_str(&text);
+    Reply::new(line, kind, word, text)
 }
 
 /// The tcp_table reply line.
@@ -107,6 +111,10 @@ pub fn policy_action(outcome: &Outcome, default_action: &str) -> String {
 
 /// Removes control characters (C0 and DEL; also C1, which are never meant in a reply).
 pub fn clean(s: &str) -> String {
+    // Most values hold none: copied whole, without a look at each character.
+    if s.bytes().all(|b| (0x20..0x7f).contains(&b)) {
+        return s.to_string();
+    }
     s.chars().filter(|c| !c.is_control()).collect()
 }
 
@@ -128,6 +136,20 @@ fn reason(r: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Control characters go, C0, DEL and C1 alike; everything else stays.
+    #[test]
+    fn values_are_cleaned_of_control_characters() {
+        for (value, cleaned) in [
+            ("plain@example.org", "plain@example.org"),
+            ("café ü", "café ü"),
+            ("a\x7fb\tc\0", "abc"),
+            ("a\u{85}b\u{9f}", "ab"),
+            ("é\nx", "éx"),
+        ] {
+            assert_eq!(clean(value), cleaned, "{value:?}");
+        }
+    }
 
     #[test]
     fn socketmap_replies() {

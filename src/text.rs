@@ -1,5 +1,5 @@
-//! Text helpers: text shown to a person at a terminal, text cut to a length, and names that
-//! suggest a secret.
+//! Text helpers: text shown to a person at a terminal, text cut to a length, names that
+//! suggest a secret, and numbers written out without `format!` (for what every request does).
 
 use std::borrow::Cow;
 
@@ -75,9 +75,49 @@ pub fn percent_decoded(text: &str) -> Vec<u8> {
     out
 }
 
+/// Appends `n` in decimal, as `write!(out, "{n}")` would, without the formatting machinery.
+pub fn push_decimal(out: &mut String, n: u64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    let mut n = n;
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend(digits[at..].iter().map(|&d| char::from(d)));
+}
+
+/// Appends the low `width` hex digits of `n` (lower case, zero-padded), as `{:0width$x}` would.
+pub fn push_hex(out: &mut String, n: u128, width: u32) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    out.extend((0..width).rev().map(|i| char::from(DIGITS[((n >> (4 * i)) & 0xf) as usize])));
+}
+
 #[cfg(test)]
 mod tests {
-    use super::{cut, is_secret_name, is_secret_parameter, printable};
+    use super::{cut, is_secret_name, is_secret_parameter, printable, push_decimal, push_hex};
+
+    /// The digits are `format!`'s, at the edges of each width.
+    #[test]
+    fn numbers_are_written_as_format_writes_them() {
+        for n in [0, 1, 9, 10, 99, 100, 65535, u64::from(u32::MAX), u64::MAX - 1, u64::MAX] {
+            let mut decimal = String::from("x");
+            push_decimal(&mut decimal, n);
+            assert_eq!(decimal, format!("x{n}"));
+            let mut hex = String::new();
+            push_hex(&mut hex, u128::from(n), 16);
+            assert_eq!(hex, format!("{n:016x}"));
+        }
+        for n in [1, 0xabc, u128::MAX, u128::MAX >> 1, 1 << 127] {
+            let mut hex = String::new();
+            push_hex(&mut hex, n, 32);
+            assert_eq!(hex, format!("{n:032x}"));
+        }
+    }
 
     #[test]
     fn names_that_suggest_a_secret() {

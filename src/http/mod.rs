@@ -84,7 +84,13 @@ pub fn origin_of(url: &reqwest::Url) -> String {
 /// `host[:port]` of a URL, for logs and replies (never user info, path or query).
 pub fn host_of(url: &reqwest::Url) -> String {
     match (url.host_str(), url.port()) {
-        (Some(h), Some(p)) => format!("{h}:{p}"),
+        (Some(h), Some(p)) => {
+            let mut host = String::with_capacity(h.len() + 6);
+            host.push_str(h);
+            host.push(':');
+            crate::text::push_decimal(&mut host, u64::from(p));
+            host
+        }
         (Some(h), None) => h.to_string(),
         _ => String::from("?"),
     }
