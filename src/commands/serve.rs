@@ -117,7 +117,8 @@ fn serve(protocol: Protocol, loaded: Result<Loaded, String>, fd3: Option<OwnedFd
             return exit::OK;
         }
     };
-    let clients = Clients::new(config.as_ref().map_or(&[][..], |c| &c.clients[..]));
+    let clients = Clients::new(config.as_ref().map_or(&[][..], |c| &c.clients[..]))
+        .with_index_dir(config.as_ref().ok().and_then(|c| crate::state::files_dir(&c.state_db)));
     let store = Store::new(config.as_ref().map_or(&StateDb::Memory, |c| &c.state_db));
     if config.as_ref().is_ok_and(|c| c.metrics) {
         store.metrics().start(protocol.command());

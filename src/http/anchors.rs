@@ -6,6 +6,9 @@
 //! those: the verdict and its error are the ones the whole bundle would give. Only the first
 //! bytes of each certificate are decoded to find its subject, and the whole of the ones a chain
 //! needs, with the `base64` crate (certificates are public: no constant-time decoder needed).
+//! The index (where each certificate lies, and a hash of its subject) is kept in the state
+//! directory for the next process (see `index`): reading it costs a hundredth of scanning the
+//! bundle.
 
 use base64::Engine as _;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
@@ -19,6 +22,8 @@ use std::ops::Range;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+
+mod index;
 
 /// Lenient about padding and trailing bits, as PEM readers are.
 const PEM_BASE64: GeneralPurpose = GeneralPurpose::new(
@@ -36,8 +41,8 @@ const FIRST_NAMES_TRY: usize = 320;
 const NAMES_PREFIX: usize = 768;
 const NAMES_STEP: usize = 64;
 
-/// The certificates of a bundle, each with its subject name (`None`: not found, so the
-/// certificate is offered to every handshake) and where its base64 text lies in the file. A
+/// The certificates of a bundle, each with a hash of its subject name (`None`: not found, so
+/// the certificate is offered to every handshake) and where its base64 text lies in the file. A
 /// certificate is decoded whole, from the file as it was opened, only when a chain may need it.
 #[derive(Debug)]
 pub struct Bundle {
@@ -46,22 +51,31 @@ pub struct Bundle {
     certs: Vec<Pem>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 struct Pem {
     /// The file's bytes between the section's BEGIN and END lines.
     body: Range<u64>,
-    subject: Option<Vec<u8>>,
+    /// [`name_hash`] of the subject name.
+    subject: Option<u64>,
 }
 
 impl Bundle {
-    /// Reads the PEM certificate sections of `path`.
-    pub fn read(path: &Path) -> Result<Bundle, String> {
+    /// Reads the PEM certificate sections of `path`, or their index kept in `index_dir` from an
+    /// earlier read of the same file (which it then writes when it had none).
+    pub fn read(path: &Path, index_dir: Option<&Path>) -> Result<Bundle, String> {
         let cannot =
             |e: std::io::Error| format!("cannot read {}: {}", path.display(), rustls::pki_types::pem::Error::Io(e));
         let file = File::open(path).map_err(cannot)?;
+        let kept = index_dir.and_then(|dir| index::Kept::new(dir, path, &file));
+        if let Some(certs) = kept.as_ref().and_then(index::Kept::read) {
+            return Ok(Bundle { path: path.to_path_buf(), file, certs });
+        }
         let certs = pem_certificates(std::io::BufReader::with_capacity(32 * 1024, &file)).map_err(cannot)?;
         if certs.is_empty() {
             return Err(format!("no PEM certificate in {}", path.display()));
+        }
+        if let Some(kept) = kept {
+            kept.write(&certs);
         }
         Ok(Bundle { path: path.to_path_buf(), file, certs })
     }
@@ -79,8 +93,12 @@ impl Bundle {
         let issuers: Option<Vec<&[u8]>> = chain.map(|c| names(c).map(|(issuer, _)| issuer)).collect();
         let mut roots = RootCertStore::empty();
         if let Some(issuers) = issuers {
-            let may_issue = self.certs.iter().filter(|c| c.subject.as_ref().is_none_or(|s| issuers.contains(&&s[..])));
-            roots.add_parsable_certificates(may_issue.filter_map(|c| self.der(c)).map(CertificateDer::from));
+            let hashes: Vec<u64> = issuers.iter().map(|i| name_hash(i)).collect();
+            let may_issue = self.certs.iter().filter(|c| c.subject.is_none_or(|s| hashes.contains(&s)));
+            // A hash that matches by chance (or an index written wrong) is told apart here.
+            let issues = |der: &Vec<u8>| names(der).is_none_or(|(_, subject)| issuers.contains(&subject));
+            let ders = may_issue.filter_map(|c| self.der(c)).filter(issues);
+            roots.add_parsable_certificates(ders.map(CertificateDer::from));
         }
         if roots.is_empty() {
             let all: Vec<_> = self.certs.iter().filter_map(|c| self.der(c)).collect();
@@ -169,9 +187,14 @@ fn decode(base64: &[u8]) -> Option<Vec<u8>> {
     PEM_BASE64.decode(packed).ok()
 }
 
-/// The subject name of a certificate's base64 text. The text is decoded a line at a time until
-/// the names are whole; a text that does not decode so is decoded whole.
-fn subject_of(base64: &[u8]) -> Option<Vec<u8>> {
+/// A hash of a DER name's contents (64-bit FNV-1a): what the index keeps of a subject.
+fn name_hash(name: &[u8]) -> u64 {
+    name.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
+}
+
+/// The [`name_hash`] of the subject name of a certificate's base64 text. The text is decoded a
+/// line at a time until the names are whole; a text that does not decode so is decoded whole.
+fn subject_of(base64: &[u8]) -> Option<u64> {
     let mut der = Vec::with_capacity(NAMES_PREFIX / 4 * 3);
     let mut decoded = 0;
     for end in (FIRST_NAMES_TRY..=NAMES_PREFIX).step_by(NAMES_STEP).take_while(|&end| end < base64.len()) {
@@ -180,11 +203,11 @@ fn subject_of(base64: &[u8]) -> Option<Vec<u8>> {
         }
         decoded = end;
         if let Some((_, subject)) = names(&der) {
-            return Some(subject.to_vec());
+            return Some(name_hash(subject));
         }
     }
     let der = decode(base64)?;
-    names(&der).map(|(_, subject)| subject.to_vec())
+    names(&der).map(|(_, subject)| name_hash(subject))
 }
 
 /// The contents of the issuer and subject names of DER certificate `der`, as webpki compares

@@ -10,6 +10,7 @@
 use super::{Attempt, HttpError, Request, Response, Transport, tls};
 use crate::config::ClientSpec;
 use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use tokio::runtime::Runtime;
 
@@ -17,6 +18,8 @@ use tokio::runtime::Runtime;
 /// keep-alive connections are reused across requests, and the runtime that drives them.
 pub struct Clients {
     specs: Vec<ClientSpec>,
+    /// Where the CA bundle's index is kept between processes.
+    index_dir: Option<PathBuf>,
     built: Vec<OnceLock<Result<reqwest::Client, String>>>,
     runtime: OnceLock<Result<Runtime, String>>,
 }
@@ -25,13 +28,20 @@ impl Clients {
     pub fn new(specs: &[ClientSpec]) -> Clients {
         Clients {
             specs: specs.to_vec(),
+            index_dir: None,
             built: specs.iter().map(|_| OnceLock::new()).collect(),
             runtime: OnceLock::new(),
         }
     }
 
+    /// Keeps the CA bundle's index in `dir` (the state directory) for the processes after this one.
+    pub fn with_index_dir(mut self, dir: Option<PathBuf>) -> Clients {
+        self.index_dir = dir;
+        self
+    }
+
     fn client(&self, index: usize) -> Result<&reqwest::Client, HttpError> {
-        let built = self.built[index].get_or_init(|| build(&self.specs[index]));
+        let built = self.built[index].get_or_init(|| build(&self.specs[index], self.index_dir.as_deref()));
         built.as_ref().map_err(|e| HttpError::Other(e.clone()))
     }
 
@@ -46,9 +56,9 @@ impl Clients {
     }
 }
 
-fn build(spec: &ClientSpec) -> Result<reqwest::Client, String> {
+fn build(spec: &ClientSpec, index_dir: Option<&Path>) -> Result<reqwest::Client, String> {
     let mut builder = reqwest::Client::builder()
-        .tls_backend_preconfigured(tls::client_config(&spec.tls)?)
+        .tls_backend_preconfigured(tls::client_config(&spec.tls, index_dir)?)
         .redirect(reqwest::redirect::Policy::none())
         .connect_timeout(spec.connect_timeout)
         .pool_max_idle_per_host(2)

@@ -2,7 +2,9 @@
 //!
 //! Trust anchors are read only when the first certificate must be verified: a process that makes
 //! no HTTPS request never opens the system CA bundle. Of the bundle, each handshake turns into
-//! trust anchors only the certificates that can have issued the server's chain (see `anchors`). The system bundle is the distribution's
+//! trust anchors only the certificates that can have issued the server's chain (see `anchors`),
+//! and a serving process keeps the bundle's index in the state directory for the next one. The
+//! system bundle is the distribution's
 //! PEM file (which `update-ca-certificates` rebuilds), or `tls.root_ca` instead.
 
 use super::anchors::Bundle;
@@ -25,14 +27,19 @@ const SYSTEM_BUNDLES: &[&str] = &[
 ];
 
 /// Builds the rustls settings for `spec`. The client certificate is read here (on first need).
-pub fn client_config(spec: &TlsSpec) -> Result<ClientConfig, String> {
+/// `index_dir`: where the CA bundle's index is kept between processes (the state directory).
+pub fn client_config(spec: &TlsSpec, index_dir: Option<&Path>) -> Result<ClientConfig, String> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let versions: &[&rustls::SupportedProtocolVersion] =
         if spec.tls13_only { &[&rustls::version::TLS13] } else { &[&rustls::version::TLS12, &rustls::version::TLS13] };
     let trust = if spec.skip_verify {
         Trust::Any
     } else {
-        Trust::Roots { source: spec.root_ca.clone(), loaded: OnceLock::new() }
+        Trust::Roots {
+            source: spec.root_ca.clone(),
+            index_dir: index_dir.map(Path::to_path_buf),
+            loaded: OnceLock::new(),
+        }
     };
     let verifier = Arc::new(Verifier { provider: provider.clone(), trust });
     let builder = ClientConfig::builder_with_provider(provider)
@@ -73,10 +80,10 @@ fn system_bundle() -> Result<PathBuf, String> {
         .ok_or_else(|| format!("no system CA bundle found (looked in {}); set tls.root_ca", SYSTEM_BUNDLES.join(", ")))
 }
 
-fn read_bundle(source: &Option<PathBuf>) -> Result<Bundle, String> {
+fn read_bundle(source: &Option<PathBuf>, index_dir: Option<&Path>) -> Result<Bundle, String> {
     match source {
-        Some(p) => Bundle::read(p),
-        None => Bundle::read(&system_bundle()?),
+        Some(p) => Bundle::read(p, index_dir),
+        None => Bundle::read(&system_bundle()?, index_dir),
     }
 }
 
@@ -91,7 +98,7 @@ struct Verifier {
 #[derive(Debug)]
 enum Trust {
     Any,
-    Roots { source: Option<PathBuf>, loaded: OnceLock<Result<Bundle, String>> },
+    Roots { source: Option<PathBuf>, index_dir: Option<PathBuf>, loaded: OnceLock<Result<Bundle, String>> },
 }
 
 impl ServerCertVerifier for Verifier {
@@ -103,10 +110,10 @@ impl ServerCertVerifier for Verifier {
         ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        let Trust::Roots { source, loaded } = &self.trust else {
+        let Trust::Roots { source, index_dir, loaded } = &self.trust else {
             return Ok(ServerCertVerified::assertion());
         };
-        let verifier = match loaded.get_or_init(|| read_bundle(source)) {
+        let verifier = match loaded.get_or_init(|| read_bundle(source, index_dir.as_deref())) {
             Ok(bundle) => bundle.verifier_for(end_entity, intermediates, &self.provider),
             Err(e) => Err(e.clone()),
         };

@@ -35,6 +35,16 @@ pub fn try_open(path: &std::path::Path) -> Result<rusqlite::Connection, DbError>
     db::open(path)
 }
 
+/// The directory a serving process may keep files in beside the state database (the CA
+/// bundle's index): the database's own, on the terms the database itself may be opened on.
+/// Whether it exists is found out when a file is first read or written there.
+pub fn files_dir(setting: &StateDb) -> Option<std::path::PathBuf> {
+    let StateDb::File(path) = setting else { return None };
+    walk::may_open(path).ok()?;
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+    Some(dir.to_path_buf())
+}
+
 /// `pfxhttp state check`: reports on the database without changing it. Run as root, this first
 /// takes the identity of the state directory's owner for good, as [`try_open`] does.
 pub fn check(path: &std::path::Path) -> CheckReport {

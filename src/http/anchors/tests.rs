@@ -3,6 +3,7 @@ use pfxhttp_test_support::tls::make_tls_files;
 use rustls::client::danger::ServerCertVerifier;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{ServerName, UnixTime};
+use std::os::unix::fs::MetadataExt;
 
 const SYSTEM_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
 
@@ -55,9 +56,8 @@ fn sections_do_not_depend_on_where_reads_end() {
     let leaf = std::fs::read_to_string(&tls.leaf_cert_pem).unwrap();
     let text = format!("{ca}\n# between\n{}", leaf.replace('\n', "\r\n").trim_end());
     let system = std::fs::read(SYSTEM_BUNDLE).unwrap_or_default();
-    let facts = |pems: Vec<Pem>| -> Vec<(Range<u64>, Option<Vec<u8>>)> {
-        pems.into_iter().map(|p| (p.body, p.subject)).collect()
-    };
+    let facts =
+        |pems: Vec<Pem>| -> Vec<(Range<u64>, Option<u64>)> { pems.into_iter().map(|p| (p.body, p.subject)).collect() };
     for (text, capacity) in [(text.as_bytes(), 7), (&system[..], 32 * 1024)] {
         let whole = facts(pem_certificates(text).unwrap());
         let cut = facts(pem_certificates(std::io::BufReader::with_capacity(capacity, text)).unwrap());
@@ -78,11 +78,11 @@ fn subjects_are_webpkis() {
         paths.push(SYSTEM_BUNDLE.into());
     }
     for path in paths {
-        let bundle = Bundle::read(&path).unwrap();
+        let bundle = Bundle::read(&path, None).unwrap();
         for pem in &bundle.certs {
             let mut store = RootCertStore::empty();
             store.add(CertificateDer::from(bundle.der(pem).unwrap())).unwrap();
-            assert_eq!(pem.subject.as_deref(), Some(store.roots[0].subject.as_ref()));
+            assert_eq!(pem.subject, Some(name_hash(store.roots[0].subject.as_ref())));
         }
     }
     let ca = pki_types_reading(&tls.ca_pem).remove(0);
@@ -101,17 +101,104 @@ fn verdicts_are_the_whole_bundles() {
     let system = std::fs::read_to_string(SYSTEM_BUNDLE).unwrap_or_default();
     let path = tls.dir.path().join("bundle.pem");
     std::fs::write(&path, format!("{system}{}", std::fs::read_to_string(&tls.ca_pem).unwrap())).unwrap();
-    let bundle = Bundle::read(&path).unwrap();
+    let index_dir = tls.dir.path().join("state");
+    std::fs::create_dir(&index_dir).unwrap();
+    // Scanned, scanned and its index written, read from the index.
+    for index in [None, Some(&index_dir), Some(&index_dir)] {
+        let bundle = Bundle::read(&path, index.map(PathBuf::as_path)).unwrap();
+        assert_same_verdicts(&bundle, &path, [(&tls.leaf_cert_pem, true), (&other.leaf_cert_pem, false)]);
+    }
+}
+
+/// Each leaf's verdict with `bundle` is the one a store of every certificate in `path` gives,
+/// and trusted or not as said.
+fn assert_same_verdicts<'a>(bundle: &Bundle, path: &Path, leaves: impl IntoIterator<Item = (&'a PathBuf, bool)>) {
     let mut whole = RootCertStore::empty();
-    whole.add_parsable_certificates(pki_types_reading(&path).into_iter().map(CertificateDer::from));
+    whole.add_parsable_certificates(pki_types_reading(path).into_iter().map(CertificateDer::from));
     let whole = WebPkiServerVerifier::builder_with_provider(Arc::new(whole), provider()).build().unwrap();
     let name = ServerName::try_from("localhost").unwrap();
-    for (leaf, trusted) in [(&tls.leaf_cert_pem, true), (&other.leaf_cert_pem, false)] {
+    for (leaf, trusted) in leaves {
         let leaf = CertificateDer::from(pki_types_reading(leaf).remove(0));
-        let ours = bundle.verifier_for(&leaf, &[], &provider()).unwrap();
         let verdict = |v: &WebPkiServerVerifier| v.verify_server_cert(&leaf, &[], &name, &[], UnixTime::now()).err();
-        assert_eq!(verdict(&ours), verdict(&whole));
-        assert_eq!(verdict(&ours).is_none(), trusted);
+        let ours = bundle.verifier_for(&leaf, &[], &provider()).map(|v| verdict(&v));
+        assert_eq!(ours, Ok(verdict(&whole)));
+        assert_eq!(verdict(&whole).is_none(), trusted);
+    }
+}
+
+/// The index file of the bundle at `path` in `dir`, and its text.
+fn index_of(dir: &Path) -> (PathBuf, String) {
+    let mut files = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path());
+    let file = files.find(|p| p.file_name().unwrap().to_str().unwrap().starts_with("ca-index-")).unwrap();
+    let text = std::fs::read_to_string(&file).unwrap();
+    (file, text)
+}
+
+/// The first read writes the index (0600); the next reads take what it says (here, an index
+/// edited to know no subject: every certificate offered, the same verdicts); a changed bundle
+/// is scanned again and its index written anew.
+#[test]
+fn the_index_is_read_until_the_bundle_changes() {
+    let (tls, other) = (make_tls_files(), make_tls_files());
+    let path = tls.dir.path().join("bundle.pem");
+    let cas = [&tls.ca_pem, &other.ca_pem].map(|p| std::fs::read_to_string(p).unwrap());
+    std::fs::write(&path, format!("{}{}", cas[0], cas[1])).unwrap();
+    let dir = tls.dir.path().join("state");
+    std::fs::create_dir(&dir).unwrap();
+    let scanned = Bundle::read(&path, None).unwrap().certs;
+    assert_eq!(Bundle::read(&path, Some(&dir)).unwrap().certs, scanned);
+    let (file, text) = index_of(&dir);
+    assert_eq!(std::fs::metadata(&file).unwrap().mode() & 0o777, 0o600);
+    assert_eq!(text.lines().count(), 3 + 2, "header, key, bundle, two certificates: {text}");
+
+    let unknown: Vec<String> = text
+        .lines()
+        .map(|l| if l.ends_with(char::is_alphanumeric) && l.split(' ').count() == 3 { blank(l) } else { l.to_string() })
+        .collect();
+    std::fs::write(&file, unknown.join("\n") + "\n").unwrap();
+    let from_index = Bundle::read(&path, Some(&dir)).unwrap();
+    assert!(from_index.certs.iter().all(|c| c.subject.is_none()), "{:?}", from_index.certs);
+    assert_same_verdicts(&from_index, &path, [(&tls.leaf_cert_pem, true), (&other.leaf_cert_pem, true)]);
+
+    // Another size, as the modification time may not have moved on yet.
+    std::fs::write(&path, format!("# reordered\n{}{}", cas[1], cas[0])).unwrap();
+    let rescanned = Bundle::read(&path, Some(&dir)).unwrap();
+    assert!(rescanned.certs.iter().all(|c| c.subject.is_some()), "scanned again");
+    assert_ne!(index_of(&dir).1, text, "written anew");
+    assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1, "no temporary file left");
+}
+
+/// `START END HASH` with the hash replaced by `-`.
+fn blank(line: &str) -> String {
+    let (rest, _) = line.rsplit_once(' ').unwrap();
+    format!("{rest} -")
+}
+
+/// An index that lies (a certificate's place under another's subject, places that hold no
+/// certificate) cannot make a certificate trusted that the bundle does not trust.
+#[test]
+fn a_wrong_index_trusts_nothing_the_bundle_does_not() {
+    let (tls, other) = (make_tls_files(), make_tls_files());
+    let path = tls.dir.path().join("bundle.pem");
+    std::fs::copy(&tls.ca_pem, &path).unwrap();
+    let dir = tls.dir.path().join("state");
+    std::fs::create_dir(&dir).unwrap();
+    Bundle::read(&path, Some(&dir)).unwrap();
+    let (file, text) = index_of(&dir);
+    let other_leaf = pki_types_reading(&other.leaf_cert_pem).remove(0);
+    let other_issuer = name_hash(names(&other_leaf).unwrap().0);
+    let lines: Vec<&str> = text.lines().collect();
+    let (head, entry) = (lines[..3].join("\n"), lines[3]);
+    let (range, _) = entry.rsplit_once(' ').unwrap();
+    for lie in [format!("{range} {other_issuer:016x}"), format!("0 5 {other_issuer:016x}"), "7 7 -".to_string()] {
+        std::fs::write(&file, format!("{head}\n{lie}\n")).unwrap();
+        let bundle = Bundle::read(&path, Some(&dir)).unwrap();
+        let leaf = CertificateDer::from(other_leaf.clone());
+        let name = ServerName::try_from("localhost").unwrap();
+        let trusted = bundle
+            .verifier_for(&leaf, &[], &provider())
+            .is_ok_and(|v| v.verify_server_cert(&leaf, &[], &name, &[], UnixTime::now()).is_ok());
+        assert!(!trusted, "{lie}");
     }
 }
 
@@ -120,17 +207,19 @@ fn a_bundle_without_certificates_is_refused() {
     let tls = make_tls_files();
     let empty = tls.dir.path().join("empty.pem");
     std::fs::write(&empty, "nothing here\n").unwrap();
-    assert_eq!(Bundle::read(&empty).unwrap_err(), format!("no PEM certificate in {}", empty.display()));
+    assert_eq!(Bundle::read(&empty, None).unwrap_err(), format!("no PEM certificate in {}", empty.display()));
     // A certificate whose first bytes decode but whose end does not: the same error, at the
     // handshake that reads the bundle, as when it was decoded whole there.
     let ca = std::fs::read_to_string(&tls.ca_pem).unwrap();
     let broken = tls.dir.path().join("broken.pem");
     std::fs::write(&broken, ca.replace("-----END", "*\n-----END")).unwrap();
     let leaf = CertificateDer::from(pki_types_reading(&tls.leaf_cert_pem).remove(0));
-    let why = Bundle::read(&broken).unwrap().verifier_for(&leaf, &[], &provider()).unwrap_err();
+    let why = Bundle::read(&broken, None).unwrap().verifier_for(&leaf, &[], &provider()).unwrap_err();
     assert_eq!(why, format!("no PEM certificate in {}", broken.display()));
     let missing = tls.dir.path().join("missing.pem");
     assert!(
-        Bundle::read(&missing).unwrap_err().starts_with(&format!("cannot read {}: I/O error: ", missing.display()))
+        Bundle::read(&missing, None)
+            .unwrap_err()
+            .starts_with(&format!("cannot read {}: I/O error: ", missing.display()))
     );
 }

@@ -1,0 +1,94 @@
+//! A bundle's index kept between processes: a small text file in the state directory, named
+//! after the bundle's path, holding where each certificate lies in the bundle and a hash of its
+//! subject name, valid for one version of the bundle (its device, inode, size and modification
+//! time; `update-ca-certificates` writes a new file).
+//!
+//! The index is a hint, never a source of trust: anchors are always decoded from the bundle
+//! itself, and a certificate is used only when its decoded subject is the issuer the chain names.
+//! An index that is missing, stale, unreadable or malformed is rebuilt from the bundle; one
+//! written wrong by someone who can write the state directory can make verification fail, never
+//! succeed. The file is opened without following a link and written to a new file renamed into
+//! place (mode 0600), so a process that fails half-way leaves the old index or none.
+
+use super::Pem;
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+/// The first line of every index file, with the format's version.
+const HEADER: &str = "pfxhttp CA bundle index 1";
+
+/// More than any bundle's index holds (about 30 bytes a certificate).
+const MAX_BYTES: u64 = 1 << 20;
+
+/// Where the index of one bundle is kept, and the version of the bundle it must describe.
+pub(super) struct Kept {
+    file: PathBuf,
+    /// `key` and `bundle` lines: which file, which version of it.
+    identity: String,
+}
+
+impl Kept {
+    /// The index of `bundle` (opened as `opened`) in directory `dir`; `None` when the bundle's
+    /// version cannot be read.
+    pub(super) fn new(dir: &Path, bundle: &Path, opened: &File) -> Option<Kept> {
+        let m = opened.metadata().ok()?;
+        let identity = format!(
+            "key {} {} {} {} {}\nbundle {}\n",
+            m.dev(),
+            m.ino(),
+            m.size(),
+            m.mtime(),
+            m.mtime_nsec(),
+            bundle.display()
+        );
+        let name = super::name_hash(bundle.as_os_str().as_bytes());
+        Some(Kept { file: dir.join(format!("ca-index-{name:016x}")), identity })
+    }
+
+    /// The certificates the index lists, when it describes this version of the bundle.
+    pub(super) fn read(&self) -> Option<Vec<Pem>> {
+        let file = OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW).open(&self.file).ok()?;
+        let mut text = String::new();
+        file.take(MAX_BYTES).read_to_string(&mut text).ok()?;
+        let rest = text.strip_prefix(HEADER)?.strip_prefix('\n')?.strip_prefix(self.identity.as_str())?;
+        let certs: Option<Vec<Pem>> = rest.lines().map(parse_line).collect();
+        certs.filter(|c| !c.is_empty())
+    }
+
+    /// Writes the index of `certs`; a failure leaves things as they were (the next process
+    /// scans the bundle again).
+    pub(super) fn write(&self, certs: &[Pem]) {
+        let mut text = format!("{HEADER}\n{}", self.identity);
+        for pem in certs {
+            let subject = pem.subject.map_or_else(|| "-".to_string(), |h| format!("{h:016x}"));
+            text.push_str(&format!("{} {} {subject}\n", pem.body.start, pem.body.end));
+        }
+        let temp = self.file.with_extension(format!("{}.tmp", std::process::id()));
+        let written = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&temp)
+            .and_then(|mut f| f.write_all(text.as_bytes()))
+            .and_then(|()| std::fs::rename(&temp, &self.file));
+        if written.is_err() {
+            let _ = std::fs::remove_file(&temp);
+        }
+    }
+}
+
+/// `START END HASH` (`-` for a subject not found).
+fn parse_line(line: &str) -> Option<Pem> {
+    let mut words = line.split(' ');
+    let (start, end, subject) = (words.next()?, words.next()?, words.next()?);
+    let (start, end): (u64, u64) = (start.parse().ok()?, end.parse().ok()?);
+    let subject = match subject {
+        "-" => None,
+        hex => Some(u64::from_str_radix(hex, 16).ok()?),
+    };
+    (start <= end && words.next().is_none()).then_some(Pem { body: start..end, subject })
+}
