@@ -6,7 +6,7 @@
 //! maps an alternate signal stack, for the "stack overflow" message it would write on stderr:
 //! the client's socket under spawn(8)). What of that set-up matters here is done in
 //! [`runtime_setup`]. std reads the arguments through `.init_array` on glibc, so `args_os`
-//! works as before. docs/design.md → Start-up.
+//! works as before. docs/design.md#start-up
 #![deny(unsafe_code)]
 #![no_main]
 
