@@ -11,6 +11,7 @@
 //! place (mode 0600), so a process that fails half-way leaves the old index or none.
 
 use super::Pem;
+use crate::text::{push_decimal, push_hex};
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
 use std::os::unix::ffi::OsStrExt;
@@ -63,8 +64,15 @@ impl Kept {
     pub(super) fn write(&self, certs: &[Pem]) {
         let mut text = format!("{HEADER}\n{}", self.identity);
         for pem in certs {
-            let subject = pem.subject.map_or_else(|| "-".to_string(), |h| format!("{h:016x}"));
-            text.push_str(&format!("{} {} {subject}\n", pem.body.start, pem.body.end));
+            push_decimal(&mut text, pem.body.start);
+            text.push(' ');
+            push_decimal(&mut text, pem.body.end);
+            text.push(' ');
+            match pem.subject {
+                Some(hash) => push_hex(&mut text, u128::from(hash), 16),
+                None => text.push('-'),
+            }
+            text.push('\n');
         }
         let temp = self.file.with_extension(format!("{}.tmp", std::process::id()));
         let written = OpenOptions::new()
