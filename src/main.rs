@@ -32,14 +32,18 @@ extern "C" fn main(_argc: std::ffi::c_int, _argv: *const *const std::ffi::c_char
 fn runtime_setup() {
     let mut fds = [0, 1, 2].map(|fd| libc::pollfd { fd, events: 0, revents: 0 });
     // SAFETY: `fds` is a valid array of three pollfd for the duration of the call.
-    if unsafe { libc::poll(fds.as_mut_ptr(), 3, 0) } != -1 {
-        for pfd in fds.iter().filter(|p| p.revents & libc::POLLNVAL != 0) {
-            // SAFETY: a NUL-terminated path; the lowest free descriptor is the closed one, as the
-            // ones below it are open. A failure leaves it closed, as std's set-up would abort.
-            let fd = unsafe { libc::open(c"/dev/null".as_ptr(), libc::O_RDWR) };
-            if fd != pfd.fd {
-                std::process::abort();
-            }
+    let polled = unsafe { libc::poll(fds.as_mut_ptr(), 3, 0) } != -1;
+    // When poll itself fails (it may, with a descriptor limit below 3), each is asked in turn.
+    // SAFETY: F_GETFD on any descriptor number only reads its flags.
+    let closed = |p: &libc::pollfd| {
+        if polled { p.revents & libc::POLLNVAL != 0 } else { (unsafe { libc::fcntl(p.fd, libc::F_GETFD) }) == -1 }
+    };
+    for pfd in fds.iter().filter(|p| closed(p)) {
+        // SAFETY: a NUL-terminated path; the lowest free descriptor is the closed one, as the
+        // ones below it are open. When it is not, std's set-up would abort, and so does this.
+        let fd = unsafe { libc::open(c"/dev/null".as_ptr(), libc::O_RDWR) };
+        if fd != pfd.fd {
+            std::process::abort();
         }
     }
     // SAFETY: setting a signal's disposition to SIG_IGN installs no handler code.

@@ -48,8 +48,16 @@ const NAMES_STEP: usize = 64;
 pub struct Bundle {
     path: PathBuf,
     file: File,
+    /// The file's size when it was opened.
+    size: u64,
     certs: Vec<Pem>,
 }
+
+/// The longest section text read as one certificate (a certificate's is a few KiB).
+const MAX_SECTION: u64 = 1 << 20;
+
+/// How far before and after a section's text its BEGIN and END lines are looked for.
+const MARKER_WINDOW: u64 = 4096;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Pem {
@@ -66,9 +74,10 @@ impl Bundle {
         let cannot =
             |e: std::io::Error| format!("cannot read {}: {}", path.display(), rustls::pki_types::pem::Error::Io(e));
         let file = File::open(path).map_err(cannot)?;
+        let size = file.metadata().map_err(cannot)?.len();
         let kept = index_dir.and_then(|dir| index::Kept::new(dir, path, &file));
         if let Some(certs) = kept.as_ref().and_then(index::Kept::read) {
-            return Ok(Bundle { path: path.to_path_buf(), file, certs });
+            return Ok(Bundle { path: path.to_path_buf(), file, size, certs });
         }
         let certs = pem_certificates(std::io::BufReader::with_capacity(32 * 1024, &file)).map_err(cannot)?;
         if certs.is_empty() {
@@ -77,7 +86,7 @@ impl Bundle {
         if let Some(kept) = kept {
             kept.write(&certs);
         }
-        Ok(Bundle { path: path.to_path_buf(), file, certs })
+        Ok(Bundle { path: path.to_path_buf(), file, size, certs })
     }
 
     /// A verifier with the bundle's certificates that can have issued a certificate of the chain
@@ -115,11 +124,30 @@ impl Bundle {
             .map_err(|e| format!("CA certificates in {}: {e}", self.path.display()))
     }
 
-    /// The DER bytes of `pem`, `None` when they cannot be read or do not decode.
+    /// The DER bytes of `pem`, `None` when they cannot be read or do not decode, or when its
+    /// place in the file is not the whole text of a `CERTIFICATE` section (an index says where
+    /// the sections are, and may be wrong: a place in a section of another kind, or a size
+    /// larger than the file, must not be read as a certificate).
     fn der(&self, pem: &Pem) -> Option<Vec<u8>> {
-        let mut text = vec![0; usize::try_from(pem.body.end - pem.body.start).ok()?];
-        self.file.read_exact_at(&mut text, pem.body.start).ok()?;
-        decode(&text)
+        let Range { start, end } = pem.body;
+        if start > end || end > self.size || end - start > MAX_SECTION {
+            return None;
+        }
+        let (before, after) = (start.min(MARKER_WINDOW), (self.size - end).min(MARKER_WINDOW));
+        let mut text = vec![0; usize::try_from(before + (end - start) + after).ok()?];
+        self.file.read_exact_at(&mut text, start - before).ok()?;
+        let (head, rest) = text.split_at(usize::try_from(before).ok()?);
+        let (body, tail) = rest.split_at(usize::try_from(end - start).ok()?);
+        let begin = head.strip_suffix(b"\n")?;
+        let begin = match begin.iter().rposition(|&b| b == b'\n') {
+            Some(at) => &begin[at + 1..],
+            None if before == start => begin,
+            None => return None,
+        };
+        let end_line = tail.split(|&b| b == b'\n').next()?;
+        let whole = begin.trim_ascii() == b"-----BEGIN CERTIFICATE-----"
+            && end_line.trim_ascii().starts_with(b"-----END CERTIFICATE-----");
+        whole.then(|| decode(body)).flatten()
     }
 }
 

@@ -172,6 +172,54 @@ fn run_as_nobody(args: &[&str], stdin: &[u8], timeout: Duration) -> Output {
     Output { stdout: rest(&mut stdout), stderr: rest(&mut stderr), status, elapsed }
 }
 
+/// A serving process run by the spawn user keeps the CA bundle's index in its state directory
+/// (one file, the user's, 0600), and the next process, reading it, trusts what the bundle
+/// trusts and nothing else. Run by root (an administrator's lookup by hand), it keeps none.
+#[test]
+#[ignore = "needs root"]
+fn the_spawn_user_keeps_the_ca_bundle_index_root_does_not() {
+    assert_root();
+    let (tls, other) = (make_tls_files(), make_tls_files());
+    let b = Backend::fixed_tls(&tls, Reply::json(200, r#"{"result":"secure"}"#));
+    let stranger = Backend::fixed_tls(&other, Reply::json(200, r#"{"result":"secure"}"#));
+    let conf = Config::new();
+    let bundle = conf.dir().join("bundle.pem");
+    let system = std::fs::read_to_string("/etc/ssl/certs/ca-certificates.crt").unwrap_or_default();
+    std::fs::write(&bundle, system + &std::fs::read_to_string(&tls.ca_pem).unwrap()).unwrap();
+    let root_ca = format!("{{ root_ca: '{}' }}", bundle.display());
+    let state = conf.dir().join("state");
+    std::fs::create_dir(&state).unwrap();
+    std::os::unix::fs::chown(&state, Some(NOBODY), Some(NOBODY)).unwrap();
+    let conf = conf
+        .map("demo", &b.url("/lookup"))
+        .set("tls", &root_ca)
+        .map("stranger", &stranger.url("/lookup"))
+        .set("tls", &root_ca)
+        .state_db(&state.join("pfxhttp.db").display().to_string());
+    chmod(conf.dir(), 0o755);
+    chmod(&conf.path(), 0o644);
+    chmod(&bundle, 0o644);
+    let index = || -> Vec<PathBuf> {
+        let files = std::fs::read_dir(&state).unwrap().map(|e| e.unwrap().path());
+        files.filter(|p| p.file_name().unwrap().to_str().unwrap().starts_with("ca-index-")).collect()
+    };
+    let requests = [netstring(b"demo k"), netstring(b"stranger k")].concat();
+    let path = conf.path();
+    let args = ["--config", path.to_str().unwrap(), "socketmap"];
+    let by_root = conf.run_serving(&["socketmap"], &requests, RUN);
+    assert!(by_root.stdout_str().starts_with("9:OK secure,"), "{by_root:?}");
+    assert_eq!(index(), Vec::<PathBuf>::new(), "root keeps none");
+    for run in 0..2 {
+        let out = run_as_nobody(&args, &requests, RUN);
+        let replies = out.stdout_str();
+        assert!(replies.starts_with("9:OK secure,") && replies.contains(":TEMP "), "run {run}: {out:?}");
+        let kept = index();
+        assert_eq!(kept.len(), 1, "run {run}: {kept:?}");
+        assert_eq!((uid(&kept[0]), mode(&kept[0])), (NOBODY, 0o600));
+    }
+    assert_eq!(stranger.request_count(), 0);
+}
+
 /// Makes the config, its directory and the syslog sink usable by `nobody`.
 fn open_for_nobody(s: &Setup) {
     chmod(s.conf.dir(), 0o755);

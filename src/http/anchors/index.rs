@@ -29,6 +29,8 @@ pub(super) struct Kept {
     file: PathBuf,
     /// `key` and `bundle` lines: which file, which version of it.
     identity: String,
+    /// The bundle's size: no section lies beyond it.
+    size: u64,
 }
 
 impl Kept {
@@ -37,26 +39,37 @@ impl Kept {
     pub(super) fn new(dir: &Path, bundle: &Path, opened: &File) -> Option<Kept> {
         let m = opened.metadata().ok()?;
         let identity = format!(
-            "key {} {} {} {} {}\nbundle {}\n",
+            "key {} {} {} {} {} {} {}\nbundle {}\n",
             m.dev(),
             m.ino(),
             m.size(),
             m.mtime(),
             m.mtime_nsec(),
+            m.ctime(),
+            m.ctime_nsec(),
             bundle.display()
         );
         let name = super::name_hash(bundle.as_os_str().as_bytes());
-        Some(Kept { file: dir.join(format!("ca-index-{name:016x}")), identity })
+        Some(Kept { file: dir.join(format!("ca-index-{name:016x}")), identity, size: m.size() })
     }
 
     /// The certificates the index lists, when it describes this version of the bundle.
+    /// The index's sections must lie in the bundle, in order, apart: so that even an index
+    /// written wrong makes no handshake read more than the bundle once.
     pub(super) fn read(&self) -> Option<Vec<Pem>> {
-        let file = OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW).open(&self.file).ok()?;
+        // Not a link, and not a FIFO or a device left there (whose open or read could wait).
+        let flags = libc::O_NOFOLLOW | libc::O_NONBLOCK;
+        let file = OpenOptions::new().read(true).custom_flags(flags).open(&self.file).ok()?;
+        if !file.metadata().ok()?.is_file() {
+            return None;
+        }
         let mut text = String::new();
         file.take(MAX_BYTES).read_to_string(&mut text).ok()?;
         let rest = text.strip_prefix(HEADER)?.strip_prefix('\n')?.strip_prefix(self.identity.as_str())?;
-        let certs: Option<Vec<Pem>> = rest.lines().map(parse_line).collect();
-        certs.filter(|c| !c.is_empty())
+        let certs: Vec<Pem> = rest.lines().map(parse_line).collect::<Option<_>>()?;
+        let apart = certs.windows(2).all(|w| w[0].body.end < w[1].body.start);
+        let inside = certs.last().is_some_and(|last| last.body.end <= self.size);
+        (apart && inside).then_some(certs)
     }
 
     /// Writes the index of `certs`; a failure leaves things as they were (the next process

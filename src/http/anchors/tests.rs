@@ -174,32 +174,84 @@ fn blank(line: &str) -> String {
     format!("{rest} -")
 }
 
-/// An index that lies (a certificate's place under another's subject, places that hold no
-/// certificate) cannot make a certificate trusted that the bundle does not trust.
+/// An index that lies cannot make a certificate trusted that the bundle does not trust: a
+/// certificate's place under another's subject, places that hold no certificate, the text of a
+/// section that is not a `CERTIFICATE` (here one an administrator disabled), places beyond the
+/// file or larger than memory, sections out of order. Neither does a lie crash the process.
 #[test]
 fn a_wrong_index_trusts_nothing_the_bundle_does_not() {
     let (tls, other) = (make_tls_files(), make_tls_files());
     let path = tls.dir.path().join("bundle.pem");
-    std::fs::copy(&tls.ca_pem, &path).unwrap();
+    let other_ca = std::fs::read_to_string(&other.ca_pem).unwrap();
+    let disabled =
+        std::fs::read_to_string(&tls.ca_pem).unwrap().replace(" CERTIFICATE-----", " DISABLED CERTIFICATE-----");
+    let text = format!("{other_ca}{disabled}");
+    std::fs::write(&path, &text).unwrap();
+    let hidden_start = text.find("DISABLED CERTIFICATE-----\n").unwrap() + "DISABLED CERTIFICATE-----\n".len();
+    let hidden_end = text.rfind("-----END DISABLED").unwrap();
     let dir = tls.dir.path().join("state");
     std::fs::create_dir(&dir).unwrap();
-    Bundle::read(&path, Some(&dir)).unwrap();
-    let (file, text) = index_of(&dir);
-    let other_leaf = pki_types_reading(&other.leaf_cert_pem).remove(0);
-    let other_issuer = name_hash(names(&other_leaf).unwrap().0);
-    let lines: Vec<&str> = text.lines().collect();
+    let scanned = Bundle::read(&path, Some(&dir)).unwrap().certs;
+    assert_eq!(scanned.len(), 1, "the disabled section is no certificate");
+    let (file, index) = index_of(&dir);
+    let tls_leaf = pki_types_reading(&tls.leaf_cert_pem).remove(0);
+    let tls_issuer = name_hash(names(&tls_leaf).unwrap().0);
+    let lines: Vec<&str> = index.lines().collect();
     let (head, entry) = (lines[..3].join("\n"), lines[3]);
     let (range, _) = entry.rsplit_once(' ').unwrap();
-    for lie in [format!("{range} {other_issuer:016x}"), format!("0 5 {other_issuer:016x}"), "7 7 -".to_string()] {
+    let lies = [
+        format!("{range} {tls_issuer:016x}"),
+        format!("0 5 {tls_issuer:016x}"),
+        "7 7 -".to_string(),
+        format!("{hidden_start} {hidden_end} -"),
+        format!("{hidden_start} {hidden_end} {tls_issuer:016x}"),
+        format!("{range} -\n{hidden_start} {hidden_end} -"),
+        "0 70368744177664 -".to_string(),
+        format!("0 {} -", u64::MAX),
+        format!("{hidden_start} {hidden_end} -\n{range} -"),
+    ];
+    let name = ServerName::try_from("localhost").unwrap();
+    for lie in lies {
         std::fs::write(&file, format!("{head}\n{lie}\n")).unwrap();
         let bundle = Bundle::read(&path, Some(&dir)).unwrap();
-        let leaf = CertificateDer::from(other_leaf.clone());
-        let name = ServerName::try_from("localhost").unwrap();
+        let leaf = CertificateDer::from(tls_leaf.clone());
         let trusted = bundle
             .verifier_for(&leaf, &[], &provider())
             .is_ok_and(|v| v.verify_server_cert(&leaf, &[], &name, &[], UnixTime::now()).is_ok());
         assert!(!trusted, "{lie}");
     }
+    // The genuine index, and the disabled section enabled: trusted, so the test can fail.
+    std::fs::write(&path, text.replace(" DISABLED CERTIFICATE-----", " CERTIFICATE-----")).unwrap();
+    let bundle = Bundle::read(&path, Some(&dir)).unwrap();
+    let leaf = CertificateDer::from(tls_leaf);
+    let verifier = bundle.verifier_for(&leaf, &[], &provider()).unwrap();
+    assert!(verifier.verify_server_cert(&leaf, &[], &name, &[], UnixTime::now()).is_ok());
+}
+
+/// Sections out of order, or beyond the end of the file, make the index unusable: the bundle is
+/// scanned again. So does something other than a file in the index's place (a FIFO, whose
+/// open would otherwise wait for a writer).
+#[test]
+fn an_unusable_index_is_replaced_by_a_scan() {
+    let (tls, other) = (make_tls_files(), make_tls_files());
+    let path = tls.dir.path().join("bundle.pem");
+    let cas = [&tls.ca_pem, &other.ca_pem].map(|p| std::fs::read_to_string(p).unwrap());
+    std::fs::write(&path, format!("{}{}", cas[0], cas[1])).unwrap();
+    let dir = tls.dir.path().join("state");
+    std::fs::create_dir(&dir).unwrap();
+    let scanned = Bundle::read(&path, Some(&dir)).unwrap().certs;
+    let (file, index) = index_of(&dir);
+    let lines: Vec<&str> = index.lines().collect();
+    let size = std::fs::metadata(&path).unwrap().len();
+    let blanked: Vec<String> = lines[3..].iter().map(|l| blank(l)).collect();
+    for entries in [format!("{}\n{}", blanked[1], blanked[0]), format!("{}\n0 {} -", blanked[0], size + 1)] {
+        std::fs::write(&file, format!("{}\n{entries}\n", lines[..3].join("\n"))).unwrap();
+        assert_eq!(Bundle::read(&path, Some(&dir)).unwrap().certs, scanned, "{entries}");
+    }
+    std::fs::remove_file(&file).unwrap();
+    let made = std::process::Command::new("mkfifo").arg(&file).status().unwrap();
+    assert!(made.success());
+    assert_eq!(Bundle::read(&path, Some(&dir)).unwrap().certs, scanned);
 }
 
 #[test]
