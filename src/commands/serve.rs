@@ -4,7 +4,7 @@
 use crate::cli::Cli;
 use crate::config::{self, Config, Format, Limits, Loaded, LogSettings, StateDb};
 use crate::connection::{Connection, End};
-use crate::http::Clients;
+use crate::http::{Clients, IndexDir};
 use crate::proto::policy;
 use crate::serve::Server;
 use crate::state::Store;
@@ -117,8 +117,9 @@ fn serve(protocol: Protocol, loaded: Result<Loaded, String>, fd3: Option<OwnedFd
             return exit::OK;
         }
     };
-    let clients = Clients::new(config.as_ref().map_or(&[][..], |c| &c.clients[..]))
-        .with_index_dir(config.as_ref().ok().and_then(|c| crate::state::files_dir(&c.state_db)));
+    let state_db = config.as_ref().ok().map(|c| c.state_db.clone());
+    let index_dir = IndexDir::new(move || state_db.as_ref().and_then(crate::state::files_dir));
+    let clients = Clients::new(config.as_ref().map_or(&[][..], |c| &c.clients[..])).with_index_dir(index_dir);
     let store = Store::new(config.as_ref().map_or(&StateDb::Memory, |c| &c.state_db));
     if config.as_ref().is_ok_and(|c| c.metrics) {
         store.metrics().start(protocol.command());

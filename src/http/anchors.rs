@@ -19,9 +19,10 @@ use rustls::pki_types::CertificateDer;
 use std::fs::File;
 use std::io::BufRead;
 use std::ops::Range;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 mod index;
 
@@ -67,15 +68,38 @@ struct Pem {
     subject: Option<u64>,
 }
 
+/// Where bundles' indexes are kept: a directory (the state directory), opened on first need by
+/// the function given, and every index file opened relative to it.
+pub struct IndexDir {
+    open: Box<dyn Fn() -> Option<OwnedFd> + Send + Sync>,
+    dir: OnceLock<Option<OwnedFd>>,
+}
+
+impl IndexDir {
+    pub fn new(open: impl Fn() -> Option<OwnedFd> + Send + Sync + 'static) -> IndexDir {
+        IndexDir { open: Box::new(open), dir: OnceLock::new() }
+    }
+
+    fn get(&self) -> Option<BorrowedFd<'_>> {
+        self.dir.get_or_init(&self.open).as_ref().map(OwnedFd::as_fd)
+    }
+}
+
+impl std::fmt::Debug for IndexDir {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IndexDir").field("dir", &self.dir).finish_non_exhaustive()
+    }
+}
+
 impl Bundle {
     /// Reads the PEM certificate sections of `path`, or their index kept in `index_dir` from an
     /// earlier read of the same file (which it then writes when it had none).
-    pub fn read(path: &Path, index_dir: Option<&Path>) -> Result<Bundle, String> {
+    pub fn read(path: &Path, index_dir: Option<&IndexDir>) -> Result<Bundle, String> {
         let cannot =
             |e: std::io::Error| format!("cannot read {}: {}", path.display(), rustls::pki_types::pem::Error::Io(e));
         let file = File::open(path).map_err(cannot)?;
         let size = file.metadata().map_err(cannot)?.len();
-        let kept = index_dir.and_then(|dir| index::Kept::new(dir, path, &file));
+        let kept = index_dir.and_then(IndexDir::get).and_then(|dir| index::Kept::new(dir, path, &file));
         if let Some(certs) = kept.as_ref().and_then(index::Kept::read) {
             return Ok(Bundle { path: path.to_path_buf(), file, size, certs });
         }

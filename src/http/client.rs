@@ -7,11 +7,10 @@
 //! stays synchronous. Between lookups nothing runs, so each lookup first lets the connections
 //! catch up (see `send`).
 
-use super::{Attempt, HttpError, Request, Response, Transport, tls};
+use super::{Attempt, HttpError, IndexDir, Request, Response, Transport, tls};
 use crate::config::ClientSpec;
 use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use tokio::runtime::Runtime;
 
 /// One lazily built reqwest client per [`ClientSpec`], kept for the life of the process so that
@@ -19,7 +18,7 @@ use tokio::runtime::Runtime;
 pub struct Clients {
     specs: Vec<ClientSpec>,
     /// Where the CA bundle's index is kept between processes.
-    index_dir: Option<PathBuf>,
+    index_dir: Option<Arc<IndexDir>>,
     built: Vec<OnceLock<Result<reqwest::Client, String>>>,
     runtime: OnceLock<Result<Runtime, String>>,
 }
@@ -35,13 +34,13 @@ impl Clients {
     }
 
     /// Keeps the CA bundle's index in `dir` (the state directory) for the processes after this one.
-    pub fn with_index_dir(mut self, dir: Option<PathBuf>) -> Clients {
-        self.index_dir = dir;
+    pub fn with_index_dir(mut self, dir: IndexDir) -> Clients {
+        self.index_dir = Some(Arc::new(dir));
         self
     }
 
     fn client(&self, index: usize) -> Result<&reqwest::Client, HttpError> {
-        let built = self.built[index].get_or_init(|| build(&self.specs[index], self.index_dir.as_deref()));
+        let built = self.built[index].get_or_init(|| build(&self.specs[index], self.index_dir.as_ref()));
         built.as_ref().map_err(|e| HttpError::Other(e.clone()))
     }
 
@@ -56,7 +55,7 @@ impl Clients {
     }
 }
 
-fn build(spec: &ClientSpec, index_dir: Option<&Path>) -> Result<reqwest::Client, String> {
+fn build(spec: &ClientSpec, index_dir: Option<&Arc<IndexDir>>) -> Result<reqwest::Client, String> {
     let mut builder = reqwest::Client::builder()
         .tls_backend_preconfigured(tls::client_config(&spec.tls, index_dir)?)
         .redirect(reqwest::redirect::Policy::none())

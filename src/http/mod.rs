@@ -10,6 +10,7 @@ mod client;
 pub mod fake;
 mod tls;
 
+pub use anchors::IndexDir;
 pub use client::Clients;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use std::time::Duration;

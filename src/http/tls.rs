@@ -7,7 +7,7 @@
 //! system bundle is the distribution's
 //! PEM file (which `update-ca-certificates` rebuilds), or `tls.root_ca` instead.
 
-use super::anchors::Bundle;
+use super::anchors::{Bundle, IndexDir};
 use crate::config::TlsSpec;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
@@ -28,18 +28,14 @@ const SYSTEM_BUNDLES: &[&str] = &[
 
 /// Builds the rustls settings for `spec`. The client certificate is read here (on first need).
 /// `index_dir`: where the CA bundle's index is kept between processes (the state directory).
-pub fn client_config(spec: &TlsSpec, index_dir: Option<&Path>) -> Result<ClientConfig, String> {
+pub fn client_config(spec: &TlsSpec, index_dir: Option<&Arc<IndexDir>>) -> Result<ClientConfig, String> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let versions: &[&rustls::SupportedProtocolVersion] =
         if spec.tls13_only { &[&rustls::version::TLS13] } else { &[&rustls::version::TLS12, &rustls::version::TLS13] };
     let trust = if spec.skip_verify {
         Trust::Any
     } else {
-        Trust::Roots {
-            source: spec.root_ca.clone(),
-            index_dir: index_dir.map(Path::to_path_buf),
-            loaded: OnceLock::new(),
-        }
+        Trust::Roots { source: spec.root_ca.clone(), index_dir: index_dir.cloned(), loaded: OnceLock::new() }
     };
     let verifier = Arc::new(Verifier { provider: provider.clone(), trust });
     let builder = ClientConfig::builder_with_provider(provider)
@@ -80,7 +76,7 @@ fn system_bundle() -> Result<PathBuf, String> {
         .ok_or_else(|| format!("no system CA bundle found (looked in {}); set tls.root_ca", SYSTEM_BUNDLES.join(", ")))
 }
 
-fn read_bundle(source: &Option<PathBuf>, index_dir: Option<&Path>) -> Result<Bundle, String> {
+fn read_bundle(source: &Option<PathBuf>, index_dir: Option<&IndexDir>) -> Result<Bundle, String> {
     match source {
         Some(p) => Bundle::read(p, index_dir),
         None => Bundle::read(&system_bundle()?, index_dir),
@@ -98,7 +94,7 @@ struct Verifier {
 #[derive(Debug)]
 enum Trust {
     Any,
-    Roots { source: Option<PathBuf>, index_dir: Option<PathBuf>, loaded: OnceLock<Result<Bundle, String>> },
+    Roots { source: Option<PathBuf>, index_dir: Option<Arc<IndexDir>>, loaded: OnceLock<Result<Bundle, String>> },
 }
 
 impl ServerCertVerifier for Verifier {

@@ -35,18 +35,11 @@ pub fn try_open(path: &std::path::Path) -> Result<rusqlite::Connection, DbError>
     db::open(path)
 }
 
-/// The directory a serving process may keep files in beside the state database (the CA
-/// bundle's index): the database's own, for a process not run by root. Whether it exists is
-/// found out when a file is first read or written there.
-pub fn files_dir(setting: &StateDb) -> Option<std::path::PathBuf> {
+/// The directory a serving process keeps files in beside the state database (the CA bundle's
+/// index), open; `None` for `:memory:` or when it cannot be opened safely (see `walk`).
+pub fn files_dir(setting: &StateDb) -> Option<std::os::fd::OwnedFd> {
     let StateDb::File(path) = setting else { return None };
-    // Root (an administrator trying a lookup by hand) keeps no such files: the directory is
-    // looked up by name when a file is written, later than any check made here.
-    if walk::is_root() {
-        return None;
-    }
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
-    Some(dir.to_path_buf())
+    walk::files_dir(path)
 }
 
 /// `pfxhttp state check`: reports on the database without changing it. Run as root, this first

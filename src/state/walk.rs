@@ -164,6 +164,18 @@ pub fn may_open(path: &Path) -> Result<(), DbError> {
     }
     Ok(())
 }
+/// The state directory, open, for the files a serving process keeps beside the database (the
+/// CA bundle's index), which are then opened relative to it, never by name. As root, walked from
+/// `/` as above and only when root owns it; otherwise opened by name (the user's own files).
+pub fn files_dir(path: &Path) -> Option<OwnedFd> {
+    if is_root() {
+        let (dir, uid, _) = existing_dir_owner(path).ok()??;
+        return (uid == 0).then_some(dir.fd);
+    }
+    let parent = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    open_dir(CWD, parent).ok()
+}
+
 /// The directory names from `/` (or the working directory) down to the state directory.
 fn components<'a>(path: &Path, parent: &'a Path) -> Result<Vec<&'a str>, DbError> {
     parent

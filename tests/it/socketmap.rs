@@ -865,12 +865,12 @@ fn tls_ssl_cert_file_env() {
     assert_wire(&out, b"9:OK secure,");
 }
 
-/// The CA bundle's index kept between processes does not change a verdict: with a bundle of
-/// the system's certificates and the test CA, two processes in turn trust the test CA's server
-/// and refuse another CA's. (Run by root, as in CI, no index is kept; `state.rs` has the test
-/// of the index a spawn user keeps.)
+/// A serving process keeps the CA bundle's index beside its state database (mode 0600, one
+/// file), and the next process, reading it, trusts what the bundle trusts and nothing else: a
+/// bundle of the system's certificates and the test CA; another CA's server is refused.
 #[test]
-fn tls_bundle_verdicts_hold_from_one_process_to_the_next() {
+fn tls_bundle_index_is_kept_for_the_next_process() {
+    use std::os::unix::fs::MetadataExt;
     let (tls, other) = (make_tls_files(), make_tls_files());
     let b = Backend::fixed_tls(&tls, Reply::json(200, r#"{"result":"secure"}"#));
     let stranger = Backend::fixed_tls(&other, Reply::json(200, r#"{"result":"secure"}"#));
@@ -879,10 +879,17 @@ fn tls_bundle_verdicts_hold_from_one_process_to_the_next() {
     std::fs::write(&bundle, system + &std::fs::read_to_string(&tls.ca_pem).unwrap()).unwrap();
     let c = conf(&b.url("/lookup")).map("stranger", &stranger.url("/lookup"));
     let env = [("SSL_CERT_FILE", bundle.to_str().unwrap())];
+    let index = || -> Vec<std::path::PathBuf> {
+        let files = std::fs::read_dir(c.dir()).unwrap().map(|e| e.unwrap().path());
+        files.filter(|p| p.file_name().unwrap().to_str().unwrap().starts_with("ca-index-")).collect()
+    };
     for run in 0..2 {
         let out = c.serve_env(&env, &[req("demo", "k"), req("stranger", "k")].concat());
         assert!(out.starts_with(b"9:OK secure,"), "run {run}: {}", show(&out));
         assert_reply_starts(&out[b"9:OK secure,".len()..], "TEMP ");
+        let kept = index();
+        assert_eq!(kept.len(), 1, "run {run}: {kept:?}");
+        assert_eq!(std::fs::metadata(&kept[0]).unwrap().mode() & 0o777, 0o600);
     }
     assert_eq!(stranger.request_count(), 0);
 }

@@ -174,10 +174,11 @@ fn run_as_nobody(args: &[&str], stdin: &[u8], timeout: Duration) -> Output {
 
 /// A serving process run by the spawn user keeps the CA bundle's index in its state directory
 /// (one file, the user's, 0600), and the next process, reading it, trusts what the bundle
-/// trusts and nothing else. Run by root (an administrator's lookup by hand), it keeps none.
+/// trusts and nothing else. Run by root (an administrator's lookup by hand) it leaves that
+/// directory alone: it is another user's.
 #[test]
 #[ignore = "needs root"]
-fn the_spawn_user_keeps_the_ca_bundle_index_root_does_not() {
+fn the_spawn_user_keeps_the_ca_bundle_index_root_leaves_it_alone() {
     assert_root();
     let (tls, other) = (make_tls_files(), make_tls_files());
     let b = Backend::fixed_tls(&tls, Reply::json(200, r#"{"result":"secure"}"#));
@@ -208,7 +209,7 @@ fn the_spawn_user_keeps_the_ca_bundle_index_root_does_not() {
     let args = ["--config", path.to_str().unwrap(), "socketmap"];
     let by_root = conf.run_serving(&["socketmap"], &requests, RUN);
     assert!(by_root.stdout_str().starts_with("9:OK secure,"), "{by_root:?}");
-    assert_eq!(index(), Vec::<PathBuf>::new(), "root keeps none");
+    assert_eq!(index(), Vec::<PathBuf>::new(), "root writes nothing in nobody's directory");
     for run in 0..2 {
         let out = run_as_nobody(&args, &requests, RUN);
         let replies = out.stdout_str();

@@ -7,16 +7,19 @@
 //! itself, and a certificate is used only when its decoded subject is the issuer the chain names.
 //! An index that is missing, stale, unreadable or malformed is rebuilt from the bundle; one
 //! written wrong by someone who can write the state directory can make verification fail, never
-//! succeed. The file is opened without following a link and written to a new file renamed into
-//! place (mode 0600), so a process that fails half-way leaves the old index or none.
+//! succeed. The file is opened relative to the directory opened once (as root, walked from `/`),
+//! without following a link, and written to a new file renamed into place (mode 0600), so a
+//! process that fails half-way leaves the old index or none.
 
 use super::Pem;
 use crate::text::{push_decimal, push_hex};
-use std::fs::{File, OpenOptions};
+use rustix::fs::{AtFlags, Mode, OFlags, openat, renameat, unlinkat};
+use std::fs::File;
 use std::io::{Read, Write};
+use std::os::fd::BorrowedFd;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
-use std::path::{Path, PathBuf};
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
 
 /// The first line of every index file, with the format's version.
 const HEADER: &str = "pfxhttp CA bundle index 1";
@@ -25,18 +28,20 @@ const HEADER: &str = "pfxhttp CA bundle index 1";
 const MAX_BYTES: u64 = 1 << 20;
 
 /// Where the index of one bundle is kept, and the version of the bundle it must describe.
-pub(super) struct Kept {
-    file: PathBuf,
+pub(super) struct Kept<'a> {
+    dir: BorrowedFd<'a>,
+    /// The file's name in `dir`.
+    name: String,
     /// `key` and `bundle` lines: which file, which version of it.
     identity: String,
     /// The bundle's size: no section lies beyond it.
     size: u64,
 }
 
-impl Kept {
+impl<'a> Kept<'a> {
     /// The index of `bundle` (opened as `opened`) in directory `dir`; `None` when the bundle's
     /// version cannot be read.
-    pub(super) fn new(dir: &Path, bundle: &Path, opened: &File) -> Option<Kept> {
+    pub(super) fn new(dir: BorrowedFd<'a>, bundle: &Path, opened: &File) -> Option<Kept<'a>> {
         let m = opened.metadata().ok()?;
         let identity = format!(
             "key {} {} {} {} {} {} {}\nbundle {}\n",
@@ -49,17 +54,17 @@ impl Kept {
             m.ctime_nsec(),
             bundle.display()
         );
-        let name = super::name_hash(bundle.as_os_str().as_bytes());
-        Some(Kept { file: dir.join(format!("ca-index-{name:016x}")), identity, size: m.size() })
+        let name = format!("ca-index-{:016x}", super::name_hash(bundle.as_os_str().as_bytes()));
+        Some(Kept { dir, name, identity, size: m.size() })
     }
 
-    /// The certificates the index lists, when it describes this version of the bundle.
-    /// The index's sections must lie in the bundle, in order, apart: so that even an index
-    /// written wrong makes no handshake read more than the bundle once.
+    /// The certificates the index lists, when it describes this version of the bundle. The
+    /// index's sections must lie in the bundle, in order, apart: so that even an index written
+    /// wrong makes no handshake read more than the bundle once.
     pub(super) fn read(&self) -> Option<Vec<Pem>> {
         // Not a link, and not a FIFO or a device left there (whose open or read could wait).
-        let flags = libc::O_NOFOLLOW | libc::O_NONBLOCK;
-        let file = OpenOptions::new().read(true).custom_flags(flags).open(&self.file).ok()?;
+        let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
+        let file = File::from(openat(self.dir, self.name.as_str(), flags, Mode::empty()).ok()?);
         if !file.metadata().ok()?.is_file() {
             return None;
         }
@@ -87,17 +92,15 @@ impl Kept {
             }
             text.push('\n');
         }
-        let temp = self.file.with_extension(format!("{}.tmp", std::process::id()));
-        let written = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(&temp)
+        let temp = format!("{}.{}.tmp", self.name, std::process::id());
+        let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        let written = openat(self.dir, temp.as_str(), flags, Mode::from_raw_mode(0o600))
+            .map(File::from)
+            .map_err(std::io::Error::from)
             .and_then(|mut f| f.write_all(text.as_bytes()))
-            .and_then(|()| std::fs::rename(&temp, &self.file));
+            .and_then(|()| renameat(self.dir, temp.as_str(), self.dir, self.name.as_str()).map_err(Into::into));
         if written.is_err() {
-            let _ = std::fs::remove_file(&temp);
+            let _ = unlinkat(self.dir, temp.as_str(), AtFlags::empty());
         }
     }
 }

@@ -105,7 +105,7 @@ fn verdicts_are_the_whole_bundles() {
     std::fs::create_dir(&index_dir).unwrap();
     // Scanned, scanned and its index written, read from the index.
     for index in [None, Some(&index_dir), Some(&index_dir)] {
-        let bundle = Bundle::read(&path, index.map(PathBuf::as_path)).unwrap();
+        let bundle = Bundle::read(&path, index.map(|d| place(d)).as_ref()).unwrap();
         assert_same_verdicts(&bundle, &path, [(&tls.leaf_cert_pem, true), (&other.leaf_cert_pem, false)]);
     }
 }
@@ -124,6 +124,12 @@ fn assert_same_verdicts<'a>(bundle: &Bundle, path: &Path, leaves: impl IntoItera
         assert_eq!(ours, Ok(verdict(&whole)));
         assert_eq!(verdict(&whole).is_none(), trusted);
     }
+}
+
+/// `dir` as the place where indexes are kept.
+fn place(dir: &Path) -> IndexDir {
+    let dir = dir.to_path_buf();
+    IndexDir::new(move || std::fs::File::open(&dir).ok().map(std::os::fd::OwnedFd::from))
 }
 
 /// The index file of the bundle at `path` in `dir`, and its text.
@@ -146,7 +152,7 @@ fn the_index_is_read_until_the_bundle_changes() {
     let dir = tls.dir.path().join("state");
     std::fs::create_dir(&dir).unwrap();
     let scanned = Bundle::read(&path, None).unwrap().certs;
-    assert_eq!(Bundle::read(&path, Some(&dir)).unwrap().certs, scanned);
+    assert_eq!(Bundle::read(&path, Some(&place(&dir))).unwrap().certs, scanned);
     let (file, text) = index_of(&dir);
     assert_eq!(std::fs::metadata(&file).unwrap().mode() & 0o777, 0o600);
     assert_eq!(text.lines().count(), 3 + 2, "header, key, bundle, two certificates: {text}");
@@ -156,13 +162,13 @@ fn the_index_is_read_until_the_bundle_changes() {
         .map(|l| if l.ends_with(char::is_alphanumeric) && l.split(' ').count() == 3 { blank(l) } else { l.to_string() })
         .collect();
     std::fs::write(&file, unknown.join("\n") + "\n").unwrap();
-    let from_index = Bundle::read(&path, Some(&dir)).unwrap();
+    let from_index = Bundle::read(&path, Some(&place(&dir))).unwrap();
     assert!(from_index.certs.iter().all(|c| c.subject.is_none()), "{:?}", from_index.certs);
     assert_same_verdicts(&from_index, &path, [(&tls.leaf_cert_pem, true), (&other.leaf_cert_pem, true)]);
 
     // Another size, as the modification time may not have moved on yet.
     std::fs::write(&path, format!("# reordered\n{}{}", cas[1], cas[0])).unwrap();
-    let rescanned = Bundle::read(&path, Some(&dir)).unwrap();
+    let rescanned = Bundle::read(&path, Some(&place(&dir))).unwrap();
     assert!(rescanned.certs.iter().all(|c| c.subject.is_some()), "scanned again");
     assert_ne!(index_of(&dir).1, text, "written anew");
     assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1, "no temporary file left");
@@ -191,7 +197,7 @@ fn a_wrong_index_trusts_nothing_the_bundle_does_not() {
     let hidden_end = text.rfind("-----END DISABLED").unwrap();
     let dir = tls.dir.path().join("state");
     std::fs::create_dir(&dir).unwrap();
-    let scanned = Bundle::read(&path, Some(&dir)).unwrap().certs;
+    let scanned = Bundle::read(&path, Some(&place(&dir))).unwrap().certs;
     assert_eq!(scanned.len(), 1, "the disabled section is no certificate");
     let (file, index) = index_of(&dir);
     let tls_leaf = pki_types_reading(&tls.leaf_cert_pem).remove(0);
@@ -213,7 +219,7 @@ fn a_wrong_index_trusts_nothing_the_bundle_does_not() {
     let name = ServerName::try_from("localhost").unwrap();
     for lie in lies {
         std::fs::write(&file, format!("{head}\n{lie}\n")).unwrap();
-        let bundle = Bundle::read(&path, Some(&dir)).unwrap();
+        let bundle = Bundle::read(&path, Some(&place(&dir))).unwrap();
         let leaf = CertificateDer::from(tls_leaf.clone());
         let trusted = bundle
             .verifier_for(&leaf, &[], &provider())
@@ -222,7 +228,7 @@ fn a_wrong_index_trusts_nothing_the_bundle_does_not() {
     }
     // The genuine index, and the disabled section enabled: trusted, so the test can fail.
     std::fs::write(&path, text.replace(" DISABLED CERTIFICATE-----", " CERTIFICATE-----")).unwrap();
-    let bundle = Bundle::read(&path, Some(&dir)).unwrap();
+    let bundle = Bundle::read(&path, Some(&place(&dir))).unwrap();
     let leaf = CertificateDer::from(tls_leaf);
     let verifier = bundle.verifier_for(&leaf, &[], &provider()).unwrap();
     assert!(verifier.verify_server_cert(&leaf, &[], &name, &[], UnixTime::now()).is_ok());
@@ -239,19 +245,19 @@ fn an_unusable_index_is_replaced_by_a_scan() {
     std::fs::write(&path, format!("{}{}", cas[0], cas[1])).unwrap();
     let dir = tls.dir.path().join("state");
     std::fs::create_dir(&dir).unwrap();
-    let scanned = Bundle::read(&path, Some(&dir)).unwrap().certs;
+    let scanned = Bundle::read(&path, Some(&place(&dir))).unwrap().certs;
     let (file, index) = index_of(&dir);
     let lines: Vec<&str> = index.lines().collect();
     let size = std::fs::metadata(&path).unwrap().len();
     let blanked: Vec<String> = lines[3..].iter().map(|l| blank(l)).collect();
     for entries in [format!("{}\n{}", blanked[1], blanked[0]), format!("{}\n0 {} -", blanked[0], size + 1)] {
         std::fs::write(&file, format!("{}\n{entries}\n", lines[..3].join("\n"))).unwrap();
-        assert_eq!(Bundle::read(&path, Some(&dir)).unwrap().certs, scanned, "{entries}");
+        assert_eq!(Bundle::read(&path, Some(&place(&dir))).unwrap().certs, scanned, "{entries}");
     }
     std::fs::remove_file(&file).unwrap();
     let made = std::process::Command::new("mkfifo").arg(&file).status().unwrap();
     assert!(made.success());
-    assert_eq!(Bundle::read(&path, Some(&dir)).unwrap().certs, scanned);
+    assert_eq!(Bundle::read(&path, Some(&place(&dir))).unwrap().certs, scanned);
 }
 
 #[test]
