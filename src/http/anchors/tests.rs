@@ -1,5 +1,5 @@
 use super::*;
-use pfxhttp_test_support::tls::make_tls_files;
+use pfxhttp_test_support::tls::{TlsFiles, make_tls_files};
 use rustls::client::danger::ServerCertVerifier;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{ServerName, UnixTime};
@@ -126,6 +126,26 @@ fn assert_same_verdicts<'a>(bundle: &Bundle, path: &Path, leaves: impl IntoItera
     }
 }
 
+/// A bundle of two CAs' certificates (`tls`'s, then `other`'s, whose texts are `cas`) and an
+/// empty directory for its index, both in `tls`'s temporary directory.
+struct TwoCas {
+    tls: TlsFiles,
+    other: TlsFiles,
+    path: PathBuf,
+    dir: PathBuf,
+    cas: [String; 2],
+}
+
+fn two_cas() -> TwoCas {
+    let (tls, other) = (make_tls_files(), make_tls_files());
+    let path = tls.dir.path().join("bundle.pem");
+    let cas = [&tls.ca_pem, &other.ca_pem].map(|p| std::fs::read_to_string(p).unwrap());
+    std::fs::write(&path, format!("{}{}", cas[0], cas[1])).unwrap();
+    let dir = tls.dir.path().join("state");
+    std::fs::create_dir(&dir).unwrap();
+    TwoCas { tls, other, path, dir, cas }
+}
+
 /// `dir` as the place where indexes are kept.
 fn place(dir: &Path) -> IndexDir {
     let dir = dir.to_path_buf();
@@ -145,12 +165,7 @@ fn index_of(dir: &Path) -> (PathBuf, String) {
 /// is scanned again and its index written anew.
 #[test]
 fn the_index_is_read_until_the_bundle_changes() {
-    let (tls, other) = (make_tls_files(), make_tls_files());
-    let path = tls.dir.path().join("bundle.pem");
-    let cas = [&tls.ca_pem, &other.ca_pem].map(|p| std::fs::read_to_string(p).unwrap());
-    std::fs::write(&path, format!("{}{}", cas[0], cas[1])).unwrap();
-    let dir = tls.dir.path().join("state");
-    std::fs::create_dir(&dir).unwrap();
+    let TwoCas { tls, other, path, dir, cas } = two_cas();
     let scanned = Bundle::read(&path, None).unwrap().certs;
     assert_eq!(Bundle::read(&path, Some(&place(&dir))).unwrap().certs, scanned);
     let (file, text) = index_of(&dir);
@@ -239,12 +254,7 @@ fn a_wrong_index_trusts_nothing_the_bundle_does_not() {
 /// open would otherwise wait for a writer).
 #[test]
 fn an_unusable_index_is_replaced_by_a_scan() {
-    let (tls, other) = (make_tls_files(), make_tls_files());
-    let path = tls.dir.path().join("bundle.pem");
-    let cas = [&tls.ca_pem, &other.ca_pem].map(|p| std::fs::read_to_string(p).unwrap());
-    std::fs::write(&path, format!("{}{}", cas[0], cas[1])).unwrap();
-    let dir = tls.dir.path().join("state");
-    std::fs::create_dir(&dir).unwrap();
+    let TwoCas { tls: _tls, path, dir, .. } = two_cas();
     let scanned = Bundle::read(&path, Some(&place(&dir))).unwrap().certs;
     let (file, index) = index_of(&dir);
     let lines: Vec<&str> = index.lines().collect();
