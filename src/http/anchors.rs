@@ -98,8 +98,9 @@ impl Bundle {
         let cannot =
             |e: std::io::Error| format!("cannot read {}: {}", path.display(), rustls::pki_types::pem::Error::Io(e));
         let file = File::open(path).map_err(cannot)?;
-        let size = file.metadata().map_err(cannot)?.len();
-        let kept = index_dir.and_then(IndexDir::get).and_then(|dir| index::Kept::new(dir, path, &file));
+        let meta = file.metadata().map_err(cannot)?;
+        let size = meta.len();
+        let kept = index_dir.and_then(IndexDir::get).map(|dir| index::Kept::new(dir, path, &meta));
         if let Some(certs) = kept.as_ref().and_then(index::Kept::read) {
             return Ok(Bundle { path: path.to_path_buf(), file, size, certs });
         }
@@ -239,7 +240,8 @@ fn decode(base64: &[u8]) -> Option<Vec<u8>> {
     PEM_BASE64.decode(packed).ok()
 }
 
-/// A hash of a DER name's contents (64-bit FNV-1a): what the index keeps of a subject.
+/// A 64-bit FNV-1a hash: what the index keeps of a subject name (its DER contents), and how an
+/// index file is named after its bundle's path.
 fn name_hash(name: &[u8]) -> u64 {
     name.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
 }

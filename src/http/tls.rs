@@ -4,8 +4,8 @@
 //! no HTTPS request never opens the system CA bundle. Of the bundle, each handshake turns into
 //! trust anchors only the certificates that can have issued the server's chain (see `anchors`),
 //! and a serving process keeps the bundle's index in the state directory for the next one. The
-//! system bundle is the distribution's
-//! PEM file (which `update-ca-certificates` rebuilds), or `tls.root_ca` instead.
+//! system bundle is the distribution's PEM file (which `update-ca-certificates` rebuilds), or
+//! `tls.root_ca` instead.
 
 use super::anchors::{Bundle, IndexDir};
 use crate::config::TlsSpec;

@@ -164,6 +164,7 @@ pub fn may_open(path: &Path) -> Result<(), DbError> {
     }
     Ok(())
 }
+
 /// The state directory, open, for the files a serving process keeps beside the database (the
 /// CA bundle's index), which are then opened relative to it, never by name. As root, walked from
 /// `/` as above and only when root owns it; otherwise opened by name (the user's own files).

@@ -1,7 +1,7 @@
 //! A bundle's index kept between processes: a small text file in the state directory, named
 //! after the bundle's path, holding where each certificate lies in the bundle and a hash of its
-//! subject name, valid for one version of the bundle (its device, inode, size and modification
-//! time; `update-ca-certificates` writes a new file).
+//! subject name, valid for one version of the bundle (its device, inode, size, modification and
+//! change times; `update-ca-certificates` writes a new file).
 //!
 //! The index is a hint, never a source of trust: anchors are always decoded from the bundle
 //! itself, and a certificate is used only when its decoded subject is the issuer the chain names.
@@ -14,7 +14,7 @@
 use super::Pem;
 use crate::text::{push_decimal, push_hex};
 use rustix::fs::{AtFlags, Mode, OFlags, openat, renameat, unlinkat};
-use std::fs::File;
+use std::fs::{File, Metadata};
 use std::io::{Read, Write};
 use std::os::fd::BorrowedFd;
 use std::os::unix::ffi::OsStrExt;
@@ -39,10 +39,8 @@ pub(super) struct Kept<'a> {
 }
 
 impl<'a> Kept<'a> {
-    /// The index of `bundle` (opened as `opened`) in directory `dir`; `None` when the bundle's
-    /// version cannot be read.
-    pub(super) fn new(dir: BorrowedFd<'a>, bundle: &Path, opened: &File) -> Option<Kept<'a>> {
-        let m = opened.metadata().ok()?;
+    /// The index in directory `dir` of `bundle`, whose open file's metadata is `m`.
+    pub(super) fn new(dir: BorrowedFd<'a>, bundle: &Path, m: &Metadata) -> Kept<'a> {
         let identity = format!(
             "key {} {} {} {} {} {} {}\nbundle {}\n",
             m.dev(),
@@ -55,7 +53,7 @@ impl<'a> Kept<'a> {
             bundle.display()
         );
         let name = format!("ca-index-{:016x}", super::name_hash(bundle.as_os_str().as_bytes()));
-        Some(Kept { dir, name, identity, size: m.size() })
+        Kept { dir, name, identity, size: m.size() }
     }
 
     /// The certificates the index lists, when it describes this version of the bundle. The
