@@ -160,7 +160,10 @@ impl Connection {
             (self.start, self.end) = (0, self.end - self.start);
         }
         if self.buf.len() - self.end < READ_CHUNK {
-            self.buf.resize(self.end + READ_CHUNK, 0);
+            // A zeroed allocation and a copy: `resize` writes the zeros one byte at a time.
+            let mut grown = vec![0; self.end + READ_CHUNK];
+            grown[..self.end].copy_from_slice(&self.buf[..self.end]);
+            self.buf = grown;
         }
     }
 

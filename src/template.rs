@@ -106,7 +106,7 @@ impl Template {
     /// In JSON, `{"key":{{ key | json }}}` is natural to write but upon reads `}}}` as a syntax
     /// error, so a space is put between a tag and an adjacent brace (insignificant in JSON).
     pub fn compile(source: &str, context: Context) -> Result<Template, String> {
-        let source = if context == Context::Json {
+        let source = if context == Context::Json && (source.contains("}}}") || source.contains("{{{")) {
             source.replace("}}}", "}} }").replace("{{{", "{ {{")
         } else {
             source.to_string()

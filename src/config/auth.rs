@@ -69,10 +69,26 @@ pub(super) fn block_client(
 /// Whether `url` is plain `http://` to a host other than the loopback (a templated host counts
 /// as another host): credentials sent there can be read on the way.
 pub(super) fn plain_http_beyond_loopback(url: &str) -> bool {
+    plain_http_beyond_loopback_parsed(url, None)
+}
+
+/// [`plain_http_beyond_loopback`] for `url` when its parse is at hand (`parsed`, the same text
+/// parsed): a config start then parses each URL once.
+pub(super) fn plain_http_beyond_loopback_parsed(url: &str, parsed: Option<&reqwest::Url>) -> bool {
     if !url.get(..7).is_some_and(|s| s.eq_ignore_ascii_case("http://")) {
         return false;
     }
-    let Some(parsed) = reqwest::Url::parse(url).ok() else { return true };
+    let owned;
+    let parsed = match parsed {
+        Some(parsed) => parsed,
+        None => match reqwest::Url::parse(url) {
+            Ok(parsed) => {
+                owned = parsed;
+                &owned
+            }
+            Err(_) => return true,
+        },
+    };
     let host = parsed.host_str().unwrap_or("").trim_start_matches('[').trim_end_matches(']');
     match host.parse::<std::net::IpAddr>() {
         Ok(ip) => !ip.is_loopback(),

@@ -112,9 +112,16 @@ pub(super) fn targets(
     if urls.is_empty() && matches!(v, Value::Sequence(_)) {
         d.error(&p, "the list is empty");
     }
-    let plain = urls.iter().any(|u| super::auth::plain_http_beyond_loopback(u)).then(|| p.clone());
-    let targets = urls.iter().enumerate().filter_map(|(i, url)| target(&format!("{p}[{i}]"), url, sample, d)).collect();
-    (targets, plain)
+    let mut plain = false;
+    let mut targets = Vec::with_capacity(urls.len());
+    for (i, url) in urls.iter().enumerate() {
+        let target = target(&tree::item_path(&p, i), url, sample, d);
+        // A fixed URL is parsed already (it is the text as written); any other is parsed here.
+        let parsed = target.as_ref().and_then(|t| t.fixed.as_ref());
+        plain |= super::auth::plain_http_beyond_loopback_parsed(url, parsed);
+        targets.extend(target);
+    }
+    (targets, plain.then(|| p.clone()))
 }
 
 /// A boolean key, `false` when absent.

@@ -72,7 +72,7 @@ pub(super) fn request(t: &mut Table<'_>, ctx: &Ctx<'_>, user_agent: String, d: &
 fn headers(path: &str, v: &Value, sample: &upon::Value, d: &mut Diagnostics) -> Vec<(HeaderName, Template)> {
     let mut out: Vec<(HeaderName, Template)> = Vec::new();
     for (i, line) in tree::strings(path, v, d).unwrap_or_default().iter().enumerate() {
-        let p = format!("{path}[{i}]");
+        let p = super::tree::item_path(path, i);
         let Some((name, value)) = line.split_once(':') else {
             d.error(&p, "expected \"Name: value\"");
             continue;

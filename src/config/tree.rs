@@ -46,7 +46,25 @@ pub struct Table<'a> {
 
 /// Joins a parent path and a key.
 pub fn join(parent: &str, key: &str) -> String {
-    if parent.is_empty() { key.to_string() } else { format!("{parent}.{key}") }
+    // Every key read builds its path, so without `format!`'s machinery.
+    if parent.is_empty() {
+        return key.to_string();
+    }
+    let mut path = String::with_capacity(parent.len() + 1 + key.len());
+    path.push_str(parent);
+    path.push('.');
+    path.push_str(key);
+    path
+}
+
+/// The path of item `i` of the list at `parent`: `parent[i]`.
+pub fn item_path(parent: &str, i: usize) -> String {
+    let mut path = String::with_capacity(parent.len() + 4);
+    path.push_str(parent);
+    path.push('[');
+    crate::text::push_decimal(&mut path, i as u64);
+    path.push(']');
+    path
 }
 
 impl<'a> Table<'a> {
@@ -231,7 +249,7 @@ pub fn strings(path: &str, v: &Value, d: &mut Diagnostics) -> Option<Vec<String>
     match v {
         Value::Sequence(items) => {
             let out: Vec<Option<String>> =
-                items.iter().enumerate().map(|(i, item)| string(&format!("{path}[{i}]"), item, d)).collect();
+                items.iter().enumerate().map(|(i, item)| string(&item_path(path, i), item, d)).collect();
             out.into_iter().collect()
         }
         other => string(path, other, d).map(|s| vec![s]),
@@ -243,7 +261,7 @@ pub fn uints(path: &str, v: &Value, min: u64, max: u64, d: &mut Diagnostics) -> 
     match v {
         Value::Sequence(items) => {
             let out: Vec<Option<u64>> =
-                items.iter().enumerate().map(|(i, item)| uint(&format!("{path}[{i}]"), item, min, max, d)).collect();
+                items.iter().enumerate().map(|(i, item)| uint(&item_path(path, i), item, min, max, d)).collect();
             out.into_iter().collect()
         }
         other => uint(path, other, min, max, d).map(|n| vec![n]),
