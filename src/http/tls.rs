@@ -29,7 +29,7 @@ const SYSTEM_BUNDLES: &[&str] = &[
 /// Builds the rustls settings for `spec`. The client certificate is read here (on first need).
 /// `index_dir`: where the CA bundle's index is kept between processes (the state directory).
 pub fn client_config(spec: &TlsSpec, index_dir: Option<&Arc<IndexDir>>) -> Result<ClientConfig, String> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = Arc::new(provider());
     let versions: &[&rustls::SupportedProtocolVersion] =
         if spec.tls13_only { &[&rustls::version::TLS13] } else { &[&rustls::version::TLS12, &rustls::version::TLS13] };
     let trust = if spec.skip_verify {
@@ -54,6 +54,24 @@ pub fn client_config(spec: &TlsSpec, index_dir: Option<&Arc<IndexDir>>) -> Resul
     };
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(config)
+}
+
+/// ring's algorithms, with AES-128-GCM offered first (Go's client order; ring's own puts
+/// AES-256-GCM first). A server that follows the client's order (most do) then runs the
+/// handshake's transcript and key schedule on SHA-256, which CPUs compute in hardware, rather than
+/// SHA-384. Every suite stays offered, in ring's order otherwise.
+fn provider() -> CryptoProvider {
+    use rustls::CipherSuite::{
+        TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256, TLS13_AES_128_GCM_SHA256,
+    };
+    let mut provider = rustls::crypto::ring::default_provider();
+    provider.cipher_suites.sort_by_key(|suite| {
+        !matches!(
+            suite.suite(),
+            TLS13_AES_128_GCM_SHA256 | TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256 | TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256
+        )
+    });
+    provider
 }
 
 fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
@@ -139,5 +157,27 @@ impl ServerCertVerifier for Verifier {
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.provider.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rustls::CipherSuite;
+
+    /// AES-128-GCM leads (SHA-256 key schedule), and nothing ring offers is left out or added.
+    #[test]
+    fn aes_128_gcm_is_offered_first_and_every_suite_stays() {
+        let ours: Vec<CipherSuite> = provider().cipher_suites.iter().map(|s| s.suite()).collect();
+        assert_eq!(ours[0], CipherSuite::TLS13_AES_128_GCM_SHA256);
+        let tls13: Vec<_> = ours.iter().filter(|s| format!("{s:?}").starts_with("TLS13_")).collect();
+        assert_eq!(tls13[1], &CipherSuite::TLS13_AES_256_GCM_SHA384, "ring's order after the first: {ours:?}");
+        let mut ours_codes: Vec<u16> = ours.iter().map(|s| u16::from(*s)).collect();
+        let mut ring: Vec<u16> =
+            rustls::crypto::ring::default_provider().cipher_suites.iter().map(|s| u16::from(s.suite())).collect();
+        assert_ne!(ours_codes, ring, "the order differs from ring's");
+        ours_codes.sort_unstable();
+        ring.sort_unstable();
+        assert_eq!(ours_codes, ring);
     }
 }
