@@ -37,6 +37,8 @@ struct Args {
     floor_a: PathBuf,
     floor_b: PathBuf,
     floor_c: PathBuf,
+    /// `peak-rss`, through which pfxhttp's peak RSS is measured.
+    peak_rss: PathBuf,
     /// Another pfxhttp binary (the one before a change), measured in the 64-process run too.
     baseline: Option<PathBuf>,
     http_url: String,
@@ -51,7 +53,7 @@ struct Args {
 
 fn usage() -> ! {
     eprintln!(
-        "usage: bench-driver --pfxhttp BIN --floor-a BIN --floor-b BIN --floor-c BIN --http-url URL --https-url URL \
+        "usage: bench-driver --pfxhttp BIN --floor-a BIN --floor-b BIN --floor-c BIN --peak-rss BIN --http-url URL --https-url URL \
          --ca-bundle FILE [--baseline BIN] [--rounds N] [--cold N] [--warm N] [--report FILE] [--note TEXT]..."
     );
     std::process::exit(2)
@@ -64,6 +66,7 @@ fn parse_args() -> Args {
         floor_a: PathBuf::new(),
         floor_b: PathBuf::new(),
         floor_c: PathBuf::new(),
+        peak_rss: PathBuf::new(),
         baseline: None,
         http_url: String::new(),
         https_url: String::new(),
@@ -82,6 +85,7 @@ fn parse_args() -> Args {
             "--floor-a" => a.floor_a = value.into(),
             "--floor-b" => a.floor_b = value.into(),
             "--floor-c" => a.floor_c = value.into(),
+            "--peak-rss" => a.peak_rss = value.into(),
             "--baseline" => a.baseline = Some(value.into()),
             "--http-url" => a.http_url = value,
             "--https-url" => a.https_url = value,
@@ -95,6 +99,7 @@ fn parse_args() -> Args {
         }
     }
     if a.floor_c.as_os_str().is_empty()
+        || a.peak_rss.as_os_str().is_empty()
         || a.http_url.is_empty()
         || a.https_url.is_empty()
         || a.rounds == 0
@@ -110,12 +115,10 @@ fn parse_args() -> Args {
 struct Run {
     first: Duration,
     exit: Duration,
-    max_rss_kib: u64,
 }
 
 /// Starts `program args` with pipes, sends `request` (if any), reads one netstring reply, closes
-/// stdin, and reaps it with wait4(2) for its peak RSS.
-#[allow(clippy::zombie_processes)] // reaped by `wait4`, which std's `wait` cannot replace here
+/// stdin, and reaps it.
 fn run_once(program: &Path, args: &[&str], env: &[(&str, &Path)], request: Option<&[u8]>) -> Run {
     let start = Instant::now();
     let mut child = Command::new(program)
@@ -142,20 +145,36 @@ fn run_once(program: &Path, args: &[&str], env: &[(&str, &Path)], request: Optio
     let mut rest = Vec::new();
     stdout.read_to_end(&mut rest).expect("read to EOF");
     assert!(rest.is_empty(), "unexpected output after the reply: {:?}", String::from_utf8_lossy(&rest));
-    let (status, max_rss_kib) = wait4(child.id());
+    let status = child.wait().expect("wait");
     let exit = start.elapsed();
-    assert_eq!(status, 0, "{} exited with wait status {status}", program.display());
-    Run { first: if request.is_some() { first } else { exit }, exit, max_rss_kib }
+    assert!(status.success(), "{} exited with {status}", program.display());
+    Run { first: if request.is_some() { first } else { exit }, exit }
 }
 
-/// Reaps `pid`; returns its wait status and peak RSS (KiB).
-fn wait4(pid: u32) -> (i32, u64) {
-    let mut status = 0;
-    // SAFETY: rusage is plain data that wait4 fills in; pid is our own unreaped child.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    let got = unsafe { libc::wait4(pid as libc::pid_t, &mut status, 0, &mut usage) };
-    assert_eq!(got, pid as libc::pid_t, "wait4 failed: {}", std::io::Error::last_os_error());
-    (status, usage.ru_maxrss as u64)
+/// pfxhttp's own peak RSS over a cold lookup of `request` and its exit, measured by `peak-rss`
+/// (wait4 on a process this driver starts would count the driver's memory: see peak_rss.rs).
+fn peak_rss(args: &Args, socketmap: &[&str], env: &[(&str, &Path)], request: &[u8]) -> u64 {
+    let mut child = Command::new(&args.peak_rss)
+        .arg(&args.pfxhttp)
+        .args(socketmap)
+        .envs(env.iter().copied())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {}: {e}", args.peak_rss.display()));
+    let mut stdin = child.stdin.take().expect("stdin");
+    let mut stdout = child.stdout.take().expect("stdout");
+    stdin.write_all(request).expect("write request");
+    check_reply(&read_netstring(&mut stdout));
+    drop(stdin);
+    let mut rest = Vec::new();
+    stdout.read_to_end(&mut rest).expect("read to EOF");
+    let mut report = String::new();
+    child.stderr.take().expect("stderr").read_to_string(&mut report).expect("read peak-rss's report");
+    let status = child.wait().expect("wait for peak-rss");
+    assert!(status.success() && rest.is_empty(), "peak-rss: {status}, {report:?}, output {rest:?}");
+    report.trim().parse().unwrap_or_else(|_| panic!("peak-rss reported {report:?}"))
 }
 
 /// Reads exactly one netstring from `r`.
@@ -194,7 +213,6 @@ fn warm(args: &Args, config: &Path, env: &[(&str, &Path)], map: &str, key: impl 
 }
 
 /// Requests on one kept connection to `program argv`: one warm-up, then `args.warm` timed ones.
-#[allow(clippy::zombie_processes)] // reaped by `wait4`
 fn kept(
     args: &Args,
     program: &Path,
@@ -226,8 +244,8 @@ fn kept(
         }
     }
     drop(stdin);
-    let (status, _) = wait4(child.id());
-    assert_eq!(status, 0, "{} exited with wait status {status}", program.display());
+    let status = child.wait().expect("wait");
+    assert!(status.success(), "{} exited with {status}", program.display());
     times
 }
 
@@ -346,7 +364,7 @@ fn cold_round(args: &Args, socketmap: &[&str], env: &[(&str, &Path)], round: usi
         s.cold_http.push(round, run_once(&args.pfxhttp, socketmap, env, Some(&http_req)).first);
         let https = run_once(&args.pfxhttp, socketmap, env, Some(&https_req));
         s.cold_https.push(round, https.first);
-        s.rss_kib.push(https.max_rss_kib);
+        s.rss_kib.push(peak_rss(args, socketmap, env, &https_req));
         s.cold_https_cached.push(round, run_once(&args.pfxhttp, socketmap, env, Some(&https_hit_req)).first);
         s.idle.push(round, run_once(&args.pfxhttp, socketmap, env, None).exit);
     }
