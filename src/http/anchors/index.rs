@@ -63,10 +63,12 @@ impl<'a> Kept<'a> {
         // Not a link, and not a FIFO or a device left there (whose open or read could wait).
         let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
         let file = File::from(openat(self.dir, self.name.as_str(), flags, Mode::empty()).ok()?);
-        if !file.metadata().ok()?.is_file() {
+        let meta = file.metadata().ok()?;
+        if !meta.is_file() {
             return None;
         }
-        let mut text = String::new();
+        // Room for the whole file (and the read that finds its end): one read, not ten doubling.
+        let mut text = String::with_capacity(meta.len().min(MAX_BYTES) as usize + 1);
         file.take(MAX_BYTES).read_to_string(&mut text).ok()?;
         let rest = text.strip_prefix(HEADER)?.strip_prefix('\n')?.strip_prefix(self.identity.as_str())?;
         let certs: Vec<Pem> = rest.lines().map(parse_line).collect::<Option<_>>()?;
