@@ -172,7 +172,9 @@ impl Metrics<'_> {
 }
 
 /// One transaction: this process's row (and its count in `processes_total`) when `register`,
-/// the counts, and the row's removal when `last`.
+/// the counts, and the row's removal when `last`. A database from before the metrics gets their
+/// tables first (checked by the statements themselves: creating them at every flush cost every
+/// process two CREATE TABLE statements at exit).
 fn write(
     db: &Connection,
     counts: &Counts,
@@ -181,20 +183,40 @@ fn write(
     register: bool,
     last: bool,
 ) -> rusqlite::Result<()> {
-    db.execute_batch(super::db::METRICS_SCHEMA)?;
+    match transaction(db, counts, command, me, register, last) {
+        Err(e) if e.to_string().contains("no such table") => {
+            db.execute_batch(super::db::METRICS_SCHEMA)?;
+            transaction(db, counts, command, me, register, last)
+        }
+        done => done,
+    }
+}
+
+fn transaction(
+    db: &Connection,
+    counts: &Counts,
+    command: &str,
+    me: (u32, u64),
+    register: bool,
+    last: bool,
+) -> rusqlite::Result<()> {
     db.execute_batch("BEGIN IMMEDIATE")?;
     let done = (|| {
         if register {
-            db.execute(
-                "INSERT OR REPLACE INTO metrics_processes (pid, started, command) VALUES (?1, ?2, ?3)",
-                params![me.0, me.1 as i64, command],
-            )?;
+            // A process whose first flush is its last would add its row and remove it in this
+            // one transaction, where no reader sees it: it writes neither.
+            if !last {
+                db.execute(
+                    "INSERT OR REPLACE INTO metrics_processes (pid, started, command) VALUES (?1, ?2, ?3)",
+                    params![me.0, me.1 as i64, command],
+                )?;
+            }
             add(db, Series::Processes, &[command.to_string()], 1)?;
         }
         for (series, labels, n) in counts.iter() {
             add(db, series, &labels, n)?;
         }
-        if last {
+        if last && !register {
             db.execute("DELETE FROM metrics_processes WHERE pid = ?1 AND started = ?2", params![me.0, me.1 as i64])?;
         }
         db.execute_batch("COMMIT")
