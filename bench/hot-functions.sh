@@ -3,7 +3,7 @@
 # (start and EOF; the first lookup over HTTP and over HTTPS, the latter both writing and reading
 # the CA bundle's index; cached answers; a hundred lookups on one connection; a policy request;
 # the metrics' write at exit) and writes the functions of the binary that ran, in the order they
-# first ran, to scripts/hot-functions.txt (for scripts/link-hot-first).
+# first ran (see below), to scripts/hot-functions.txt (for scripts/link-hot-first).
 
 command -v valgrind >/dev/null || pfx_install_packages valgrind ||
     { echo "bench/run: valgrind is needed (apt-get install valgrind)" >&2; exit 2; }
@@ -54,7 +54,11 @@ python3 - "$bin" "$T"/hot/{idle,http,https-first,https,hit,warm,policy}.cg > "$T
 import re, sys
 binary, runs = sys.argv[1], sys.argv[2:]
 seen = set()
+# By the first run that used them (what every start runs first, then what a lookup over HTTP
+# adds, and so on), and by name within each run's share, which keeps a crate's and a module's
+# functions together, and the list the same from one generation to the next.
 for run in runs:
+    new = []
     objects, functions, current = {}, {}, None
     for line in open(run, errors="replace"):
         m = re.match(r"^(c?)ob=\((\d+)\)(?: (.*))?$", line)
@@ -71,7 +75,9 @@ for run in runs:
             name = functions.get(m.group(2), "").split("'")[0]
             if not m.group(1) and current == binary and name.startswith("_") and name not in seen:
                 seen.add(name)
-                print(name)
+                new.append(name)
+    if new:
+        print("\n".join(sorted(new)))
 PY
 cp "$T/hot/symbols" scripts/hot-functions.txt
 echo "scripts/hot-functions.txt: $(wc -l < scripts/hot-functions.txt) functions"
