@@ -111,14 +111,16 @@ fn parse_args() -> Args {
     a
 }
 
-/// One started process: time to its first reply (or exit), to its exit, and its peak RSS.
+/// One started process: time to its first reply (or exit), to its exit, and what it wrote on
+/// standard error.
 struct Run {
     first: Duration,
     exit: Duration,
+    stderr: String,
 }
 
 /// Starts `program args` with pipes, sends `request` (if any), reads one netstring reply, closes
-/// stdin, and reaps it.
+/// stdin, reaps it, and then reads its standard error (outside the times).
 fn run_once(program: &Path, args: &[&str], env: &[(&str, &Path)], request: Option<&[u8]>) -> Run {
     let start = Instant::now();
     let mut child = Command::new(program)
@@ -126,7 +128,7 @@ fn run_once(program: &Path, args: &[&str], env: &[(&str, &Path)], request: Optio
         .envs(env.iter().copied())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap_or_else(|e| panic!("cannot start {}: {e}", program.display()));
     let mut stdin = child.stdin.take().expect("stdin");
@@ -147,33 +149,18 @@ fn run_once(program: &Path, args: &[&str], env: &[(&str, &Path)], request: Optio
     assert!(rest.is_empty(), "unexpected output after the reply: {:?}", String::from_utf8_lossy(&rest));
     let status = child.wait().expect("wait");
     let exit = start.elapsed();
-    assert!(status.success(), "{} exited with {status}", program.display());
-    Run { first: if request.is_some() { first } else { exit }, exit }
+    let mut stderr = String::new();
+    child.stderr.take().expect("stderr").read_to_string(&mut stderr).expect("read stderr");
+    assert!(status.success(), "{} exited with {status}: {stderr}", program.display());
+    Run { first: if request.is_some() { first } else { exit }, exit, stderr }
 }
 
 /// pfxhttp's own peak RSS over a cold lookup of `request` and its exit, measured by `peak-rss`
 /// (wait4 on a process this driver starts would count the driver's memory: see peak_rss.rs).
 fn peak_rss(args: &Args, socketmap: &[&str], env: &[(&str, &Path)], request: &[u8]) -> u64 {
-    let mut child = Command::new(&args.peak_rss)
-        .arg(&args.pfxhttp)
-        .args(socketmap)
-        .envs(env.iter().copied())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {}: {e}", args.peak_rss.display()));
-    let mut stdin = child.stdin.take().expect("stdin");
-    let mut stdout = child.stdout.take().expect("stdout");
-    stdin.write_all(request).expect("write request");
-    check_reply(&read_netstring(&mut stdout));
-    drop(stdin);
-    let mut rest = Vec::new();
-    stdout.read_to_end(&mut rest).expect("read to EOF");
-    let mut report = String::new();
-    child.stderr.take().expect("stderr").read_to_string(&mut report).expect("read peak-rss's report");
-    let status = child.wait().expect("wait for peak-rss");
-    assert!(status.success() && rest.is_empty(), "peak-rss: {status}, {report:?}, output {rest:?}");
+    let pfxhttp = args.pfxhttp.to_str().expect("utf-8 path");
+    let argv: Vec<&str> = std::iter::once(pfxhttp).chain(socketmap.iter().copied()).collect();
+    let report = run_once(&args.peak_rss, &argv, env, Some(request)).stderr;
     report.trim().parse().unwrap_or_else(|_| panic!("peak-rss reported {report:?}"))
 }
 

@@ -69,27 +69,17 @@ pub(super) fn block_client(
 /// Whether `url` is plain `http://` to a host other than the loopback (a templated host counts
 /// as another host): credentials sent there can be read on the way.
 pub(super) fn plain_http_beyond_loopback(url: &str) -> bool {
-    plain_http_beyond_loopback_parsed(url, None)
+    is_plain_http(url) && reqwest::Url::parse(url).map_or(true, |parsed| beyond_loopback(&parsed))
 }
 
-/// [`plain_http_beyond_loopback`] for `url` when its parse is at hand (`parsed`, the same text
-/// parsed): a config start then parses each URL once.
-pub(super) fn plain_http_beyond_loopback_parsed(url: &str, parsed: Option<&reqwest::Url>) -> bool {
-    if !url.get(..7).is_some_and(|s| s.eq_ignore_ascii_case("http://")) {
-        return false;
-    }
-    let owned;
-    let parsed = match parsed {
-        Some(parsed) => parsed,
-        None => match reqwest::Url::parse(url) {
-            Ok(parsed) => {
-                owned = parsed;
-                &owned
-            }
-            Err(_) => return true,
-        },
-    };
-    let host = parsed.host_str().unwrap_or("").trim_start_matches('[').trim_end_matches(']');
+/// Whether `url` as written starts with `http://`.
+pub(super) fn is_plain_http(url: &str) -> bool {
+    url.get(..7).is_some_and(|s| s.eq_ignore_ascii_case("http://"))
+}
+
+/// Whether the host of `url` is other than the loopback.
+pub(super) fn beyond_loopback(url: &reqwest::Url) -> bool {
+    let host = url.host_str().unwrap_or("").trim_start_matches('[').trim_end_matches(']');
     match host.parse::<std::net::IpAddr>() {
         Ok(ip) => !ip.is_loopback(),
         Err(_) => !host.eq_ignore_ascii_case("localhost"),

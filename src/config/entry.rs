@@ -117,8 +117,10 @@ pub(super) fn targets(
     for (i, url) in urls.iter().enumerate() {
         let target = target(&tree::item_path(&p, i), url, sample, d);
         // A fixed URL is parsed already (it is the text as written); any other is parsed here.
-        let parsed = target.as_ref().and_then(|t| t.fixed.as_ref());
-        plain |= super::auth::plain_http_beyond_loopback_parsed(url, parsed);
+        plain |= match target.as_ref().and_then(|t| t.fixed.as_ref()) {
+            Some(fixed) => super::auth::is_plain_http(url) && super::auth::beyond_loopback(fixed),
+            None => super::auth::plain_http_beyond_loopback(url),
+        };
         targets.extend(target);
     }
     (targets, plain.then(|| p.clone()))

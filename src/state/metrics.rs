@@ -144,7 +144,7 @@ impl Metrics<'_> {
         let written = self.store.with_db_raw(|db| {
             super::db::wait_for_locks(if last { EXIT_WAIT } else { FLUSH_WAIT });
             let counts = state.counts.borrow();
-            let done = write(db, &counts, command, me, row.is_none(), last);
+            let done = with_tables(db, || write(db, &counts, command, me, row.is_none(), last));
             super::db::wait_for_locks(super::db::BUSY_TIMEOUT);
             done
         });
@@ -171,28 +171,22 @@ impl Metrics<'_> {
     }
 }
 
-/// One transaction: this process's row (and its count in `processes_total`) when `register`,
-/// the counts, and the row's removal when `last`. A database from before the metrics gets their
-/// tables first (checked by the statements themselves: creating them at every flush cost every
-/// process two CREATE TABLE statements at exit).
-fn write(
-    db: &Connection,
-    counts: &Counts,
-    command: &str,
-    me: (u32, u64),
-    register: bool,
-    last: bool,
-) -> rusqlite::Result<()> {
-    match transaction(db, counts, command, me, register, last) {
+/// Runs `write`, first creating the metrics' tables when it finds them missing (a database
+/// from before the metrics): checked by the statements themselves, as creating them at every
+/// flush cost every process two CREATE TABLE statements at exit.
+fn with_tables(db: &Connection, write: impl Fn() -> rusqlite::Result<()>) -> rusqlite::Result<()> {
+    match write() {
         Err(e) if e.to_string().contains("no such table") => {
             db.execute_batch(super::db::METRICS_SCHEMA)?;
-            transaction(db, counts, command, me, register, last)
+            write()
         }
         done => done,
     }
 }
 
-fn transaction(
+/// One transaction: this process's row (and its count in `processes_total`) when `register`,
+/// the counts, and the row's removal when `last`.
+fn write(
     db: &Connection,
     counts: &Counts,
     command: &str,
